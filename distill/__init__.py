@@ -1,0 +1,13 @@
+"""distill: knowledge distillation for BERT-style Transformers, on PyTorch Lightning, extended by plugins."""
+
+from __future__ import annotations
+
+from distill.errors import DistillError
+from distill.features import Anatomy, Features
+from distill.hookspecs import hookimpl
+from distill.loss import LossTerm
+from distill.schedule import Ramp
+from distill.student import Student, StudentConfig
+
+__version__ = "0.1.0"
+__all__ = ["Anatomy", "DistillError", "Features", "LossTerm", "Ramp", "Student", "StudentConfig", "hookimpl"]

@@ -1,0 +1,166 @@
+"""`distill`: LightningCLI's fit / validate / test / predict on a YAML config, plus `distill plugins`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+from jsonargparse import ArgumentError, set_parsing_settings
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from transformers.utils import logging as transformers_logging
+from typing_extensions import override
+
+from distill.data import GlueDataModule
+from distill.errors import DistillError
+from distill.export import export_student
+from distill.module import DistillationModule
+from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
+from distill.student import StudentConfig
+
+DEFAULT_ROOT = "runs"
+# Which registry answers for a YAML key, so a misspelt class name gets the list of valid ones.
+_REGISTRY_FOR_KEY = {"model.losses": ("losses", "loss"), "model.student": ("students", "student")}
+
+
+class DistillCLI(LightningCLI):
+    """LightningCLI wired for distillation: task and tokenizer links, one directory per run, export at the end."""
+
+    run_dir: Path | None = None
+
+    def __init__(self, args: list[str] | None = None) -> None:
+        try:
+            super().__init__(
+                DistillationModule,
+                GlueDataModule,
+                args=args,
+                seed_everything_default=42,
+                auto_configure_optimizers=False,
+                # One clear error instead of usage text, and no silent expansion of a misspelt key's prefix.
+                parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
+            )
+        except DistillError:
+            self._discard_unfinished_run()
+            raise
+
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--run_name",
+            type=str | None,
+            default=None,
+            help="Name of the run folder under trainer.default_root_dir (default: config name + time)",
+        )
+        parser.link_arguments("data.task", "model.task")
+        parser.link_arguments("model.tokenizer", "data.tokenizer", apply_on="instantiate")
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        """fit gets a fresh run folder; validate/test/predict log next to the checkpoint they evaluate."""
+        config = self.config[self.subcommand]
+        if self.subcommand == "fit":
+            self.run_dir = _new_run_dir(config)
+            config.trainer.default_root_dir = str(self.run_dir)
+        elif config.trainer.default_root_dir is None:
+            ckpt = config.get("ckpt_path")
+            config.trainer.default_root_dir = str(Path(ckpt).parent.parent) if ckpt else DEFAULT_ROOT
+
+    def after_fit(self) -> None:
+        """Score the best checkpoint on dev, then export that student with its tokenizer and card (rank 0)."""
+        trainer = self.trainer
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        metrics = trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)[0]
+        if not trainer.is_global_zero:
+            return
+        self._dump_config()
+        card = {
+            "task": self.model.task.name,
+            "teacher": self.model.hparams.teacher,
+            "checkpoint": best or None,
+            "dev_metrics": {k.removeprefix("val/"): v for k, v in metrics.items()},
+            "config": self.config_dump,
+        }
+        target = self.run_dir / "student"
+        export_student(self.model.student, self.model.tokenizer, target, card)
+        print(f"\nstudent: {target}\ncard:    {target / 'card.json'}\ndev:     {card['dev_metrics']}")
+
+    def _discard_unfinished_run(self) -> None:
+        """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint."""
+        if self.run_dir is not None and self.run_dir.exists() and not any(self.run_dir.rglob("*.ckpt")):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _new_run_dir(config) -> Path:
+    """runs/<name>: --run_name, or the config's file name and the time. An existing folder is never reused."""
+    root = Path(config.trainer.default_root_dir or DEFAULT_ROOT)
+    if config.run_name:
+        run_dir = root / config.run_name
+        if run_dir.exists():
+            raise DistillError(f"run folder {run_dir} already exists: pick another --run_name or remove that folder")
+        return run_dir
+    configs = config.get("config") or []
+    stem = Path(str(configs[-1])).stem if configs else "run"
+    base = root / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}-{suffix}")
+    return run_dir
+
+
+def list_plugins() -> None:
+    """`distill plugins`: each installed plugin, its distribution, and the YAML names it provides."""
+    versions = plugin_versions()
+    provided: dict[str, list[str]] = {}
+    for kind in KINDS:
+        for name, (_, plugin) in registered(kind).items():
+            provided.setdefault(plugin, []).append(f"{kind}: {name}")
+    for plugin in sorted(versions):
+        print(f"{plugin}  ({versions[plugin]})")
+        for line in provided.get(plugin, []):
+            print(f"    {line}")
+
+
+def _explain(error: ArgumentError) -> str:
+    """jsonargparse's message, or a plain sentence with the valid names when YAML names an unknown class."""
+    message = str(error).strip()
+    unknown = re.search(r"Expected a dot import path string: (\S+)", message)
+    for key, (kind, singular) in _REGISTRY_FOR_KEY.items():
+        if unknown and f'"{key}"' in message:
+            return (
+                f"unknown {singular} {unknown.group(1)!r} in {key}: known {kind} are "
+                f"{', '.join(sorted(registered(kind)))} (`distill plugins` lists every installed name)"
+            )
+    return message
+
+
+def _quiet_expected_warnings() -> None:
+    transformers_logging.disable_progress_bar()  # a bar per weight load drowns the training progress bar
+    # The teacher is frozen in eval mode on purpose; Lightning >= 2.5.5 warns about such modules at fit start.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    # Batches are tokenised ahead of time, so extra loader workers buy nothing on small CPU machines.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `distill` console script."""
+    command = (sys.argv[1:] if argv is None else argv)[:1]
+    _quiet_expected_warnings()
+    try:
+        get_plugin_manager()  # import every plugin first, so YAML can name their classes by short name
+        if command == ["plugins"]:
+            list_plugins()
+            return
+        set_parsing_settings(subclasses_enabled=[StudentConfig])
+        DistillCLI(args=argv)
+    except DistillError as error:
+        sys.exit(f"distill: error: {error}")
+    except ArgumentError as error:
+        sys.exit(f"distill: error: {_explain(error)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""GLUE data: a local folder in GLUE's TSV layout, or the hub; tokenised once, cached, padded per batch."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import datasets
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from distill.errors import DistillError
+from distill.tasks import GlueTask, get_task
+
+csv.field_size_limit(sys.maxsize)  # some GLUE rows hold long passages
+
+MODEL_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "labels", "idx"]
+
+
+def read_glue_tsv(path: Path, task: GlueTask, limit: int | None = None) -> dict[str, list]:
+    """Read one GLUE TSV split into text columns, `labels` (class ids or floats) and `idx` (row number).
+
+    Quoting is off: GLUE sentences contain unbalanced quote characters that a CSV parser would join into one field.
+
+    Raises:
+        DistillError: the file is missing, or a row has the wrong number of fields or an unknown label
+            (the message gives the line number).
+    """
+    if not path.is_file():
+        raise DistillError(
+            f"data file {path} does not exist: data.data_dir must be a folder in GLUE's TSV layout "
+            f"holding train.tsv and {task.dev_file} for {task.name}"
+        )
+    texts: list[list[str]] = [[] for _ in task.text_columns]
+    labels: list[int | float] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = task.header or next(rows, None) or []
+        positions = _column_positions(path, header, task)
+        first_line = 1 if task.header else 2
+        for line_number, row in enumerate(rows, start=first_line):
+            if limit is not None and len(labels) >= limit:
+                break
+            if len(row) != len(header):
+                raise DistillError(
+                    f"{path}, line {line_number}: expected {len(header)} tab-separated fields "
+                    f"({', '.join(header)}), found {len(row)}. Fix or delete that line."
+                )
+            for column, position in zip(texts, positions[:-1], strict=True):
+                column.append(row[position])
+            labels.append(_parse_label(row[positions[-1]], task, path, line_number))
+    return {**dict(zip(task.text_columns, texts, strict=True)), "labels": labels, "idx": list(range(len(labels)))}
+
+
+def _column_positions(path: Path, header: list[str], task: GlueTask) -> list[int]:
+    wanted = [*task.text_columns, task.label_column]
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise DistillError(
+            f"{path}: header lacks column(s) {missing} needed for {task.name}; found {header}. "
+            f"Is data.data_dir the folder for task {task.name}?"
+        )
+    return [header.index(name) for name in wanted]
+
+
+def _parse_label(raw: str, task: GlueTask, path: Path, line_number: int) -> int | float:
+    if task.labels is None:
+        try:
+            return float(raw)
+        except ValueError:
+            raise DistillError(f"{path}, line {line_number}: label {raw!r} is not a number") from None
+    if raw not in task.labels:
+        raise DistillError(f"{path}, line {line_number}: label {raw!r} is not one of {list(task.labels)}")
+    return task.labels.index(raw)
+
+
+def _fingerprint(*parts: object) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Changes whenever the vocabulary or the tokenisation rules change.
+
+    The backend's truncation and padding state is left out: it changes as a side effect of every call.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return _fingerprint(type(tokenizer).__name__, sorted(tokenizer.get_vocab().items()))
+    rules = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+    return _fingerprint(type(tokenizer).__name__, json.dumps(rules, sort_keys=True))
+
+
+class GlueDataModule(LightningDataModule):
+    """A GLUE task, tokenised with the teacher's tokenizer. Every example keeps its row index as `idx`."""
+
+    def __init__(
+        self,
+        task: str = "sst2",
+        data_dir: str | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        train_limit: int | None = None,
+        eval_limit: int | None = None,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        """Args:
+        task: GLUE task name (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte).
+        data_dir: folder in GLUE's TSV layout (train.tsv, dev.tsv); None loads `glue/<task>` from the hub.
+        tokenizer: set by the CLI from the model (the teacher's tokenizer); not a YAML key.
+        max_length: truncation length in tokens.
+        batch_size: training batch size.
+        eval_batch_size: validation, test and prediction batch size.
+        train_limit: use only the first N training rows (quick runs and tests).
+        eval_limit: use only the first N dev rows.
+        num_workers: DataLoader worker processes.
+        cache_dir: where tokenised splits are cached; defaults to the datasets cache.
+        """
+        super().__init__()
+        self.task = get_task(task)
+        self.data_dir = Path(data_dir).expanduser() if data_dir else None
+        if self.data_dir is not None and not self.data_dir.is_dir():
+            raise DistillError(
+                f"data.data_dir {data_dir!r} is not a folder: point it at a GLUE task folder such as "
+                f"../shared/data/glue/{self.task.folder}, or remove it to load from the hub"
+            )
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.limits = {"train": train_limit, "dev": eval_limit}
+        self.num_workers = num_workers
+        self.cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "distill"
+        self.splits: dict[str, datasets.Dataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            raise DistillError("GlueDataModule needs a tokenizer: pass the teacher's (the CLI does this for you)")
+        for split in ("train", "dev"):
+            if split not in self.splits:
+                self.splits[split] = self._tokenised(split)
+
+    def _raw(self, split: str) -> tuple[datasets.Dataset, str]:
+        """The split as text, with a fingerprint of its source."""
+        limit = self.limits[split]
+        if self.data_dir is None:
+            hub_split = "train" if split == "train" else self.task.hub_dev_split
+            raw = datasets.load_dataset("glue", self.task.name, split=hub_split)
+            raw = raw.rename_columns(dict(zip(self.task.hub_text_columns, self.task.text_columns, strict=True)))
+            raw = raw.rename_column("label", "labels").select(range(min(limit or len(raw), len(raw))))
+            return raw, raw._fingerprint
+        path = self.data_dir / ("train.tsv" if split == "train" else self.task.dev_file)
+        rows = read_glue_tsv(path, self.task, limit)
+        return datasets.Dataset.from_dict(rows), _fingerprint(path.read_bytes(), limit)
+
+    def _tokenised(self, split: str) -> datasets.Dataset:
+        raw, source = self._raw(split)
+        key = _fingerprint(source, tokenizer_fingerprint(self.tokenizer), self.max_length, self.task.name)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tokenised = raw.map(
+            self._tokenise,
+            batched=True,
+            remove_columns=list(self.task.text_columns),
+            cache_file_name=str(self.cache_dir / f"{self.task.name}-{split}-{key}.arrow"),
+            desc=f"tokenising {self.task.name} {split}",
+        )
+        return tokenised.select_columns([c for c in MODEL_COLUMNS if c in tokenised.column_names])
+
+    def _tokenise(self, rows: dict[str, list]) -> dict[str, list]:
+        texts = [rows[column] for column in self.task.text_columns]
+        return self.tokenizer(*texts, truncation=True, max_length=self.max_length)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """GLUE's test labels are hidden, so `distill test` scores the dev split."""
+        return self._loader("dev", shuffle=False)

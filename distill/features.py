@@ -1,0 +1,121 @@
+"""The Features type that teachers and students return, and the tap that fills it for Transformers.
+
+Layer numbering is shared by every loss: hidden_states[0] is the embedding output and hidden_states[l]
+is the output of encoder layer l (1-based); queries/keys/values[l - 1] belong to encoder layer l.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+FEATURE_NAMES = frozenset({"logits", "hidden_states", "attentions", "values", "pooled"})
+
+
+@dataclass
+class Features:
+    """What one forward pass exposes to the loss hooks. Fields a model was not asked for stay None."""
+
+    logits: Tensor  # (B, C)
+    attention_mask: Tensor  # (B, T), 1 for real tokens
+    hidden_states: tuple[Tensor, ...] | None = None  # L + 1 tensors of (B, T, H)
+    queries: tuple[Tensor, ...] | None = None  # L tensors of (B, heads, T, d)
+    keys: tuple[Tensor, ...] | None = None  # L tensors of (B, heads, T, d)
+    values: tuple[Tensor, ...] | None = None  # L tensors of (B, heads, T, d)
+    pooled: Tensor | None = None  # (B, H): the final [CLS] representation
+    extras: dict[str, Tensor] = field(default_factory=dict)  # plugin-specific outputs, e.g. exit-ramp logits
+
+    def attention_scores(self, layer: int) -> Tensor:
+        """Scaled dot-product scores q·kᵀ/√d of encoder layer `layer` (1-based), before mask and softmax.
+
+        Returns:
+            (B, heads, T, T) scores. Computing them from q and k keeps the model on its fast SDPA kernel.
+        """
+        if self.queries is None or self.keys is None:
+            raise RuntimeError("attention scores were not captured: the loss must declare 'attentions' in needs")
+        q, k = self.queries[layer - 1], self.keys[layer - 1]
+        return q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """The shape facts that losses check and size their projections by, before any training step."""
+
+    family: str
+    provides: frozenset[str]
+    num_layers: int = 0
+    hidden_size: int = 0
+    num_heads: int = 0
+    num_labels: int = 0
+
+
+# Attribute names of the q/k/v projections in Hugging Face encoders: BERT/RoBERTa/ELECTRA, DistilBERT, others.
+_PROJECTION_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q_proj", "k_proj", "v_proj"))
+
+
+def find_attention_projections(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear, nn.Linear]]:
+    """The (query, key, value) Linear layers of every self-attention block, in layer order."""
+    found = []
+    for module in model.modules():
+        for names in _PROJECTION_NAMES:
+            projections = [getattr(module, name, None) for name in names]
+            if all(isinstance(p, nn.Linear) for p in projections):
+                found.append(tuple(projections))
+    return found
+
+
+class TransformerTap:
+    """Runs a Hugging Face sequence classifier and fills Features with only what the losses need.
+
+    q, k and v come from forward hooks on the attention projections, so nothing forces the slower
+    eager attention path that `output_attentions=True` would need.
+    """
+
+    def __init__(self, model: nn.Module, head_size: int) -> None:
+        self.head_size = head_size
+        self._recording: frozenset[str] = frozenset()
+        self._captured: dict[str, list[Tensor]] = {"queries": [], "keys": [], "values": []}
+        for projections in find_attention_projections(model):
+            for kind, linear in zip(("queries", "keys", "values"), projections, strict=True):
+                linear.register_forward_hook(self._recorder(kind))
+        self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+
+    def _recorder(self, kind: str):
+        def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            if kind in self._recording:
+                batch, length, width = output.shape
+                heads = output.view(batch, length, width // self.head_size, self.head_size).transpose(1, 2)
+                self._captured[kind].append(heads)  # (B, heads, T, d)
+
+        return record
+
+    def run(self, model: nn.Module, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
+        """One forward pass of `model` on `batch`, recording the features named in `needs`."""
+        recording = set()
+        if "attentions" in needs:
+            recording |= {"queries", "keys"}
+        if "values" in needs:
+            recording.add("values")
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if self._takes_token_types and "token_type_ids" in batch:
+            inputs["token_type_ids"] = batch["token_type_ids"]
+        want_hidden = bool(needs & {"hidden_states", "pooled"})
+        self._recording = frozenset(recording)
+        try:
+            output = model(**inputs, output_hidden_states=want_hidden)
+        finally:
+            self._recording = frozenset()
+            captured = {kind: tuple(seen) or None for kind, seen in self._captured.items()}
+            for seen in self._captured.values():
+                seen.clear()
+        hidden = tuple(output.hidden_states) if want_hidden else None
+        return Features(
+            logits=output.logits,
+            attention_mask=batch["attention_mask"],
+            hidden_states=hidden,
+            pooled=hidden[-1][:, 0] if hidden is not None else None,
+            **captured,
+        )

@@ -1,0 +1,45 @@
+"""Loading Hugging Face checkpoints from a local folder or the hub, with errors a user can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from distill.errors import DistillError
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or Path(source).exists()
+
+
+def check_source(source: str, role: str) -> Path | str:
+    """A local folder must exist and hold a config.json; anything else is treated as a hub id."""
+    if not _looks_like_path(source):
+        return source
+    path = Path(source).expanduser()
+    if not (path / "config.json").is_file():
+        problem = "does not exist" if not path.exists() else "has no config.json"
+        raise DistillError(
+            f"{role} {source!r} {problem}: give a folder saved with save_pretrained (config.json, weights and "
+            f"tokenizer files) or a Hugging Face hub id"
+        )
+    return path
+
+
+def load_classifier(source: str, role: str, num_labels: int | None = None) -> PreTrainedModel:
+    """A sequence classifier; `num_labels` adds a fresh head when `source` is a bare pretrained encoder."""
+    location = check_source(source, role)
+    extra = {} if num_labels is None else {"num_labels": num_labels}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(location, **extra)
+    except (OSError, ValueError) as error:
+        raise DistillError(f"could not load {role} {source!r}: {error}") from None
+
+
+def load_tokenizer(source: str, role: str) -> PreTrainedTokenizerBase:
+    location = check_source(source, role)
+    try:
+        return AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as error:
+        raise DistillError(f"could not load the tokenizer of {role} {source!r}: {error}") from None

@@ -1,0 +1,55 @@
+"""The loss-hook contract: every term of the training objective is a LossTerm."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from distill.features import Anatomy, Features
+from distill.schedule import Ramp
+
+
+class LossTerm(nn.Module):
+    """One named, weighted term of the objective: `weight(progress) * forward(student, teacher, batch)`.
+
+    Subclasses declare the features they read in `needs` (from the student) and `teacher_needs` (from the
+    teacher; None means the same as `needs`, an empty set means the term needs no teacher). Trainable parts,
+    such as projections, are built in `setup` and trained with the student; they never reach the export.
+    """
+
+    name: ClassVar[str] = "loss"
+    needs: ClassVar[frozenset[str]] = frozenset({"logits"})
+    teacher_needs: ClassVar[frozenset[str] | None] = None
+
+    def __init__(self, weight: float = 1.0, weight_schedule: Ramp | None = None) -> None:
+        """Args:
+        weight: the term's weight in the objective.
+        weight_schedule: multiplies `weight` over training progress (warm-up or decay); constant when None.
+        """
+        super().__init__()
+        self.weight = weight
+        self.weight_schedule = weight_schedule
+        self.progress = 0.0  # fraction of training done; the module advances it before each step
+
+    @property
+    def from_teacher(self) -> frozenset[str]:
+        """The teacher features this term reads."""
+        return self.needs if self.teacher_needs is None else self.teacher_needs
+
+    def current_weight(self) -> float:
+        scale = self.weight_schedule(self.progress) if self.weight_schedule else 1.0
+        return self.weight * scale
+
+    def setup(self, student: Anatomy, teacher: Anatomy | None) -> None:
+        """Check the models fit this term and build its trainable parts. Called once, before training.
+
+        Raises:
+            DistillError: the student or the teacher cannot serve this term (layer out of range, head mismatch).
+        """
+
+    @abstractmethod
+    def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
+        """The unweighted scalar loss."""

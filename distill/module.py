@@ -1,0 +1,202 @@
+"""DistillationModule: a frozen teacher, a student, and the loss hooks that tie them together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import Tensor, nn
+from transformers import SchedulerType, get_scheduler
+from typing_extensions import override
+
+from distill.errors import DistillError
+from distill.features import Features
+from distill.loss import LossTerm
+from distill.student import StudentConfig
+from distill.tasks import get_task
+from distill.teacher import Teacher
+
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+class DistillationModule(LightningModule):
+    """Trains `student` on the sum of weighted loss terms; the teacher only serves the features they need."""
+
+    def __init__(
+        self,
+        student: StudentConfig,
+        losses: list[LossTerm],
+        teacher: str | None = None,
+        task: str = "sst2",
+        learning_rate: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.06,
+        lr_schedule: str = "linear",
+    ) -> None:
+        """Args:
+        student: the student family and its size (`class_path: BertStudent`, ...).
+        losses: the loss hooks and their weights (`class_path: LogitsKD`, ...).
+        teacher: folder or hub id of a fine-tuned sequence classifier; None trains the student on labels alone
+            (how a teacher is fine-tuned).
+        task: GLUE task; the CLI links it from data.task.
+        learning_rate: AdamW peak learning rate.
+        weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
+        warmup_ratio: fraction of the steps spent warming the learning rate up.
+        lr_schedule: a transformers scheduler name: linear, cosine, constant_with_warmup, ...
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.task = get_task(task)
+        if lr_schedule not in {s.value for s in SchedulerType}:
+            raise DistillError(f"unknown lr_schedule {lr_schedule!r}: use one of {[s.value for s in SchedulerType]}")
+        if not losses:
+            raise DistillError("model.losses is empty: name at least one loss, e.g. class_path: LogitsKD")
+        self.teacher = Teacher(teacher) if teacher else None
+        if self.teacher is not None and self.teacher.num_labels != self.task.num_labels:
+            raise DistillError(
+                f"teacher {teacher!r} predicts {self.teacher.num_labels} labels but task {self.task.name} has "
+                f"{self.task.num_labels}: use a teacher fine-tuned on {self.task.name} (see configs/*/teacher.yaml)"
+            )
+        self.losses = nn.ModuleList(losses)
+        self.teacher_needs = self._teacher_needs()
+        self.student = student.build(teacher=self.teacher, num_labels=self.task.num_labels)
+        self.student_needs = self._student_needs()
+        for term in self.losses:
+            term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
+        self.log_names = _unique_names([term.name for term in self.losses])
+        self.tokenizer = self.teacher.tokenizer if self.teacher is not None else self.student.tokenizer
+        if self.tokenizer is None:
+            raise DistillError("no tokenizer: set model.teacher, or use a student that brings its own")
+        self.val_metrics = self.task.build_metrics(prefix="val/")
+        self.test_metrics = self.task.build_metrics(prefix="test/")
+
+    def _teacher_needs(self) -> frozenset[str]:
+        """The teacher features some loss reads; a loss that reads any needs a teacher."""
+        for term in self.losses:
+            if term.from_teacher and self.teacher is None:
+                raise DistillError(
+                    f"loss {term.name!r} reads the teacher's {sorted(term.from_teacher)}: set model.teacher"
+                )
+        return frozenset().union(*(term.from_teacher for term in self.losses))
+
+    def _student_needs(self) -> frozenset[str]:
+        """The student features the losses read, each checked against what the student family provides."""
+        provides = self.student.anatomy.provides
+        for term in self.losses:
+            if missing := term.needs - provides:
+                raise DistillError(
+                    f"loss {term.name!r} needs {sorted(missing)}; the {self.student.anatomy.family} student provides "
+                    f"only {sorted(provides)}. Drop that loss or choose another student"
+                )
+        return frozenset({"logits"}).union(*(term.needs for term in self.losses))
+
+    # --- training -------------------------------------------------------------------------------------------
+
+    def features(self, batch: Mapping[str, Tensor]) -> tuple[Features, Features | None]:
+        """Student features for the active losses, and teacher features only if some loss reads them."""
+        teacher = self.teacher(batch, self.teacher_needs) if self.teacher_needs else None
+        return self.student(batch, self.student_needs), teacher
+
+    def objective(
+        self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Σ weight · term, and each unweighted term by its log name."""
+        terms = {name: term(student, teacher, batch) for name, term in zip(self.log_names, self.losses, strict=True)}
+        total = sum(term.current_weight() * terms[name] for name, term in zip(self.log_names, self.losses, strict=True))
+        return total, terms
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        progress = self.global_step / max(self.trainer.estimated_stepping_batches, 1)
+        for term in self.losses:
+            term.progress = progress
+
+    @override
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        student, teacher = self.features(batch)
+        loss, terms = self.objective(student, teacher, batch)
+        size = len(student.logits)
+        self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        return loss
+
+    # --- evaluation -----------------------------------------------------------------------------------------
+
+    def _evaluate(self, batch: Mapping[str, Tensor], metrics: nn.Module, stage: str) -> None:
+        logits = self.student(batch, frozenset({"logits"})).logits
+        labels = batch["labels"]
+        if self.task.labels is None:
+            loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+        else:
+            loss = nn.functional.cross_entropy(logits, labels)
+        metrics.update(self.task.predictions(logits), labels)
+        self.log(f"{stage}/loss", loss, batch_size=len(labels), sync_dist=True)
+        self.log_dict(metrics, batch_size=len(labels), prog_bar=stage == "val")
+
+    @override
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    @override
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    # --- optimisation and run outputs -----------------------------------------------------------------------
+
+    @override
+    def configure_optimizers(self) -> dict[str, Any]:
+        trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        groups = [
+            {
+                "params": [p for n, p in trainable if not n.endswith(_NO_DECAY)],
+                "weight_decay": self.hparams.weight_decay,
+            },
+            {"params": [p for n, p in trainable if n.endswith(_NO_DECAY)], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.learning_rate)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(
+            self.hparams.lr_schedule,
+            optimizer,
+            num_warmup_steps=int(self.hparams.warmup_ratio * total),
+            num_training_steps=total,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @override
+    def configure_callbacks(self) -> list[Callback]:
+        """Keep the best student by the task's main dev metric, under the run directory."""
+        return [
+            ModelCheckpoint(
+                dirpath=Path(self.trainer.default_root_dir) / "checkpoints",
+                filename="best-{step}",
+                monitor=f"val/{self.task.main_metric}",
+                mode="max",
+                save_last=True,
+            )
+        ]
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The teacher is reloaded from its source, so its frozen weights stay out of every checkpoint."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.teacher is not None:
+            teacher_state = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
+            checkpoint["state_dict"] = {**checkpoint["state_dict"], **teacher_state}
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Log names for the terms: a repeated kind gets a numeric suffix (hidden_states, hidden_states_2)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return unique

@@ -1,0 +1,25 @@
+"""Cross-entropy on the gold labels: the `alpha * CE(hard labels)` part of the classic KD objective."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from distill.features import Features
+from distill.loss import LossTerm
+
+
+class HardLabelCE(LossTerm):
+    """Cross-entropy between the student's logits and the gold labels (MSE for regression tasks)."""
+
+    name = "hard_labels"
+    needs = frozenset({"logits"})
+    teacher_needs = frozenset()
+
+    def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
+        logits, labels = student.logits, batch["labels"]
+        if logits.shape[-1] == 1:
+            return F.mse_loss(logits.squeeze(-1), labels.float())
+        return F.cross_entropy(logits, labels)

@@ -1,0 +1,1 @@
+"""Built-in student families, one file each, registered through the `distill.plugins` entry-point group."""

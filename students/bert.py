@@ -1,0 +1,105 @@
+"""The smaller-BERT student family, initialised from the teacher the way DistilBERT was."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from transformers import BertConfig, BertForSequenceClassification
+
+from distill import hookimpl
+from distill.errors import DistillError
+from distill.student import StudentConfig
+from distill.students.transformer import TransformerStudent
+from distill.teacher import Teacher
+
+
+@dataclass
+class BertStudent(StudentConfig):
+    """A BERT with fewer or narrower layers, sharing the teacher's tokenizer.
+
+    Attributes:
+        num_layers: encoder layers.
+        hidden_size: width; None takes the teacher's.
+        num_heads: attention heads; None takes the teacher's.
+        intermediate_size: feed-forward width; None takes the teacher's.
+        init_from_teacher: 0-based teacher layers to copy, one per student layer (e.g. [0, 2, 4]); the embeddings,
+            pooler and classifier are copied too. Needs the student's widths to equal the teacher's.
+        dropout: hidden and attention dropout.
+    """
+
+    family: ClassVar[str] = "bert"
+    num_layers: int = 3
+    hidden_size: int | None = None
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+    init_from_teacher: list[int] | None = None
+    dropout: float = 0.1
+
+    def build(self, teacher: Teacher | None, num_labels: int) -> TransformerStudent:
+        if teacher is None:
+            raise DistillError("BertStudent takes its vocabulary from the teacher: set model.teacher")
+        config = self._config(teacher.model.config, num_labels)
+        model = BertForSequenceClassification(config)
+        if self.init_from_teacher is not None:
+            _copy_teacher_layers(model, teacher, self.init_from_teacher)
+        return TransformerStudent(model, family=self.family)
+
+    def _config(self, teacher_config, num_labels: int) -> BertConfig:
+        hidden = self.hidden_size or teacher_config.hidden_size
+        heads = self.num_heads or teacher_config.num_attention_heads
+        if self.num_layers < 1 or hidden < 1 or heads < 1:
+            raise DistillError("BertStudent needs num_layers, hidden_size and num_heads of at least 1")
+        if hidden % heads:
+            raise DistillError(
+                f"BertStudent hidden_size {hidden} is not divisible by num_heads {heads}: choose sizes where "
+                f"hidden_size is a multiple of num_heads (e.g. hidden_size {hidden - hidden % heads or heads})"
+            )
+        return BertConfig(
+            vocab_size=teacher_config.vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=heads,
+            intermediate_size=self.intermediate_size or teacher_config.intermediate_size,
+            hidden_act=teacher_config.hidden_act,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            max_position_embeddings=teacher_config.max_position_embeddings,
+            type_vocab_size=teacher_config.type_vocab_size,
+            pad_token_id=teacher_config.pad_token_id,
+            layer_norm_eps=teacher_config.layer_norm_eps,
+            num_labels=num_labels,
+        )
+
+
+def _copy_teacher_layers(student: BertForSequenceClassification, teacher: Teacher, layers: list[int]) -> None:
+    """DistilBERT's initialisation: embeddings, the chosen layers, pooler and classifier, copied as they are."""
+    source = teacher.model
+    if getattr(source.config, "model_type", None) != "bert":
+        raise DistillError(f"init_from_teacher copies BERT layers, but the teacher is a {source.config.model_type}")
+    if len(layers) != student.config.num_hidden_layers:
+        raise DistillError(
+            f"init_from_teacher lists {len(layers)} teacher layers for a {student.config.num_hidden_layers}-layer "
+            f"student: give exactly one teacher layer per student layer"
+        )
+    if bad := [i for i in layers if not 0 <= i < source.config.num_hidden_layers]:
+        raise DistillError(
+            f"init_from_teacher layers {bad} are out of range: the teacher has layers "
+            f"0..{source.config.num_hidden_layers - 1}"
+        )
+    widths = ("hidden_size", "num_attention_heads", "intermediate_size")
+    if any(getattr(student.config, w) != getattr(source.config, w) for w in widths):
+        raise DistillError(
+            "init_from_teacher copies weights, so hidden_size, num_heads and intermediate_size must equal the "
+            "teacher's; leave them unset, or drop init_from_teacher and distil intermediate layers instead"
+        )
+    student.bert.embeddings.load_state_dict(source.bert.embeddings.state_dict())
+    for student_layer, teacher_layer in zip(student.bert.encoder.layer, layers, strict=True):
+        student_layer.load_state_dict(source.bert.encoder.layer[teacher_layer].state_dict())
+    student.bert.pooler.load_state_dict(source.bert.pooler.state_dict())
+    student.classifier.load_state_dict(source.classifier.state_dict())
+
+
+@hookimpl
+def distill_register_students() -> list[type]:
+    return [BertStudent]

