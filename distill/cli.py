@@ -9,17 +9,20 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from jsonargparse import ArgumentError, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, set_parsing_settings
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
+from distill.bench import run_bench
 from distill.data import GlueDataModule
 from distill.errors import DistillError
-from distill.export import export_student
+from distill.finish import finish_fit
 from distill.module import DistillationModule
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
+from distill.report import table_markdown
 from distill.student import StudentConfig
+from distill.tasks import get_task
 
 DEFAULT_ROOT = "runs"
 # Which registry answers for a YAML key, so a misspelt class name gets the list of valid ones.
@@ -69,23 +72,14 @@ class DistillCLI(LightningCLI):
             config.trainer.default_root_dir = str(Path(ckpt).parent.parent) if ckpt else DEFAULT_ROOT
 
     def after_fit(self) -> None:
-        """Score the best checkpoint on dev, then export that student with its tokenizer and card (rank 0)."""
-        trainer = self.trainer
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        metrics = trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)[0]
-        if not trainer.is_global_zero:
-            return
+        """Export the best student with its card, and report what it cost against the teacher."""
         self._dump_config()
-        card = {
-            "task": self.model.task.name,
-            "teacher": self.model.hparams.teacher,
-            "checkpoint": best or None,
-            "dev_metrics": {k.removeprefix("val/"): v for k, v in metrics.items()},
-            "config": self.config_dump,
-        }
-        target = self.run_dir / "student"
-        export_student(self.model.student, self.model.tokenizer, target, card)
-        print(f"\nstudent: {target}\ncard:    {target / 'card.json'}\ndev:     {card['dev_metrics']}")
+        self.config_dump["data"].pop("tokenizer", None)  # filled from the model at instantiation; not a YAML key
+        target = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)
+        if target is not None:
+            print(f"\nstudent: {target}\ncard:    {target / 'card.json'}")
+            if (self.run_dir / "report.md").exists():
+                print(f"report:  {self.run_dir / 'report.md'}")
 
     def _discard_unfinished_run(self) -> None:
         """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint."""
@@ -109,6 +103,31 @@ def _new_run_dir(config) -> Path:
         suffix += 1
         run_dir = base.with_name(f"{base.name}-{suffix}")
     return run_dir
+
+
+def bench_command(argv: list[str]) -> None:
+    """`distill bench`: measure a teacher and exported students on one dev split, in one process."""
+    parser = ArgumentParser(prog="distill bench", exit_on_error=False, description=bench_command.__doc__)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_argument("students", nargs="+", type=str, help="exported student folders")
+    parser.add_argument("--teacher", type=str, required=True, help="the fine-tuned teacher folder")
+    parser.add_argument("--task", type=str, default="sst2")
+    parser.add_argument("--data_dir", type=str | None, default=None, help="GLUE task folder; None loads the hub")
+    parser.add_argument("--out", type=str, default="bench", help="folder for bench.json, bench.md, pareto.png")
+    parser.add_argument("--names", type=list[str] | None, default=None, help="one display name per student")
+    parser.add_argument("--latency_rows", type=int, default=256, help="dev examples in the timed mix")
+    args = parser.parse_args(argv)
+    rows = run_bench(
+        args.teacher,
+        args.students,
+        get_task(args.task),
+        Path(args.data_dir) if args.data_dir else None,
+        Path(args.out),
+        args.names,
+        args.latency_rows,
+    )
+    print(table_markdown(rows))
+    print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
 
 
 def list_plugins() -> None:
@@ -153,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
         get_plugin_manager()  # import every plugin first, so YAML can name their classes by short name
         if command == ["plugins"]:
             list_plugins()
+            return
+        if command == ["bench"]:
+            bench_command((sys.argv[1:] if argv is None else argv)[1:])
             return
         set_parsing_settings(subclasses_enabled=[StudentConfig])
         DistillCLI(args=argv)

@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
     from distill.loss import LossTerm
     from distill.student import StudentConfig
 
@@ -30,3 +35,14 @@ def distill_register_losses() -> list[type[LossTerm]]:
 @hookspec
 def distill_register_students() -> list[type[StudentConfig]]:
     """Contribute StudentConfig subclasses (student families); YAML names them under `model.student`."""
+
+
+# --- export and report ------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
+    """Load an exported model and its tokenizer if `folder` holds this plugin's format; else return None.
+
+    Stops at the first non-None result. Folders saved in Hugging Face format need no plugin.
+    """

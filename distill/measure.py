@@ -22,3 +22,14 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 def weights_size_on_disk(directory: Path) -> int:
     """Bytes of the weight files in an export folder (configs and tokenizer files left out)."""
     return sum(f.stat().st_size for f in Path(directory).rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+
+
+def sparsity(model: nn.Module) -> dict[str, float]:
+    """Fraction of zero weights in each Linear layer, and over all of them ("overall")."""
+    per_layer = {
+        name: float((m.weight == 0).float().mean()) for name, m in model.named_modules() if isinstance(m, nn.Linear)
+    }
+    sizes = {name: m.weight.numel() for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    total = sum(sizes.values())
+    overall = sum(per_layer[n] * sizes[n] for n in sizes) / total if total else 0.0
+    return {"overall": overall, **per_layer}

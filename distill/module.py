@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from transformers import SchedulerType, get_scheduler
 from typing_extensions import override
 
+from distill.callbacks import TrainingThroughput
 from distill.errors import DistillError
 from distill.features import Features
 from distill.loss import LossTerm
@@ -169,15 +170,16 @@ class DistillationModule(LightningModule):
 
     @override
     def configure_callbacks(self) -> list[Callback]:
-        """Keep the best student by the task's main dev metric, under the run directory."""
+        """Keep the best student by the task's main dev metric, under the run directory; time the training."""
         return [
+            TrainingThroughput(),
             ModelCheckpoint(
                 dirpath=Path(self.trainer.default_root_dir) / "checkpoints",
                 filename="best-{step}",
                 monitor=f"val/{self.task.main_metric}",
                 mode="max",
                 save_last=True,
-            )
+            ),
         ]
 
     @override

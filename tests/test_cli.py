@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from distill.measure import count_parameters
 from distill.module import DistillationModule
 from tests.conftest import RTE, SST2, base_config, cli_error, run_cli, write_config
 
@@ -31,6 +32,25 @@ def test_fit_writes_checkpoints_and_an_export_with_its_card(fitted_run):
     assert card["config"]["model"]["student"]["init_args"]["num_layers"] == 1
     assert "losses" in card["plugins"] and card["size_on_disk_bytes"] > 0
     assert not list(fitted_run.glob(".student.partial-*"))
+
+
+def test_fit_ends_with_a_report_card_measured_against_the_teacher(fitted_run):
+    report = json.loads((fitted_run / "report.json").read_text())
+    teacher, student = report["rows"]
+    assert (teacher["model"], student["model"]) == ("teacher", "student")
+    exported = AutoModelForSequenceClassification.from_pretrained(fitted_run / "student")
+    assert student["parameters"] == count_parameters(exported)["total"]
+    assert student["speedup_batch1"] == pytest.approx(
+        report["measured"]["teacher"]["latency_batch1"]["median_ms"]
+        / report["measured"]["student"]["latency_batch1"]["median_ms"]
+    )
+    assert report["config"]["model"]["teacher"] == teacher_source(fitted_run)
+    assert "# Report card: sst2" in (fitted_run / "report.md").read_text()
+    assert (fitted_run / "pareto.png").read_bytes().startswith(b"\x89PNG")
+
+
+def teacher_source(run: Path) -> str:
+    return json.loads((run / "student" / "card.json").read_text())["teacher"]
 
 
 def test_export_reloads_with_plain_transformers_to_the_same_predictions(fitted_run):

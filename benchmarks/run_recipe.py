@@ -1,0 +1,110 @@
+"""Train one recipe with `distill fit`, then measure its student against the teacher in one process.
+
+    python benchmarks/run_recipe.py configs/sst2/bert_l3.yaml [more `distill fit` arguments]
+
+Writes benchmarks/results/<recipe>.json (numbers, command, date, machine) and regenerates benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distill.bench import compare_latency, dev_texts, evaluate, make_batches
+from distill.measure import count_parameters, weights_size_on_disk
+from distill.tasks import get_task
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+RESULTS = HERE / "results"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def train(recipe: Path, extra: list[str], name: str) -> tuple[list[str], float]:
+    shutil.rmtree(OUT / name, ignore_errors=True)
+    command = [
+        "distill",
+        "fit",
+        "--config",
+        str(recipe),
+        *extra,
+        "--trainer.default_root_dir",
+        str(OUT.relative_to(Path.cwd())),
+        "--run_name",
+        name,
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, **OFFLINE})
+    return command, time.perf_counter() - started
+
+
+def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path) -> dict:
+    """Teacher and student on the same dev batches, timed interleaved in this one process."""
+    task = get_task(task_name)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    models = {
+        "teacher": AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval(),
+        "student": AutoModelForSequenceClassification.from_pretrained(student_dir).eval(),
+    }
+    texts, labels = dev_texts(task, data_dir)
+    scored = make_batches(tokenizer, texts, 64)
+    result = {
+        name: {"dev": evaluate(model, scored, labels, task), "parameters": count_parameters(model)}
+        for name, model in models.items()
+    }
+    result["teacher"]["size_on_disk_bytes"] = weights_size_on_disk(teacher_dir)
+    result["student"]["size_on_disk_bytes"] = weights_size_on_disk(student_dir)
+    for batch_size in (1, 32):
+        latency = compare_latency(models, make_batches(tokenizer, texts, batch_size))
+        for name in models:
+            result[name][f"latency_batch{batch_size}"] = latency[name]
+    return result
+
+
+def main(argv: list[str]) -> None:
+    recipe, extra = Path(argv[0]), argv[1:]
+    name = recipe.stem
+    command, seconds = train(recipe, extra, name)
+    card = json.loads((OUT / name / "student" / "card.json").read_text())
+    data = card["config"]["data"]
+    measured = measure(Path(card["teacher"]), OUT / name / "student", card["task"], Path(data["data_dir"]))
+    RESULTS.mkdir(exist_ok=True)
+    record = {
+        "recipe": str(recipe),
+        "command": shlex.join(command),
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "task": card["task"],
+        "epochs_or_steps": {k: card["config"]["trainer"][k] for k in ("max_epochs", "max_steps")},
+        "training": {**card["training"], "wall_seconds": round(seconds, 1)},
+        **measured,
+    }
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    subprocess.run([sys.executable, str(HERE / "render.py")], check=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

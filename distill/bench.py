@@ -1,0 +1,193 @@
+"""Measuring models against each other in one process: task metric, size, and CPU latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import datasets
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
+
+from distill.data import read_glue_tsv
+from distill.errors import DistillError
+from distill.export import write_json_atomic, write_text_atomic
+from distill.measure import count_parameters, weights_size_on_disk
+from distill.tasks import GlueTask
+
+Batch = dict[str, Tensor]
+MAX_LENGTH = 128
+
+
+def dev_texts(task: GlueTask, data_dir: Path | None, limit: int | None = None) -> tuple[list[tuple[str, ...]], list]:
+    """The dev split as text tuples (one per example) and labels, from a GLUE folder or the hub."""
+    if data_dir is None:
+        rows = datasets.load_dataset("glue", task.name, split=task.hub_dev_split)[:limit]
+        columns, labels = task.hub_text_columns, rows["label"]
+    else:
+        rows = read_glue_tsv(Path(data_dir) / task.dev_file, task, limit)
+        columns, labels = task.text_columns, rows["labels"]
+    return list(zip(*(rows[c] for c in columns), strict=True)), labels
+
+
+def make_batches(
+    tokenizer: PreTrainedTokenizerBase, texts: list[tuple[str, ...]], batch_size: int, max_length: int = MAX_LENGTH
+) -> list[Batch]:
+    """Fixed inputs, padded per batch: every model is timed on the same texts in the same order."""
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        columns = list(zip(*texts[start : start + batch_size], strict=True))
+        encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        batches.append(dict(encoded))
+    return batches
+
+
+def _logits(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    output = model(**batch)
+    return output.logits if hasattr(output, "logits") else output
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches: list[Batch], labels: list, task: GlueTask) -> dict[str, float]:
+    """The task's official metrics on the given batches."""
+    metrics = task.build_metrics(prefix="")
+    offset = 0
+    for batch in batches:
+        logits = _logits(model, batch)
+        metrics.update(task.predictions(logits), torch.tensor(labels[offset : offset + len(logits)]))
+        offset += len(logits)
+    return {name: float(value) for name, value in metrics.compute().items()}
+
+
+@torch.inference_mode()
+def compare_latency(
+    models: Mapping[str, nn.Module], batches: Mapping[str, list[Batch]], warmup: int = 3, rounds: int = 2
+) -> dict[str, dict[str, float]]:
+    """Per-batch latency of several models, interleaved batch by batch so machine noise hits them alike.
+
+    Args:
+        models: name -> model in eval mode.
+        batches: name -> that model's batches (the same texts for every model, each in its own vocabulary).
+
+    Returns:
+        For each model: median and p90 milliseconds per batch, and examples per second.
+    """
+    for name, model in models.items():
+        for batch in batches[name][:warmup]:
+            _logits(model, batch)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for position in range(len(next(iter(batches.values())))):
+            for name, model in models.items():
+                started = time.perf_counter()
+                _logits(model, batches[name][position])
+                times[name].append(time.perf_counter() - started)
+    examples = {name: rounds * sum(len(b["input_ids"]) for b in batches[name]) for name in models}
+    return {
+        name: {
+            "median_ms": 1000 * statistics.median(seconds),
+            "p90_ms": 1000 * statistics.quantiles(seconds, n=10, method="inclusive")[-1],
+            "examples_per_second": examples[name] / sum(seconds),
+        }
+        for name, seconds in times.items()
+    }
+
+
+def measure_models(
+    models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
+    task: GlueTask,
+    texts: list[tuple[str, ...]],
+    labels: list,
+    latency_rows: int = 256,
+) -> dict[str, dict]:
+    """Everything the report card and `distill bench` show, for each model, measured here and now.
+
+    Args:
+        models: name -> (model in eval mode, its tokenizer, its export folder or None if it has none).
+        task: the task whose official metrics are computed.
+        texts, labels: the evaluation split; the first `latency_rows` texts are the latency mix.
+        latency_rows: how many examples make up the fixed sequence-length mix that is timed.
+    """
+    results: dict[str, dict] = {}
+    for name, (model, tokenizer, folder) in models.items():
+        results[name] = {
+            "metrics": evaluate(model, make_batches(tokenizer, texts, 64), labels, task),
+            "parameters": count_parameters(model),
+            "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
+        }
+    mix = texts[:latency_rows]
+    for batch_size in (1, 32):
+        batches = {name: make_batches(tokenizer, mix, batch_size) for name, (_, tokenizer, _) in models.items()}
+        timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
+        for name in models:
+            results[name][f"latency_batch{batch_size}"] = timed[name]
+    return results
+
+
+def latency_mix(tokenizer: PreTrainedTokenizerBase, texts: list[tuple[str, ...]], latency_rows: int = 256) -> dict:
+    """What the timed inputs look like: how many, how long in tokens, on how many threads."""
+    encoded = tokenizer(*zip(*texts[:latency_rows], strict=True), truncation=True, max_length=MAX_LENGTH)
+    lengths = sorted(len(ids) for ids in encoded["input_ids"])
+    return {
+        "examples": len(lengths),
+        "tokens_median": statistics.median(lengths),
+        "tokens_max": lengths[-1],
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_bench(
+    teacher: str,
+    students: list[str],
+    task: GlueTask,
+    data_dir: Path | None,
+    out: Path,
+    names: list[str] | None = None,
+    latency_rows: int = 256,
+) -> list[dict]:
+    """`distill bench`: teacher and exported students in one process; writes bench.json, bench.md, pareto.png.
+
+    Raises:
+        DistillError: a folder holds no loadable model, or names and students differ in number.
+    """
+    from distill.loading import load_model
+    from distill.report import compare, latency_markdown, pareto_plot, table_markdown
+
+    names = names or [_model_name(Path(s)) for s in students]
+    if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
+        raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
+    models = {"teacher": (*load_model(teacher), Path(teacher))}
+    models |= {name: (*load_model(folder), Path(folder)) for name, folder in zip(names, students, strict=True)}
+    texts, labels = dev_texts(task, data_dir)
+    rows = compare(measure_models(models, task, texts, labels, latency_rows), task)
+    mix = latency_mix(models["teacher"][1], texts, latency_rows)
+    markdown = "\n".join(
+        [
+            f"# distill bench: {task.name} dev",
+            "",
+            table_markdown(rows),
+            "",
+            f"Latency over {mix['examples']} dev examples ({mix['tokens_median']} tokens median), "
+            f"{mix['threads']} threads.",
+            "",
+            latency_markdown(rows),
+            "",
+            "![Pareto plot](pareto.png)",
+            "",
+        ]
+    )
+    write_json_atomic(
+        out / "bench.json",
+        {"task": task.name, "rows": rows, "latency_mix": mix, "models": {n: str(m[2]) for n, m in models.items()}},
+    )
+    write_text_atomic(out / "bench.md", markdown)
+    pareto_plot(rows, out / "pareto.png")
+    return rows
+
+
+def _model_name(folder: Path) -> str:
+    """A run's export folder is <run>/student: name it after the run."""
+    return folder.parent.name if folder.name == "student" else folder.name

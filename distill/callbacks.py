@@ -1,0 +1,41 @@
+"""Lightning callbacks the core adds to every run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from typing_extensions import override
+
+
+class TrainingThroughput(Callback):
+    """Training samples per second, counting only training batches (validation time left out)."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.seconds = 0.0
+        self._started = 0.0
+
+    @override
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._started = time.perf_counter()
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.seconds += time.perf_counter() - self._started
+        self.samples += len(batch["input_ids"])
+
+    def summary(self) -> dict[str, float]:
+        rate = self.samples / self.seconds if self.seconds else 0.0
+        return {"samples": self.samples, "seconds": round(self.seconds, 2), "samples_per_second": round(rate, 2)}
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "seconds": self.seconds}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.samples, self.seconds = state_dict["samples"], state_dict["seconds"]

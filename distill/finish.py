@@ -1,0 +1,91 @@
+"""What follows training: score the best checkpoint, export it, and measure what it cost against the teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import snapshot_download
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.loggers import Logger
+
+from distill.bench import dev_texts, latency_mix, measure_models
+from distill.callbacks import TrainingThroughput
+from distill.export import export_student
+from distill.loading import load_model
+from distill.measure import sparsity
+from distill.module import DistillationModule
+from distill.registry import plugin_versions
+from distill.report import compare, pareto_plot, write_report
+
+
+def finish_fit(
+    trainer: Trainer, module: DistillationModule, data: LightningDataModule, run_dir: Path, config: dict[str, Any]
+) -> Path | None:
+    """Validate the best checkpoint, export that student, and write the report card (on rank 0 only).
+
+    Returns:
+        The export folder on rank 0, None on other ranks.
+    """
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return None
+    training = next(c.summary() for c in trainer.callbacks if isinstance(c, TrainingThroughput))
+    card = {
+        "task": module.task.name,
+        "teacher": module.hparams.teacher,
+        "checkpoint": best or None,
+        "dev_metrics": {k.removeprefix("val/"): v for k, v in metrics.items()},
+        "training": training,
+        "config": config,
+    }
+    target = run_dir / "student"
+    export_student(module.student, module.tokenizer, target, card)
+    if module.teacher is not None:
+        report = report_card(module, target, data.data_dir, training, config)
+        write_report(report, run_dir)
+        pareto_plot(report["rows"], run_dir / "pareto.png")
+        log_report(trainer.loggers, report, run_dir / "pareto.png")
+    return target
+
+
+def report_card(
+    module: DistillationModule, student_dir: Path, data_dir: Path | None, training: dict, config: dict[str, Any]
+) -> dict[str, Any]:
+    """Teacher and exported student, measured in this process on the same dev examples."""
+    teacher = module.teacher
+    task = module.task
+    student, student_tokenizer = load_model(student_dir)
+    teacher_dir = Path(teacher.source) if Path(teacher.source).is_dir() else Path(snapshot_download(teacher.source))
+    texts, labels = dev_texts(task, data_dir)
+    models = {
+        "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
+        "student": (student, student_tokenizer, student_dir),
+    }
+    measured = measure_models(models, task, texts, labels)
+    student_sparsity = sparsity(student)
+    sections = [{"title": "Sparsity of the student's Linear weights", "data": student_sparsity}]
+    return {
+        "task": task.name,
+        "rows": compare(measured, task),
+        "measured": measured,
+        "latency_mix": latency_mix(teacher.tokenizer, texts),
+        "training": training,
+        "sections": sections if student_sparsity["overall"] > 0.01 else [],
+        "plugins": plugin_versions(),
+        "config": config,
+    }
+
+
+def log_report(loggers: list[Logger], report: dict[str, Any], plot: Path) -> None:
+    """Scalars for every logger; a table and the plot for loggers that take them (wandb)."""
+    student = next(r for r in report["rows"] if r["model"] == "student")
+    scalars = {f"report/{k}": v for k, v in student.items() if isinstance(v, int | float)}
+    for logger in loggers:
+        logger.log_metrics(scalars)
+        if hasattr(logger, "log_table"):
+            columns = list(report["rows"][0])
+            logger.log_table(key="report/card", columns=columns, data=[[r[c] for c in columns] for r in report["rows"]])
+        if hasattr(logger, "log_image"):
+            logger.log_image(key="report/pareto", images=[str(plot)])

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import matplotlib.image
+import pytest
+
+from distill.report import compare, pareto_plot, report_markdown, table_markdown
+from distill.tasks import get_task
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def measured_model(accuracy: float, params: int, size: int, ms1: float, ms32: float) -> dict:
+    latency = {"median_ms": ms1, "p90_ms": ms1 * 1.2, "examples_per_second": 1000 / ms1}
+    return {
+        "metrics": {"accuracy": accuracy},
+        "parameters": {"total": params, "without_embeddings": params // 2, "nonzero": params},
+        "size_on_disk_bytes": size,
+        "latency_batch1": latency,
+        "latency_batch32": {**latency, "median_ms": ms32, "examples_per_second": 32000 / ms32},
+    }
+
+
+@pytest.fixture
+def rows():
+    measured = {
+        "teacher": measured_model(0.90, 22_000_000, 90_000_000, 10.0, 200.0),
+        "bert_l3": measured_model(0.89, 17_000_000, 70_000_000, 5.0, 100.0),
+        "bilstm": measured_model(0.85, 10_000_000, 40_000_000, 1.0, 8.0),
+    }
+    return compare(measured, get_task("sst2"))
+
+
+def test_ratios_are_computed_from_the_measurements(rows):
+    teacher, student, bilstm = rows
+    assert teacher["speedup_batch1"] == 1.0 and teacher["drop_points"] == 0.0
+    assert student["speedup_batch1"] == 2.0 and student["speedup_batch32"] == 2.0
+    assert bilstm["speedup_batch32"] == 25.0
+    assert student["drop_points"] == pytest.approx(1.0)
+    assert student["size_ratio"] == pytest.approx(70 / 90)
+
+
+def test_table_has_one_row_per_model(rows):
+    lines = table_markdown(rows).splitlines()
+    assert len(lines) == 2 + 3
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["teacher", "bert_l3", "bilstm"]
+    assert "| 2.00x | 2.00x | 89.00 | +1.00 |" in lines[3]
+
+
+def test_pareto_plot_is_a_valid_png(rows, tmp_path):
+    pareto_plot(rows, tmp_path / "pareto.png")
+    data = (tmp_path / "pareto.png").read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    height, width, _ = matplotlib.image.imread(tmp_path / "pareto.png").shape
+    assert width > height > 100
+
+
+def test_report_markdown_states_the_measured_costs(rows):
+    report = {
+        "task": "sst2",
+        "rows": rows[:2],
+        "latency_mix": {"examples": 256, "tokens_median": 22, "tokens_max": 60, "threads": 2},
+        "training": {"samples": 64, "seconds": 1.0, "samples_per_second": 64.0},
+        "config": {"a": 1},
+    }
+    text = report_markdown(report)
+    assert "**89.00** accuracy" in text and "**2.00x** faster at batch 1" in text and "1.29x smaller" in text
+    assert "64.0 samples/s" in text and "a: 1" in text
