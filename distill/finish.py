@@ -28,10 +28,11 @@ def finish_fit(
         The export folder on rank 0, None on other ranks.
     """
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # Read before validating: validate() attaches fresh callbacks from the module's configure_callbacks.
+    training = next(c.summary() for c in trainer.callbacks if isinstance(c, TrainingThroughput))
     metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
     if not trainer.is_global_zero:
         return None
-    training = next(c.summary() for c in trainer.callbacks if isinstance(c, TrainingThroughput))
     card = {
         "task": module.task.name,
         "teacher": module.hparams.teacher,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from distill import hookimpl
+from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
 from distill.student import StudentConfig
 from distill.students.transformer import TransformerStudent
@@ -25,6 +27,8 @@ class BertStudent(StudentConfig):
         intermediate_size: feed-forward width; None takes the teacher's.
         init_from_teacher: 0-based teacher layers to copy, one per student layer (e.g. [0, 2, 4]); the embeddings,
             pooler and classifier are copied too. Needs the student's widths to equal the teacher's.
+        init_embeddings: "teacher" starts the word, position and segment embeddings from the teacher's, reduced by
+            PCA when the student is narrower; "random" leaves them freshly initialised.
         dropout: hidden and attention dropout.
     """
 
@@ -34,6 +38,7 @@ class BertStudent(StudentConfig):
     num_heads: int | None = None
     intermediate_size: int | None = None
     init_from_teacher: list[int] | None = None
+    init_embeddings: Literal["random", "teacher"] = "random"
     dropout: float = 0.1
 
     def build(self, teacher: Teacher | None, num_labels: int) -> TransformerStudent:
@@ -43,6 +48,8 @@ class BertStudent(StudentConfig):
         model = BertForSequenceClassification(config)
         if self.init_from_teacher is not None:
             _copy_teacher_layers(model, teacher, self.init_from_teacher)
+        elif self.init_embeddings == "teacher":
+            _reduce_teacher_embeddings(model, teacher)
         return TransformerStudent(model, family=self.family)
 
     def _config(self, teacher_config, num_labels: int) -> BertConfig:
@@ -98,6 +105,18 @@ def _copy_teacher_layers(student: BertForSequenceClassification, teacher: Teache
         student_layer.load_state_dict(source.bert.encoder.layer[teacher_layer].state_dict())
     student.bert.pooler.load_state_dict(source.bert.pooler.state_dict())
     student.classifier.load_state_dict(source.classifier.state_dict())
+
+
+@torch.no_grad()
+def _reduce_teacher_embeddings(student: BertForSequenceClassification, teacher: Teacher) -> None:
+    """Word, position and segment embeddings projected onto the top principal directions of the teacher's words."""
+    source = teacher.model.base_model.embeddings
+    target = student.bert.embeddings
+    width = student.config.hidden_size
+    words = source.word_embeddings.weight
+    basis = None if words.shape[1] == width else pca_basis(words, width)
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        getattr(target, name).weight.copy_(reduce_to(getattr(source, name).weight, width, basis))
 
 
 @hookimpl

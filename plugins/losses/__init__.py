@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from distill import hookimpl
+from distill.plugins.losses.attention import AttentionKD
 from distill.plugins.losses.hard_labels import HardLabelCE
+from distill.plugins.losses.hidden_states import HiddenStatesKD
 from distill.plugins.losses.logits import LogitsKD
+from distill.plugins.losses.value_relation import ValueRelationKD
 
-__all__ = ["HardLabelCE", "LogitsKD"]
+__all__ = ["AttentionKD", "HardLabelCE", "HiddenStatesKD", "LogitsKD", "ValueRelationKD"]
 
 
 @hookimpl
 def distill_register_losses() -> list[type]:
-    return [HardLabelCE, LogitsKD]
+    return [HardLabelCE, LogitsKD, HiddenStatesKD, AttentionKD, ValueRelationKD]

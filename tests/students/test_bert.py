@@ -53,3 +53,18 @@ def test_a_narrower_student_builds_without_initialisation(teacher):
     assert out.logits.shape == (1, 2)
     assert len(out.hidden_states) == 3 and out.hidden_states[0].shape[-1] == 16
     assert out.attention_scores(2).shape[:2] == (1, 2) and len(out.values) == 2
+
+
+def test_narrow_student_embeddings_start_from_the_teachers_principal_directions(teacher):
+    student = BertStudent(num_layers=1, hidden_size=8, num_heads=2, init_embeddings="teacher").build(teacher, 2)
+    words = teacher.model.bert.embeddings.word_embeddings.weight
+    reduced = student.model.bert.embeddings.word_embeddings.weight
+    assert reduced.shape == (words.shape[0], 8)
+    # PCA keeps the directions of largest variance: the reduced rows keep most of the spread of the originals.
+    centered = words - words.mean(0)
+    kept = (reduced - reduced.mean(0)).pow(2).sum() / centered.pow(2).sum()
+    assert 8 / 32 < kept.item() <= 1.0
+    wide = BertStudent(num_layers=1, init_embeddings="teacher").build(teacher, 2)
+    torch.testing.assert_close(wide.model.bert.embeddings.word_embeddings.weight, words)
+    with pytest.raises(DistillError, match="cannot reduce 32-wide teacher embeddings to a wider 64"):
+        BertStudent(num_layers=1, hidden_size=64, num_heads=2, init_embeddings="teacher").build(teacher, 2)

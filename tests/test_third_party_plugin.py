@@ -1,0 +1,76 @@
+"""A separately packaged plugin, pip-installed for real, is found through its entry point and used from YAML."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, base_config, write_config
+
+EXAMPLE = ROOT / "tests" / "example_plugin"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """`pip install` of tests/example_plugin into its own folder, so the test environment stays untouched."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+    )
+    return target
+
+
+def distill(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), **env}
+    return subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True, env=environment)
+
+
+def test_installed_plugin_is_listed_with_its_names(site):
+    listing = distill(site, "plugins")
+    assert listing.returncode == 0, listing.stderr
+    assert "example  (distill-example-plugin 0.1.0)" in listing.stdout
+    assert "losses: CosineLogitsKD" in listing.stdout
+
+
+def test_its_loss_works_by_name_from_yaml_and_changes_the_run(site, tiny_teacher, tmp_path):
+    config = base_config(tiny_teacher, tmp_path)
+    config["model"]["losses"].append({"class_path": "CosineLogitsKD", "init_args": {"weight": 0.3}})
+    path = write_config(tmp_path / "with_plugin.yaml", config)
+    result = distill(site, "fit", "--config", str(path), "--run_name", "plugin")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "plugin"
+    with next(run.rglob("metrics.csv")).open() as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("train/cosine_logits")]
+    assert logged and all(float(row["train/cosine_logits"]) >= 0 for row in logged)
+    card = json.loads((run / "student" / "card.json").read_text())
+    assert card["plugins"]["example"] == "distill-example-plugin 0.1.0"
+
+
+def test_blocking_or_disabling_autoload_hides_it(site, tiny_teacher, tmp_path):
+    for env in ({"DISTILL_BLOCK_PLUGINS": "example"}, {"DISTILL_DISABLE_PLUGIN_AUTOLOAD": "1"}):
+        listing = distill(site, "plugins", **env)
+        assert "example" not in listing.stdout and "losses: LogitsKD" in listing.stdout
+    config = base_config(tiny_teacher, tmp_path)
+    config["model"]["losses"] = [{"class_path": "CosineLogitsKD"}]
+    result = distill(
+        site, "fit", "--config", str(write_config(tmp_path / "c.yaml", config)), DISTILL_BLOCK_PLUGINS="example"
+    )
+    assert result.returncode != 0 and "unknown loss 'CosineLogitsKD'" in result.stderr
