@@ -12,7 +12,6 @@ Writes benchmarks/results/train_speed.json; benchmarks/render.py puts it into RE
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import random
 import statistics
