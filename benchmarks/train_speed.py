@@ -136,7 +136,7 @@ def scores(store: list, layer: int):
 
 def run_hand(batches: list[dict], steps: int, intermediate: bool) -> Clock:
     teacher = Teacher(str(TEACHER)).model
-    student = student_config().build(Teacher(str(TEACHER)), 2).model
+    student = student_config().build(Teacher(str(TEACHER)), get_task("sst2")).model
     t_store, s_store = [], []
     if intermediate:
         qk_hooks(teacher, t_store)
@@ -172,7 +172,7 @@ def run_textbrewer(batches: list[dict], steps: int, intermediate: bool) -> Clock
     from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 
     teacher = Teacher(str(TEACHER)).model
-    student = student_config().build(Teacher(str(TEACHER)), 2).model
+    student = student_config().build(Teacher(str(TEACHER)), get_task("sst2")).model
     extra = {}
     matches = []
     if intermediate:  # TextBrewer reads attention maps from model outputs, which needs the eager attention path

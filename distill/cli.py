@@ -17,7 +17,7 @@ from typing_extensions import override
 from distill.bench import run_bench
 from distill.data import GlueDataModule
 from distill.errors import DistillError
-from distill.finish import finish_fit
+from distill.finish import ReportSettings, finish_fit, finish_search
 from distill.module import DistillationModule
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
 from distill.report import table_markdown
@@ -34,7 +34,12 @@ class DistillCLI(LightningCLI):
 
     run_dir: Path | None = None
 
-    def __init__(self, args: list[str] | None = None) -> None:
+    def __init__(self, args: list[str] | None = None, search: bool = False) -> None:
+        """Args:
+        args: command-line arguments (None reads sys.argv).
+        search: `distill search`: train a search-space student and write the architecture it finds.
+        """
+        self.search = search
         try:
             super().__init__(
                 DistillationModule,
@@ -57,8 +62,10 @@ class DistillCLI(LightningCLI):
             default=None,
             help="Name of the run folder under trainer.default_root_dir (default: config name + time)",
         )
+        parser.add_class_arguments(ReportSettings, "report")
         parser.link_arguments("data.task", "model.task")
         parser.link_arguments("model.tokenizer", "data.tokenizer", apply_on="instantiate")
+        parser.link_arguments("model.teacher", "data.teacher", apply_on="instantiate")
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -71,11 +78,26 @@ class DistillCLI(LightningCLI):
             ckpt = config.get("ckpt_path")
             config.trainer.default_root_dir = str(Path(ckpt).parent.parent) if ckpt else DEFAULT_ROOT
 
+    def before_fit(self) -> None:
+        if self.search and self.model.student.search_result() is None:
+            raise DistillError(
+                f"`distill search` needs a search-space student; the {self.model.student.family} "
+                f"student is not one (use `distill fit`, or a student such as NasCnnSearch)"
+            )
+
     def after_fit(self) -> None:
-        """Export the best student with its card, and report what it cost against the teacher."""
+        """Export the best student with its card, and report what it cost against the teacher; or, for
+        `distill search`, write the architecture found."""
         self._dump_config()
-        self.config_dump["data"].pop("tokenizer", None)  # filled from the model at instantiation; not a YAML key
-        target = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)
+        if self.search:
+            path = finish_search(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)
+            if path is not None:
+                print(f"\ngenotype: {path}")
+            return
+        for wired in ("tokenizer", "teacher"):  # filled from the model at instantiation; not YAML keys
+            self.config_dump["data"].pop(wired, None)
+        settings = ReportSettings(**self.config[self.subcommand].report)
+        target = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump, settings)
         if target is not None:
             print(f"\nstudent: {target}\ncard:    {target / 'card.json'}")
             if (self.run_dir / "report.md").exists():
@@ -173,10 +195,14 @@ def main(argv: list[str] | None = None) -> None:
         if command == ["plugins"]:
             list_plugins()
             return
+        rest = (sys.argv[1:] if argv is None else argv)[1:]
         if command == ["bench"]:
-            bench_command((sys.argv[1:] if argv is None else argv)[1:])
+            bench_command(rest)
             return
         set_parsing_settings(subclasses_enabled=[StudentConfig])
+        if command == ["search"]:
+            DistillCLI(args=["fit", *rest], search=True)
+            return
         DistillCLI(args=argv)
     except DistillError as error:
         sys.exit(f"distill: error: {error}")

@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 import datasets
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
 from distill.tasks import GlueTask, get_task
+from distill.teacher import Teacher
+from distill.transfer import TransferSet, build_transfer_set
 
 csv.field_size_limit(sys.maxsize)  # some GLUE rows hold long passages
 
@@ -85,6 +88,11 @@ def _fingerprint(*parts: object) -> str:
     return digest.hexdigest()[:16]
 
 
+def embedding_digest(matrix: torch.Tensor) -> str:
+    """Changes whenever the embedding weights change."""
+    return _fingerprint(matrix.detach().cpu().numpy().tobytes())
+
+
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """Changes whenever the vocabulary or the tokenisation rules change.
 
@@ -112,6 +120,8 @@ class GlueDataModule(LightningDataModule):
         eval_limit: int | None = None,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        transfer: TransferSet | None = None,
+        teacher: Teacher | None = None,
     ) -> None:
         """Args:
         task: GLUE task name (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte).
@@ -124,6 +134,8 @@ class GlueDataModule(LightningDataModule):
         eval_limit: use only the first N dev rows.
         num_workers: DataLoader worker processes.
         cache_dir: where tokenised splits are cached; defaults to the datasets cache.
+        transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
+        teacher: set by the CLI from the model; the transfer set finds neighbour words in its embeddings.
         """
         super().__init__()
         self.task = get_task(task)
@@ -140,6 +152,8 @@ class GlueDataModule(LightningDataModule):
         self.limits = {"train": train_limit, "dev": eval_limit}
         self.num_workers = num_workers
         self.cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "distill"
+        self.transfer = transfer
+        self.teacher = teacher
         self.splits: dict[str, datasets.Dataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -173,7 +187,28 @@ class GlueDataModule(LightningDataModule):
             cache_file_name=str(self.cache_dir / f"{self.task.name}-{split}-{key}.arrow"),
             desc=f"tokenising {self.task.name} {split}",
         )
-        return tokenised.select_columns([c for c in MODEL_COLUMNS if c in tokenised.column_names])
+        tokenised = tokenised.select_columns([c for c in MODEL_COLUMNS if c in tokenised.column_names])
+        if split == "train" and self.transfer is not None:
+            return self._transfer_set(tokenised, key)
+        return tokenised
+
+    def _transfer_set(self, train: datasets.Dataset, key: str) -> datasets.Dataset:
+        """The augmented transfer set, built once per (split, tokenizer, settings, teacher embeddings)."""
+        if self.teacher is None:
+            raise DistillError(
+                "data.transfer needs the teacher's embeddings to find neighbour words: set model.teacher"
+            )
+        embeddings = self.teacher.model.get_input_embeddings().weight
+        folder = (
+            self.cache_dir
+            / f"{self.task.name}-transfer-{_fingerprint(key, self.transfer, embedding_digest(embeddings))}"
+        )
+        if not folder.is_dir():
+            built = build_transfer_set(train, self.tokenizer, embeddings, self.transfer, self.task.is_pair)
+            scratch = folder.with_name(folder.name + ".partial")
+            built.save_to_disk(str(scratch))
+            scratch.rename(folder)
+        return datasets.load_from_disk(str(folder))
 
     def _tokenise(self, rows: dict[str, list]) -> dict[str, list]:
         texts = [rows[column] for column in self.task.text_columns]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from lightning.pytorch.loggers import Logger
 
 from distill.bench import dev_texts, latency_mix, measure_models
 from distill.callbacks import TrainingThroughput
-from distill.export import export_student
+from distill.export import export_student, write_json_atomic
 from distill.loading import load_model
 from distill.measure import sparsity
 from distill.module import DistillationModule
@@ -19,8 +20,26 @@ from distill.registry import plugin_versions
 from distill.report import compare, pareto_plot, write_report
 
 
+@dataclass
+class ReportSettings:
+    """The `report:` section of a config: what the report card after `distill fit` measures.
+
+    Attributes:
+        enabled: write report.json, report.md and pareto.png after the export.
+        latency_rows: dev examples in the timed mix (batch 1 and batch 32).
+    """
+
+    enabled: bool = True
+    latency_rows: int = 256
+
+
 def finish_fit(
-    trainer: Trainer, module: DistillationModule, data: LightningDataModule, run_dir: Path, config: dict[str, Any]
+    trainer: Trainer,
+    module: DistillationModule,
+    data: LightningDataModule,
+    run_dir: Path,
+    config: dict[str, Any],
+    report: ReportSettings,
 ) -> Path | None:
     """Validate the best checkpoint, export that student, and write the report card (on rank 0 only).
 
@@ -43,16 +62,36 @@ def finish_fit(
     }
     target = run_dir / "student"
     export_student(module.student, module.tokenizer, target, card)
-    if module.teacher is not None:
-        report = report_card(module, target, data.data_dir, training, config)
-        write_report(report, run_dir)
-        pareto_plot(report["rows"], run_dir / "pareto.png")
-        log_report(trainer.loggers, report, run_dir / "pareto.png")
+    if module.teacher is not None and report.enabled:
+        card = report_card(module, target, data.data_dir, training, config, report.latency_rows)
+        write_report(card, run_dir)
+        pareto_plot(card["rows"], run_dir / "pareto.png")
+        log_report(trainer.loggers, card, run_dir / "pareto.png")
     return target
 
 
+def finish_search(
+    trainer: Trainer, module: DistillationModule, data: LightningDataModule, run_dir: Path, config: dict[str, Any]
+) -> Path | None:
+    """Derive the architecture from the best checkpoint of a search and write genotype.json (rank 0 only)."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return None
+    result = module.student.search_result()
+    dev = {k.removeprefix("val/"): v for k, v in metrics.items()}
+    path = run_dir / "genotype.json"
+    write_json_atomic(path, {**result, "supernet_dev_metrics": dev, "checkpoint": best or None, "config": config})
+    return path
+
+
 def report_card(
-    module: DistillationModule, student_dir: Path, data_dir: Path | None, training: dict, config: dict[str, Any]
+    module: DistillationModule,
+    student_dir: Path,
+    data_dir: Path | None,
+    training: dict,
+    config: dict[str, Any],
+    latency_rows: int,
 ) -> dict[str, Any]:
     """Teacher and exported student, measured in this process on the same dev examples."""
     teacher = module.teacher
@@ -64,14 +103,14 @@ def report_card(
         "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),
     }
-    measured = measure_models(models, task, texts, labels)
+    measured = measure_models(models, task, texts, labels, latency_rows)
     student_sparsity = sparsity(student)
     sections = [{"title": "Sparsity of the student's Linear weights", "data": student_sparsity}]
     return {
         "task": task.name,
         "rows": compare(measured, task),
         "measured": measured,
-        "latency_mix": latency_mix(teacher.tokenizer, texts),
+        "latency_mix": latency_mix(teacher.tokenizer, texts, latency_rows),
         "training": training,
         "sections": sections if student_sparsity["overall"] > 0.01 else [],
         "plugins": plugin_versions(),

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
-from distill.registry import get_plugin_manager
+from distill.registry import get_plugin_manager, registered
+from distill.student import STUDENT_META, Student, StudentClassifier
+
+
+def _registered_family(folder: Path) -> type[Student]:
+    family = json.loads((folder / STUDENT_META).read_text())["family"]
+    families = {config.student_class.family: config.student_class for config, _ in registered("students").values()}
+    if family not in families:
+        raise DistillError(
+            f"{folder} holds a {family!r} student, and no installed plugin provides that family: "
+            f"install it (`distill plugins` lists what is installed)"
+        )
+    return families[family]
 
 
 def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -24,6 +37,8 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
             f"`distill export`, or a Hugging Face save_pretrained folder"
         )
     loaded = get_plugin_manager().hook.distill_load_model(folder=folder)
+    if loaded is None and (folder / STUDENT_META).is_file():
+        loaded = StudentClassifier(_registered_family(folder).load(folder)), AutoTokenizer.from_pretrained(folder)
     if loaded is None:
         if not (folder / "config.json").is_file():
             raise DistillError(

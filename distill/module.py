@@ -64,7 +64,7 @@ class DistillationModule(LightningModule):
             )
         self.losses = nn.ModuleList(losses)
         self.teacher_needs = self._teacher_needs()
-        self.student = student.build(teacher=self.teacher, num_labels=self.task.num_labels)
+        self.student = student.build(teacher=self.teacher, task=self.task)
         self.student_needs = self._student_needs()
         for term in self.losses:
             term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
@@ -150,13 +150,12 @@ class DistillationModule(LightningModule):
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
+        exempt = {f"student.{name}" for name in self.student.no_weight_decay()}
         trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        undecayed = {n for n, _ in trainable if n.endswith(_NO_DECAY) or n in exempt}
         groups = [
-            {
-                "params": [p for n, p in trainable if not n.endswith(_NO_DECAY)],
-                "weight_decay": self.hparams.weight_decay,
-            },
-            {"params": [p for n, p in trainable if n.endswith(_NO_DECAY)], "weight_decay": 0.0},
+            {"params": [p for n, p in trainable if n not in undecayed], "weight_decay": self.hparams.weight_decay},
+            {"params": [p for n, p in trainable if n in undecayed], "weight_decay": 0.0},
         ]
         optimizer = torch.optim.AdamW(groups, lr=self.hparams.learning_rate)
         total = int(self.trainer.estimated_stepping_batches)

@@ -13,6 +13,7 @@ from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
 from distill.student import StudentConfig
 from distill.students.transformer import TransformerStudent
+from distill.tasks import GlueTask
 from distill.teacher import Teacher
 
 
@@ -32,7 +33,7 @@ class BertStudent(StudentConfig):
         dropout: hidden and attention dropout.
     """
 
-    family: ClassVar[str] = "bert"
+    student_class: ClassVar[type] = TransformerStudent
     num_layers: int = 3
     hidden_size: int | None = None
     num_heads: int | None = None
@@ -41,16 +42,16 @@ class BertStudent(StudentConfig):
     init_embeddings: Literal["random", "teacher"] = "random"
     dropout: float = 0.1
 
-    def build(self, teacher: Teacher | None, num_labels: int) -> TransformerStudent:
+    def build(self, teacher: Teacher | None, task: GlueTask) -> TransformerStudent:
         if teacher is None:
             raise DistillError("BertStudent takes its vocabulary from the teacher: set model.teacher")
-        config = self._config(teacher.model.config, num_labels)
+        config = self._config(teacher.model.config, task.num_labels)
         model = BertForSequenceClassification(config)
         if self.init_from_teacher is not None:
             _copy_teacher_layers(model, teacher, self.init_from_teacher)
         elif self.init_embeddings == "teacher":
             _reduce_teacher_embeddings(model, teacher)
-        return TransformerStudent(model, family=self.family)
+        return TransformerStudent(model, family="bert")
 
     def _config(self, teacher_config, num_labels: int) -> BertConfig:
         hidden = self.hidden_size or teacher_config.hidden_size

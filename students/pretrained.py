@@ -9,6 +9,7 @@ from distill import hookimpl
 from distill.hf import load_classifier, load_tokenizer
 from distill.student import StudentConfig
 from distill.students.transformer import TransformerStudent
+from distill.tasks import GlueTask
 from distill.teacher import Teacher
 
 
@@ -20,11 +21,12 @@ class PretrainedStudent(StudentConfig):
         model: folder saved with save_pretrained, or a hub id such as "bert-base-uncased".
     """
 
-    family: ClassVar[str] = "pretrained"
+    student_class: ClassVar[type] = TransformerStudent
     model: str = "bert-base-uncased"
 
-    def build(self, teacher: Teacher | None, num_labels: int) -> TransformerStudent:
-        student = TransformerStudent(load_classifier(self.model, "student", num_labels=num_labels), self.family)
+    def build(self, teacher: Teacher | None, task: GlueTask) -> TransformerStudent:
+        model = load_classifier(self.model, "student", num_labels=task.num_labels)
+        student = TransformerStudent(model, family="pretrained")
         student.tokenizer = load_tokenizer(self.model, "student")
         return student
 

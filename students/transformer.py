@@ -15,8 +15,11 @@ from distill.student import Student
 class TransformerStudent(Student):
     """Wraps a Hugging Face classifier; exports in Hugging Face format so `from_pretrained` loads it."""
 
+    family = "transformer"
+
     def __init__(self, model: PreTrainedModel, family: str) -> None:
         super().__init__()
+        self.family = family
         self.model = model
         config = model.config
         self.tap = TransformerTap(model, head_size=config.hidden_size // config.num_attention_heads)
@@ -33,4 +36,5 @@ class TransformerStudent(Student):
         return self.tap.run(self.model, batch, needs)
 
     def save(self, directory: Path) -> None:
+        """Hugging Face format: `AutoModelForSequenceClassification.from_pretrained` loads it without distill."""
         self.model.save_pretrained(directory)

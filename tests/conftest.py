@@ -74,6 +74,7 @@ def base_config(teacher: Path, root: Path, data_dir: Path = SST2, task: str = "s
             ],
             "learning_rate": 1e-3,
         },
+        "report": {"latency_rows": 16},
         "data": {
             "task": task,
             "data_dir": str(data_dir),

@@ -7,11 +7,12 @@ from distill.plugins.losses.attention import AttentionKD
 from distill.plugins.losses.hard_labels import HardLabelCE
 from distill.plugins.losses.hidden_states import HiddenStatesKD
 from distill.plugins.losses.logits import LogitsKD
+from distill.plugins.losses.pooled import PooledKD
 from distill.plugins.losses.value_relation import ValueRelationKD
 
-__all__ = ["AttentionKD", "HardLabelCE", "HiddenStatesKD", "LogitsKD", "ValueRelationKD"]
+__all__ = ["AttentionKD", "HardLabelCE", "HiddenStatesKD", "LogitsKD", "PooledKD", "ValueRelationKD"]
 
 
 @hookimpl
 def distill_register_losses() -> list[type]:
-    return [HardLabelCE, LogitsKD, HiddenStatesKD, AttentionKD, ValueRelationKD]
+    return [HardLabelCE, LogitsKD, HiddenStatesKD, AttentionKD, ValueRelationKD, PooledKD]

@@ -5,7 +5,10 @@ import torch
 
 from distill.errors import DistillError
 from distill.students.bert import BertStudent
+from distill.tasks import get_task
 from distill.teacher import Teacher
+
+SST2_TASK = get_task("sst2")
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +22,14 @@ def batch(teacher: Teacher, texts: list[str]) -> dict[str, torch.Tensor]:
 
 def test_layers_copied_from_the_teacher_reproduce_its_outputs(teacher):
     # Student layers [0, 1] copied from a 2-layer teacher are the teacher itself.
-    student = BertStudent(num_layers=2, init_from_teacher=[0, 1]).build(teacher, num_labels=2).eval()
+    student = BertStudent(num_layers=2, init_from_teacher=[0, 1]).build(teacher, SST2_TASK).eval()
     inputs = batch(teacher, ["a gripping , funny film", "dull"])
     needs = frozenset({"logits", "hidden_states"})
     torch.testing.assert_close(student(inputs, needs).logits, teacher(inputs, needs).logits)
 
 
 def test_a_layer_subset_keeps_the_chosen_teacher_layer(teacher):
-    student = BertStudent(num_layers=1, init_from_teacher=[1]).build(teacher, num_labels=2)
+    student = BertStudent(num_layers=1, init_from_teacher=[1]).build(teacher, SST2_TASK)
     copied = student.model.bert.encoder.layer[0].state_dict()
     for name, value in teacher.model.bert.encoder.layer[1].state_dict().items():
         torch.testing.assert_close(copied[name], value)
@@ -44,11 +47,11 @@ def test_a_layer_subset_keeps_the_chosen_teacher_layer(teacher):
 )
 def test_unbuildable_students_say_why(teacher, config, message):
     with pytest.raises(DistillError, match=message):
-        config.build(teacher, num_labels=2)
+        config.build(teacher, SST2_TASK)
 
 
 def test_a_narrower_student_builds_without_initialisation(teacher):
-    student = BertStudent(num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32).build(teacher, 2)
+    student = BertStudent(num_layers=2, hidden_size=16, num_heads=2, intermediate_size=32).build(teacher, SST2_TASK)
     out = student(batch(teacher, ["fine"]), frozenset({"logits", "attentions", "values", "hidden_states"}))
     assert out.logits.shape == (1, 2)
     assert len(out.hidden_states) == 3 and out.hidden_states[0].shape[-1] == 16
@@ -56,7 +59,7 @@ def test_a_narrower_student_builds_without_initialisation(teacher):
 
 
 def test_narrow_student_embeddings_start_from_the_teachers_principal_directions(teacher):
-    student = BertStudent(num_layers=1, hidden_size=8, num_heads=2, init_embeddings="teacher").build(teacher, 2)
+    student = BertStudent(num_layers=1, hidden_size=8, num_heads=2, init_embeddings="teacher").build(teacher, SST2_TASK)
     words = teacher.model.bert.embeddings.word_embeddings.weight
     reduced = student.model.bert.embeddings.word_embeddings.weight
     assert reduced.shape == (words.shape[0], 8)
@@ -64,7 +67,7 @@ def test_narrow_student_embeddings_start_from_the_teachers_principal_directions(
     centered = words - words.mean(0)
     kept = (reduced - reduced.mean(0)).pow(2).sum() / centered.pow(2).sum()
     assert 8 / 32 < kept.item() <= 1.0
-    wide = BertStudent(num_layers=1, init_embeddings="teacher").build(teacher, 2)
+    wide = BertStudent(num_layers=1, init_embeddings="teacher").build(teacher, SST2_TASK)
     torch.testing.assert_close(wide.model.bert.embeddings.word_embeddings.weight, words)
     with pytest.raises(DistillError, match="cannot reduce 32-wide teacher embeddings to a wider 64"):
-        BertStudent(num_layers=1, hidden_size=64, num_heads=2, init_embeddings="teacher").build(teacher, 2)
+        BertStudent(num_layers=1, hidden_size=64, num_heads=2, init_embeddings="teacher").build(teacher, SST2_TASK)

@@ -9,7 +9,10 @@ from distill.errors import DistillError
 from distill.plugins.losses import AttentionKD, HiddenStatesKD, ValueRelationKD
 from distill.registry import registered
 from distill.students.bert import BertStudent
+from distill.tasks import get_task
 from distill.teacher import Teacher
+
+SST2_TASK = get_task("sst2")
 
 ALL_FEATURES = frozenset({"logits", "hidden_states", "attentions", "values", "pooled"})
 TEXTS = ["a gripping , funny film", "dull and overlong", "the cast is superb ."]
@@ -27,12 +30,13 @@ def batch(teacher):
 
 
 def copy_of_teacher(teacher):
-    return BertStudent(num_layers=2, init_from_teacher=[0, 1], dropout=0.0).build(teacher, 2).eval()
+    return BertStudent(num_layers=2, init_from_teacher=[0, 1], dropout=0.0).build(teacher, SST2_TASK).eval()
 
 
 def narrow_student(teacher):
     torch.manual_seed(1)
-    return BertStudent(num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, dropout=0.0).build(teacher, 2)
+    config = BertStudent(num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, dropout=0.0)
+    return config.build(teacher, SST2_TASK)
 
 
 def distillation_losses():
@@ -48,7 +52,7 @@ def test_every_registered_loss_is_zero_on_a_copy_and_positive_and_differentiable
     assert loss(same(batch, ALL_FEATURES), teacher_features, batch).item() == pytest.approx(0.0, abs=1e-5)
 
     torch.manual_seed(5)
-    different = BertStudent(num_layers=2, dropout=0.0).build(teacher, 2)
+    different = BertStudent(num_layers=2, dropout=0.0).build(teacher, SST2_TASK)
     with torch.no_grad():  # random tiny BERTs all give near-uniform outputs; make this one clearly different
         for parameter in different.parameters():
             parameter.add_(0.5 * torch.randn_like(parameter))
@@ -85,7 +89,7 @@ def test_projection_bridges_unequal_widths_and_gets_gradients(teacher, batch):
 def test_padding_is_ignored(loss, teacher, batch):
     """Padding a batch further leaves every real token, and so the loss, unchanged."""
     torch.manual_seed(2)
-    student = BertStudent(num_layers=2, dropout=0.0).build(teacher, 2).eval()
+    student = BertStudent(num_layers=2, dropout=0.0).build(teacher, SST2_TASK).eval()
     loss.setup(student.anatomy, teacher.anatomy)
     longer = teacher.tokenizer(TEXTS, padding="max_length", max_length=24, return_tensors="pt")
     values = []

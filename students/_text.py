@@ -1,0 +1,74 @@
+"""Helpers for sentence encoders that are not Transformers: one sentence or a pair, pooled to vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from distill.embeddings import reduce_to
+from distill.teacher import Teacher
+
+
+def segments(batch: Mapping[str, Tensor], pair: bool) -> list[tuple[Tensor, Tensor]]:
+    """(token ids, mask) of each sentence, left-aligned: the batch itself, or its two segments for a pair.
+
+    Pairs arrive tokenised together ([CLS] a [SEP] b [SEP]) for the teacher; token_type_ids split them, so
+    students share the teacher's data and cache.
+    """
+    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+    if not pair:
+        return [(ids, mask)]
+    parts = []
+    for segment in (0, 1):
+        keep = mask & (batch["token_type_ids"] == segment)
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
+        parts.append((ids.gather(1, order), keep.gather(1, order)))
+    return parts
+
+
+def combine(vectors: list[Tensor]) -> Tensor:
+    """One sentence vector u, or [u; v; |u − v|; u ⊙ v] for a pair (Conneau et al., 2017)."""
+    if len(vectors) == 1:
+        return vectors[0]
+    u, v = vectors
+    return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+
+def masked_max(states: Tensor, mask: Tensor) -> Tensor:
+    """Max over real positions of (B, T, C) states; an all-padding row pools to zeros."""
+    pooled = states.masked_fill(~mask.unsqueeze(-1), torch.finfo(states.dtype).min).amax(1)
+    return torch.where(mask.any(1, keepdim=True), pooled, torch.zeros_like(pooled))
+
+
+class WordEmbedding(nn.Module):
+    """Embeddings over the teacher's vocabulary; with `source_dim`, a table of that width and a trainable
+    linear reduction to `dim` (the "linear" reduction)."""
+
+    def __init__(self, vocab_size: int, dim: int, source_dim: int | None = None) -> None:
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, source_dim or dim, padding_idx=0)
+        self.reduce = nn.Linear(source_dim, dim, bias=False) if source_dim else nn.Identity()
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.reduce(self.table(ids))
+
+    @torch.no_grad()
+    def init_from(self, teacher: Teacher) -> None:
+        """Start from the teacher's word embeddings, PCA-reduced to the table's width when narrower."""
+        words = teacher.model.get_input_embeddings().weight
+        self.table.weight.copy_(reduce_to(words, self.table.embedding_dim))
+
+
+EmbeddingInit = Literal["teacher", "random"]
+Reduction = Literal["pca", "linear"]
+
+
+def embedding_source_dim(teacher: Teacher | None, init: EmbeddingInit, reduction: Reduction, dim: int) -> int | None:
+    """The table width for a "linear" reduction from the teacher's embeddings, else None (table of `dim`)."""
+    if init == "teacher" and reduction == "linear" and teacher is not None:
+        width = teacher.model.get_input_embeddings().weight.shape[1]
+        return width if width != dim else None
+    return None
