@@ -155,6 +155,7 @@ class GlueDataModule(LightningDataModule):
         self.transfer = transfer
         self.teacher = teacher
         self.splits: dict[str, datasets.Dataset] = {}
+        self.fingerprints: dict[str, str] = {}  # split -> key of its exact tokenised contents
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None:
@@ -188,6 +189,7 @@ class GlueDataModule(LightningDataModule):
             desc=f"tokenising {self.task.name} {split}",
         )
         tokenised = tokenised.select_columns([c for c in MODEL_COLUMNS if c in tokenised.column_names])
+        self.fingerprints[split] = key
         if split == "train" and self.transfer is not None:
             return self._transfer_set(tokenised, key)
         return tokenised
@@ -199,10 +201,8 @@ class GlueDataModule(LightningDataModule):
                 "data.transfer needs the teacher's embeddings to find neighbour words: set model.teacher"
             )
         embeddings = self.teacher.model.get_input_embeddings().weight
-        folder = (
-            self.cache_dir
-            / f"{self.task.name}-transfer-{_fingerprint(key, self.transfer, embedding_digest(embeddings))}"
-        )
+        self.fingerprints["train"] = _fingerprint(key, self.transfer, embedding_digest(embeddings))
+        folder = self.cache_dir / f"{self.task.name}-transfer-{self.fingerprints['train']}"
         if not folder.is_dir():
             built = build_transfer_set(train, self.tokenizer, embeddings, self.transfer, self.task.is_pair)
             scratch = folder.with_name(folder.name + ".partial")

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from transformers import SchedulerType, get_scheduler
 from typing_extensions import override
 
+from distill.cache import CacheStore, TeacherCache
 from distill.callbacks import TrainingThroughput
 from distill.errors import DistillError
 from distill.features import Features
@@ -37,6 +38,7 @@ class DistillationModule(LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
         lr_schedule: str = "linear",
+        teacher_cache: TeacherCache | None = None,
     ) -> None:
         """Args:
         student: the student family and its size (`class_path: BertStudent`, ...).
@@ -48,6 +50,8 @@ class DistillationModule(LightningModule):
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
         warmup_ratio: fraction of the steps spent warming the learning rate up.
         lr_schedule: a transformers scheduler name: linear, cosine, constant_with_warmup, ...
+        teacher_cache: keep the teacher's logits (and pooled vectors) per training example on disk, so epochs
+            after the first skip the teacher. Losses that read per-token features still run it live.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -72,6 +76,8 @@ class DistillationModule(LightningModule):
         self.tokenizer = self.teacher.tokenizer if self.teacher is not None else self.student.tokenizer
         if self.tokenizer is None:
             raise DistillError("no tokenizer: set model.teacher, or use a student that brings its own")
+        self.cache_settings = teacher_cache
+        self.cache: CacheStore | None = None
         self.val_metrics = self.task.build_metrics(prefix="val/")
         self.test_metrics = self.task.build_metrics(prefix="test/")
 
@@ -99,8 +105,42 @@ class DistillationModule(LightningModule):
 
     def features(self, batch: Mapping[str, Tensor]) -> tuple[Features, Features | None]:
         """Student features for the active losses, and teacher features only if some loss reads them."""
-        teacher = self.teacher(batch, self.teacher_needs) if self.teacher_needs else None
+        teacher = None
+        if self.teacher_needs and self.cache is not None and self.training:
+            teacher = self.cache.lookup(batch, lambda: self.teacher(batch, self.teacher_needs))
+        elif self.teacher_needs:
+            teacher = self.teacher(batch, self.teacher_needs)
         return self.student(batch, self.student_needs), teacher
+
+    @override
+    def on_fit_start(self) -> None:
+        """Open the teacher cache once the data is set up (its fingerprint names the cache)."""
+        settings = self.cache_settings
+        if settings is None or self.teacher is None or not self.teacher_needs:
+            return
+        if not self.teacher_needs <= set(settings.features):
+            raise DistillError(
+                f"teacher_cache keeps {sorted(settings.features)}, but the losses read the teacher's "
+                f"{sorted(self.teacher_needs)}: drop teacher_cache (per-token features are not cached) or add "
+                f"the missing vector features to teacher_cache.features"
+            )
+        data = self.trainer.datamodule
+        fingerprint = getattr(data, "fingerprints", {}).get("train") if data is not None else None
+        if fingerprint is None:
+            raise DistillError(
+                "teacher_cache needs a datamodule that fingerprints its training split (GlueDataModule does)"
+            )
+        rows = len(data.splits["train"])
+        if self.trainer.local_rank == 0:  # one process per machine creates the folder; the others then open it
+            self.cache = CacheStore.open(settings, self.teacher, fingerprint, rows)
+        self.trainer.strategy.barrier("teacher cache")
+        if self.trainer.local_rank != 0:
+            self.cache = CacheStore.open(settings, self.teacher, fingerprint, rows)
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
 
     def objective(
         self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]

@@ -27,6 +27,7 @@ class Teacher(nn.Module):
             num_layers=config.num_hidden_layers,
             hidden_size=config.hidden_size,
             num_heads=config.num_attention_heads,
+            num_labels=config.num_labels,
         )
         self.eval()
 

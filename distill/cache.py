@@ -1,0 +1,130 @@
+"""Teacher-output cache: the teacher's logits (and pooled vectors) per training example, computed once.
+
+Rows are keyed by example index, so shuffling and distributed samplers are safe. The first epoch fills the
+cache as a side effect of training (it needs the teacher anyway); later epochs read it. Storage is a
+float16 memory map per feature plus a byte map of filled rows, in a folder named by a fingerprint of the
+teacher weights, tokenizer, data and maximum length: any change gives a new folder. A folder whose files do
+not match its manifest is corrupt and is rebuilt; one with unfilled rows (an interrupted run) is completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from distill.errors import DistillError
+from distill.features import Features
+
+CACHEABLE = frozenset({"logits", "pooled"})  # one vector per example; per-token features stay live
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class TeacherCache:
+    """The `model.teacher_cache:` section of a config.
+
+    Attributes:
+        directory: where caches live; each teacher/data combination gets its own subfolder.
+        features: which teacher outputs to keep (logits, pooled).
+    """
+
+    directory: str = "~/.cache/distill/teacher"
+    features: list[str] = field(default_factory=lambda: ["logits"])
+
+    def __post_init__(self) -> None:
+        if "logits" not in self.features:
+            raise DistillError("teacher_cache.features must include logits")
+        if unknown := set(self.features) - CACHEABLE:
+            raise DistillError(
+                f"teacher_cache.features {sorted(unknown)} cannot be cached: choose from "
+                f"{sorted(CACHEABLE)} (per-token features are read from the teacher live)"
+            )
+
+
+def teacher_digest(state: Mapping[str, Tensor]) -> str:
+    """Changes whenever any teacher weight changes."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class CacheStore:
+    """The memory-mapped arrays of one cache folder."""
+
+    def __init__(self, folder: Path, rows: int, widths: dict[str, int]) -> None:
+        self.folder, self.rows, self.widths = folder, rows, widths
+        if not self._intact():
+            shutil.rmtree(folder, ignore_errors=True)
+            self._create()
+        self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in widths}
+        self.filled = np.load(folder / "filled.npy", mmap_mode="r+")
+
+    def _intact(self) -> bool:
+        """True when the manifest and every array agree on shape and dtype."""
+        try:
+            manifest = json.loads((self.folder / MANIFEST).read_text())
+            if manifest != {"rows": self.rows, "widths": self.widths, "dtype": "float16"}:
+                return False
+            for name, width in self.widths.items():
+                array = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+                if array.shape != (self.rows, width) or array.dtype != np.float16:
+                    return False
+            return np.load(self.folder / "filled.npy", mmap_mode="r").shape == (self.rows,)
+        except (OSError, ValueError, json.JSONDecodeError):
+            return False
+
+    def _create(self) -> None:
+        scratch = self.folder.with_name(self.folder.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        for name, width in self.widths.items():
+            np.lib.format.open_memmap(scratch / f"{name}.npy", mode="w+", dtype=np.float16, shape=(self.rows, width))
+        np.lib.format.open_memmap(scratch / "filled.npy", mode="w+", dtype=np.uint8, shape=(self.rows,))
+        (scratch / MANIFEST).write_text(json.dumps({"rows": self.rows, "widths": self.widths, "dtype": "float16"}))
+        scratch.rename(self.folder)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.filled.all())
+
+    def lookup(self, batch: Mapping[str, Tensor], compute: Callable[[], Features]) -> Features:
+        """Cached teacher features for the batch's rows; rows not cached yet are computed and stored.
+
+        Live outputs pass through float16 as well, so a loss is the same whether its row came from the cache.
+        """
+        idx = batch["idx"].cpu().numpy()
+        if not self.filled[idx].all():
+            live = compute()
+            for name in self.widths:
+                self.arrays[name][idx] = getattr(live, name).detach().float().cpu().numpy().astype(np.float16)
+            self.filled[idx] = 1
+        device = batch["input_ids"].device
+        values = {
+            name: torch.from_numpy(np.asarray(self.arrays[name][idx], dtype=np.float32)).to(device)
+            for name in self.widths
+        }
+        return Features(attention_mask=batch["attention_mask"], **values)
+
+    @classmethod
+    def open(cls, settings: TeacherCache, teacher: nn.Module, data_fingerprint: str, rows: int) -> CacheStore:
+        """The store for this teacher and data, reusing a matching folder when there is one."""
+        key = hashlib.sha256(f"{teacher_digest(teacher.state_dict())}/{data_fingerprint}".encode()).hexdigest()[:20]
+        widths = {
+            name: teacher.anatomy.num_labels if name == "logits" else teacher.anatomy.hidden_size
+            for name in sorted(settings.features)
+        }
+        return cls(Path(settings.directory).expanduser() / key, rows, widths)
+
+    def flush(self) -> None:
+        for array in (*self.arrays.values(), self.filled):
+            array.flush()

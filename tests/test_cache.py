@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from distill.cache import CacheStore, TeacherCache
+from distill.data import GlueDataModule
+from distill.errors import DistillError
+from distill.module import DistillationModule
+from distill.plugins.losses import HardLabelCE, HiddenStatesKD, LogitsKD
+from distill.students.bert import BertStudent
+from tests.conftest import SST2
+
+
+def module_and_data(teacher_dir, cache_dir, tmp_path, losses=None, max_length=64):
+    module = DistillationModule(
+        student=BertStudent(num_layers=1, init_from_teacher=[0]),
+        losses=losses or [HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
+        teacher=str(teacher_dir),
+        learning_rate=1e-3,
+        teacher_cache=TeacherCache(directory=str(cache_dir)),
+    )
+    data = GlueDataModule(
+        task="sst2",
+        data_dir=str(SST2),
+        tokenizer=module.tokenizer,
+        train_limit=96,
+        eval_limit=16,
+        batch_size=32,
+        max_length=max_length,
+        cache_dir=str(tmp_path / "tokens"),
+    )
+    return module, data
+
+
+def fit(module, data, tmp_path, epochs):
+    trainer = Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=data)
+
+
+class CountingTeacher:
+    """Wraps the teacher's forward to count the batches it really runs."""
+
+    def __init__(self, module):
+        self.calls, original = 0, module.teacher.forward
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        module.teacher.forward = counted
+
+
+def test_epochs_after_the_first_read_the_cache(tiny_teacher, tmp_path):
+    module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path)
+    counter = CountingTeacher(module)
+    fit(module, data, tmp_path, epochs=3)
+    assert counter.calls == 3  # 96 rows in batches of 32: the first epoch only
+    assert module.cache.complete
+    stored = module.cache.arrays["logits"]
+    assert stored.dtype == np.float16 and stored.shape == (96, 2)
+
+
+def test_cached_and_live_rows_give_identical_losses(tiny_teacher, tmp_path):
+    seed_everything(0)
+    module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path)
+    fit(module, data, tmp_path, epochs=1)
+    batch = next(iter(data.train_dataloader()))
+    module.eval()
+    with torch.no_grad():
+        student = module.student(batch, module.student_needs)
+        cached = module.cache.lookup(batch, lambda: pytest.fail("every row is cached"))
+        live = module.teacher(batch, module.teacher_needs)
+        live.logits = live.logits.half().float()  # the cache stores float16; live rows go through it too
+        assert module.objective(student, cached, batch)[0].item() == module.objective(student, live, batch)[0].item()
+
+
+def test_any_change_to_teacher_or_data_gives_a_new_cache(tiny_teacher, tmp_path):
+    for max_length in (64, 32):
+        module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path, max_length=max_length)
+        fit(module, data, tmp_path, epochs=1)
+    with torch.no_grad():
+        module.teacher.model.classifier.bias.add_(1.0)
+    fit(module, data, tmp_path, epochs=1)
+    assert len(list((tmp_path / "cache").iterdir())) == 3
+
+
+def test_corrupt_cache_is_rebuilt_and_partial_cache_is_completed(tiny_teacher, tmp_path):
+    module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path)
+    fit(module, data, tmp_path, epochs=1)
+    folder = module.cache.folder
+    reference = np.array(module.cache.arrays["logits"])
+    with open(folder / "logits.npy", "r+b") as handle:  # a crash cut the file short
+        handle.truncate(100)
+    store = CacheStore(folder, 96, {"logits": 2})
+    assert not store.filled.any()
+    store.filled[:] = 1
+    store.arrays["logits"][:] = reference
+    store.filled[:48] = 0  # an interrupted first epoch
+    batch = {"idx": torch.arange(40, 56), "input_ids": torch.zeros(16, 3), "attention_mask": torch.ones(16, 3)}
+    live = torch.full((16, 2), 7.0)
+    features = store.lookup(batch, lambda: type("F", (), {"logits": live})())
+    assert (features.logits == 7.0).all() and store.filled[40:56].all() and not store.filled[:40].any()
+
+
+def test_cache_refuses_per_token_losses_and_unknown_features(tiny_teacher, tmp_path):
+    losses = [LogitsKD(), HiddenStatesKD()]
+    module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path, losses=losses)
+    with pytest.raises(DistillError, match="per-token features are not cached"):
+        fit(module, data, tmp_path, epochs=1)
+    with pytest.raises(DistillError, match="cannot be cached"):
+        TeacherCache(features=["logits", "attentions"])
