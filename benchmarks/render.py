@@ -1,57 +1,191 @@
-"""Regenerate benchmarks/RESULTS.md from benchmarks/results/*.json (every number there was measured)."""
+"""Regenerate benchmarks/RESULTS.md and benchmarks/pareto.png from benchmarks/results/*.json.
+
+Every number comes from a result file written by a benchmark script; nothing here is typed in by hand.
+Latency and speed are ratios to the teacher measured in the same process, so rows from different runs compare.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from distill.report import pareto_plot
+
 HERE = Path(__file__).resolve().parent
+SPECIAL = {"train_speed"}  # result files that are not one recipe's run
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f}"
+def _name(r: dict) -> str:
+    return r.get("name", Path(r["recipe"]).stem)
 
 
-def _row(r: dict) -> str:
+def _rerun(r: dict) -> str:
+    flag = "" if _name(r) == Path(r["recipe"]).stem else f" --name {_name(r)}"
+    return f"python benchmarks/run_recipe.py {r['recipe']}{flag}"
+
+
+def _ratios(r: dict) -> dict:
     t, s = r["teacher"], r["student"]
     metric = next(iter(t["dev"]))
-    drop = 100 * (t["dev"][metric] - s["dev"][metric])
-    speed1 = t["latency_batch1"]["median_ms"] / s["latency_batch1"]["median_ms"]
-    speed32 = t["latency_batch32"]["median_ms"] / s["latency_batch32"]["median_ms"]
-    return (
-        f"| {Path(r['recipe']).stem} | {100 * s['dev'][metric]:.2f} | {100 * t['dev'][metric]:.2f} | {drop:+.2f} "
-        f"| {s['parameters']['total'] / 1e6:.1f}M / {s['parameters']['without_embeddings'] / 1e6:.2f}M "
-        f"| {_mb(s['size_on_disk_bytes'])} / {_mb(t['size_on_disk_bytes'])} "
-        f"| {s['latency_batch1']['median_ms']:.1f} / {t['latency_batch1']['median_ms']:.1f} ({speed1:.2f}x) "
-        f"| {s['latency_batch32']['median_ms']:.0f} / {t['latency_batch32']['median_ms']:.0f} ({speed32:.2f}x) "
-        f"| {r['training']['samples_per_second']:.0f} |"
-    )
+    return {
+        "metric": metric,
+        "value": s["dev"][metric],
+        "drop": 100 * (t["dev"][metric] - s["dev"][metric]),
+        "speed1": t["latency_batch1"]["median_ms"] / s["latency_batch1"]["median_ms"],
+        "speed32": t["latency_batch32"]["median_ms"] / s["latency_batch32"]["median_ms"],
+        "size": s["size_on_disk_bytes"] / 1e6,
+        "teacher_size": t["size_on_disk_bytes"] / 1e6,
+    }
+
+
+def recipe_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| recipe | dev acc | drop (pts) | params | params w/o emb. | MB on disk | speedup @1 | speedup @32 "
+        "| train samples/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        q, p = _ratios(r), r["student"]["parameters"]
+        lines.append(
+            f"| {_name(r)} | {100 * q['value']:.2f} | {q['drop']:+.2f} | {p['total'] / 1e6:.2f}M "
+            f"| {p['without_embeddings'] / 1e6:.2f}M | {q['size']:.1f} | {q['speed1']:.2f}x | {q['speed32']:.2f}x "
+            f"| {r['training']['samples_per_second']:.0f} |"
+        )
+    teacher = records[0]["teacher"]
+    lines += [
+        "",
+        f"Teacher: dev accuracy {100 * teacher['dev']['accuracy']:.2f}, "
+        f"{teacher['parameters']['total'] / 1e6:.2f}M parameters "
+        f"({teacher['parameters']['without_embeddings'] / 1e6:.2f}M without embeddings), "
+        f"{teacher['size_on_disk_bytes'] / 1e6:.1f} MB on disk.",
+    ]
+    return lines
+
+
+def latency_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| recipe | student ms @1 (median / p90) | teacher ms @1 | student ms @32 | teacher ms @32 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in records:
+        s, t = r["student"], r["teacher"]
+        lines.append(
+            f"| {_name(r)} | {s['latency_batch1']['median_ms']:.2f} / {s['latency_batch1']['p90_ms']:.2f} "
+            f"| {t['latency_batch1']['median_ms']:.2f} | {s['latency_batch32']['median_ms']:.1f} "
+            f"| {t['latency_batch32']['median_ms']:.1f} |"
+        )
+    return lines
+
+
+def pairs_table(by_name: dict[str, dict]) -> list[str]:
+    """Each recipe with an `_intermediate` twin: accuracy gained and training time spent."""
+    lines = [
+        "| student | logits-only acc | intermediate acc | gain (pts) | training time ratio |",
+        "|---|---|---|---|---|",
+    ]
+    found = False
+    for name, r in by_name.items():
+        twin = by_name.get(f"{name}_intermediate")
+        if twin is None:
+            continue
+        found = True
+        base, extra = _ratios(r)["value"], _ratios(twin)["value"]
+        cost = r["training"]["samples_per_second"] / twin["training"]["samples_per_second"]
+        lines.append(f"| {name} | {100 * base:.2f} | {100 * extra:.2f} | {100 * (extra - base):+.2f} | {cost:.2f}x |")
+    return lines if found else []
+
+
+def speed_table(record: dict) -> list[str]:
+    lines = [
+        f"Measured {record['date']}: {record['steps']} steps of batch {record['batch_size']} per runner and "
+        f"round ({record['warmup']} warm-up steps dropped), {record['rounds']} rounds in alternating order, "
+        f"{record['threads']} threads. Command: `{record['command']}`.",
+        "",
+        "| losses | runner | median step (ms) | vs hand-written loop |",
+        "|---|---|---|---|",
+    ]
+    for variant, runners in record["results"].items():
+        for runner, m in runners.items():
+            lines.append(f"| {variant} | {runner} | {m['median_step_ms']:.0f} | {m['vs_hand_loop']:.3f} |")
+    return lines
+
+
+def plot(records: list[dict]) -> None:
+    """Pareto plot of every recipe from its own teacher-relative measurements (teacher at 1.0)."""
+    rows = [
+        {
+            "model": "teacher",
+            "metric": "accuracy",
+            "value": records[0]["teacher"]["dev"]["accuracy"],
+            "median_ms_batch1": 1.0,
+            "size_mb": records[0]["teacher"]["size_on_disk_bytes"] / 1e6,
+        }
+    ]
+    for r in records:
+        q = _ratios(r)
+        rows.append(
+            {
+                "model": _name(r),
+                "metric": q["metric"],
+                "value": q["value"],
+                "median_ms_batch1": 1 / q["speed1"],
+                "size_mb": q["size"],
+            }
+        )
+    pareto_plot(rows, HERE / "pareto.png", latency_label="latency at batch 1, relative to the teacher")
 
 
 def main() -> None:
-    records = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))]
+    results = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))}
+    records = [r for name, r in results.items() if name not in SPECIAL]
+    by_name = {_name(r): r for r in records}
     lines = [
         "# Benchmark results",
         "",
-        "Generated by `benchmarks/render.py` from `benchmarks/results/*.json`; rerun a row with the command below it.",
-        "Teacher and student are measured in the same process on the same dev batches, timed interleaved;",
-        "speedups are ratios of median latencies. Accuracy drop is teacher minus student, in points.",
-        "",
-        "| recipe | dev acc | teacher acc | drop | params (all / w/o emb.) | MB on disk (student / teacher) "
-        "| ms @ batch 1 (student / teacher) | ms @ batch 32 | train samples/s |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *(_row(r) for r in records),
-        "",
-        "## How each row was produced",
+        "Regenerated by `python benchmarks/render.py` from `benchmarks/results/*.json`; each row's command is "
+        "listed at the end. Every student is measured against the reference teacher "
+        "(`../shared/teachers/minilm-l6-sst2`) in the same process, on the full SST-2 dev set, timed "
+        "interleaved with the teacher; speedups are ratios of median latencies, drops are in points.",
         "",
     ]
-    for r in records:
-        training = r["training"]
-        lines.append(
-            f"- **{Path(r['recipe']).stem}** ({r['date']}, {r['machine']}; {training['wall_seconds']:.0f} s wall, "
-            f"{training['samples']} training samples): `python benchmarks/run_recipe.py {r['recipe']}` "
-            f"ran `{r['command']}`"
-        )
+    if records:
+        lines += [
+            "## Students against the teacher (the survey's Table 1 layout)",
+            "",
+            *recipe_table(records),
+            "",
+            "![Pareto plot](pareto.png)",
+            "",
+            "### Latency",
+            "",
+            *latency_table(records),
+            "",
+        ]
+        plot(records)
+    if pairs := pairs_table(by_name):
+        lines += [
+            "## Intermediate-layer distillation against logits only (same epochs, same seed)",
+            "",
+            *pairs,
+            "",
+            "Training time ratio: logits-only training samples/s divided by the intermediate run's.",
+            "",
+        ]
+    if "train_speed" in results:
+        lines += [
+            "## Training-step speed: distill against a hand-written loop and TextBrewer",
+            "",
+            *speed_table(results["train_speed"]),
+            "",
+        ]
+    if records:
+        lines += ["## How each row was produced", ""]
+        for r in records:
+            t = r["training"]
+            lines.append(
+                f"- **{_name(r)}** ({r['date']}, {r['machine']}; {t['wall_seconds']:.0f} s wall, "
+                f"{t['samples']} training samples): `{_rerun(r)}` ran `{r['command']}`"
+            )
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 

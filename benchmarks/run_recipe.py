@@ -1,8 +1,9 @@
 """Train one recipe with `distill fit`, then measure its student against the teacher in one process.
 
-    python benchmarks/run_recipe.py configs/sst2/bert_l3.yaml [more `distill fit` arguments]
+    python benchmarks/run_recipe.py configs/sst2/bert_l3.yaml [--name NAME] [more `distill fit` arguments]
 
-Writes benchmarks/results/<recipe>.json (numbers, command, date, machine) and regenerates benchmarks/RESULTS.md.
+Writes benchmarks/results/<name>.json (numbers, command, date, machine; the name defaults to the recipe's) and
+regenerates benchmarks/RESULTS.md. Any student family works: the export is loaded with distill's own loader.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distill.bench import compare_latency, dev_texts, evaluate, make_batches
-from distill.measure import count_parameters, weights_size_on_disk
+from distill.bench import dev_texts, measure_models
+from distill.loading import load_model
 from distill.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
@@ -62,37 +62,28 @@ def train(recipe: Path, extra: list[str], name: str) -> tuple[list[str], float]:
 
 
 def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path) -> dict:
-    """Teacher and student on the same dev batches, timed interleaved in this one process."""
+    """Teacher and student on the same dev examples, timed interleaved in this one process."""
     task = get_task(task_name)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    models = {
-        "teacher": AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval(),
-        "student": AutoModelForSequenceClassification.from_pretrained(student_dir).eval(),
-    }
     texts, labels = dev_texts(task, data_dir)
-    scored = make_batches(tokenizer, texts, 64)
-    result = {
-        name: {"dev": evaluate(model, scored, labels, task), "parameters": count_parameters(model)}
-        for name, model in models.items()
+    models = {
+        name: (*load_model(folder), folder) for name, folder in (("teacher", teacher_dir), ("student", student_dir))
     }
-    result["teacher"]["size_on_disk_bytes"] = weights_size_on_disk(teacher_dir)
-    result["student"]["size_on_disk_bytes"] = weights_size_on_disk(student_dir)
-    for batch_size in (1, 32):
-        latency = compare_latency(models, make_batches(tokenizer, texts, batch_size))
-        for name in models:
-            result[name][f"latency_batch{batch_size}"] = latency[name]
-    return result
+    measured = measure_models(models, task, texts, labels, latency_rows=len(texts))
+    return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}
 
 
 def main(argv: list[str]) -> None:
     recipe, extra = Path(argv[0]), argv[1:]
     name = recipe.stem
+    if extra[:1] == ["--name"]:
+        name, extra = extra[1], extra[2:]
     command, seconds = train(recipe, extra, name)
     card = json.loads((OUT / name / "student" / "card.json").read_text())
     data = card["config"]["data"]
     measured = measure(Path(card["teacher"]), OUT / name / "student", card["task"], Path(data["data_dir"]))
     RESULTS.mkdir(exist_ok=True)
     record = {
+        "name": name,
         "recipe": str(recipe),
         "command": shlex.join(command),
         "date": date.today().isoformat(),

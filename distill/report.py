@@ -81,7 +81,9 @@ def latency_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def pareto_plot(rows: list[dict[str, Any]], path: Path) -> None:
+def pareto_plot(
+    rows: list[dict[str, Any]], path: Path, latency_label: str = "median latency at batch 1 (ms, CPU)"
+) -> None:
     """Metric against batch-1 latency and against size on disk; the non-dominated models are joined by a line."""
     import matplotlib
 
@@ -91,7 +93,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> None:
     metric = rows[0]["metric"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, key, label in (
-        (axes[0], "median_ms_batch1", "median latency at batch 1 (ms, CPU)"),
+        (axes[0], "median_ms_batch1", latency_label),
         (axes[1], "size_mb", "size on disk (MB)"),
     ):
         points = [(r[key], 100 * r["value"], r["model"]) for r in rows if r[key] is not None]
