@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
 
@@ -39,3 +40,30 @@ class TrainingThroughput(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.samples, self.seconds = state_dict["samples"], state_dict["seconds"]
+
+
+class ResumeRandomState(Callback):
+    """Saves the random state with each checkpoint and restores it just before the first batch after a resume,
+    so dropout draws the same masks as an uninterrupted run (the data order resumes through the loader)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    @override
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._pending is not None:
+            torch.set_rng_state(self._pending["cpu"])
+            if "cuda" in self._pending and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._pending["cuda"])
+            self._pending = None

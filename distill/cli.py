@@ -9,16 +9,17 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace, set_parsing_settings
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
 from distill.bench import run_bench
+from distill.compression import Compression
 from distill.data import GlueDataModule
 from distill.errors import DistillError
 from distill.finish import ReportSettings, finish_fit, finish_search
-from distill.module import DistillationModule
+from distill.module import SELECTION, DistillationModule
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
 from distill.report import table_markdown
 from distill.student import StudentConfig
@@ -26,7 +27,11 @@ from distill.tasks import get_task
 
 DEFAULT_ROOT = "runs"
 # Which registry answers for a YAML key, so a misspelt class name gets the list of valid ones.
-_REGISTRY_FOR_KEY = {"model.losses": ("losses", "loss"), "model.student": ("students", "student")}
+_REGISTRY_FOR_KEY = {
+    "model.losses": ("losses", "loss"),
+    "model.student": ("students", "student"),
+    "model.compression": ("compression", "compression method"),
+}
 
 
 class DistillCLI(LightningCLI):
@@ -74,6 +79,7 @@ class DistillCLI(LightningCLI):
         if self.subcommand == "fit":
             self.run_dir = _new_run_dir(config)
             config.trainer.default_root_dir = str(self.run_dir)
+            config.trainer.callbacks = [*(config.trainer.callbacks or []), best_checkpoint(self.run_dir)]
         elif config.trainer.default_root_dir is None:
             ckpt = config.get("ckpt_path")
             config.trainer.default_root_dir = str(Path(ckpt).parent.parent) if ckpt else DEFAULT_ROOT
@@ -107,6 +113,19 @@ class DistillCLI(LightningCLI):
         """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint."""
         if self.run_dir is not None and self.run_dir.exists() and not any(self.run_dir.rglob("*.ckpt")):
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def best_checkpoint(run_dir: Path) -> Namespace:
+    """The checkpoint the export is made from: the best dev score once every compression method has settled.
+
+    It joins, never replaces, checkpoint callbacks of the config (say, one every N steps against preemption).
+    """
+    return Namespace(
+        class_path="lightning.pytorch.callbacks.ModelCheckpoint",
+        init_args=Namespace(
+            dirpath=str(run_dir / "checkpoints"), filename="best-{step}", monitor=SELECTION, mode="max", save_last=True
+        ),
+    )
 
 
 def _new_run_dir(config) -> Path:
@@ -199,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         if command == ["bench"]:
             bench_command(rest)
             return
-        set_parsing_settings(subclasses_enabled=[StudentConfig])
+        set_parsing_settings(subclasses_enabled=[StudentConfig, Compression])
         if command == ["search"]:
             DistillCLI(args=["fit", *rest], search=True)
             return

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
+from distill.sampling import EpochSeededSampler, ResumableLoader
 from distill.tasks import GlueTask, get_task
 from distill.teacher import Teacher
 from distill.transfer import TransferSet, build_transfer_set
@@ -122,6 +123,7 @@ class GlueDataModule(LightningDataModule):
         cache_dir: str | None = None,
         transfer: TransferSet | None = None,
         teacher: Teacher | None = None,
+        seed: int = 0,
     ) -> None:
         """Args:
         task: GLUE task name (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte).
@@ -136,6 +138,7 @@ class GlueDataModule(LightningDataModule):
         cache_dir: where tokenised splits are cached; defaults to the datasets cache.
         transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
         teacher: set by the CLI from the model; the transfer set finds neighbour words in its embeddings.
+        seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree.
         """
         super().__init__()
         self.task = get_task(task)
@@ -154,6 +157,7 @@ class GlueDataModule(LightningDataModule):
         self.cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "distill"
         self.transfer = transfer
         self.teacher = teacher
+        self.seed = seed
         self.splits: dict[str, datasets.Dataset] = {}
         self.fingerprints: dict[str, str] = {}  # split -> key of its exact tokenised contents
 
@@ -214,22 +218,30 @@ class GlueDataModule(LightningDataModule):
         texts = [rows[column] for column in self.task.text_columns]
         return self.tokenizer(*texts, truncation=True, max_length=self.max_length)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str) -> DataLoader:
         return DataLoader(
             self.splits[split],
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
+            batch_size=self.eval_batch_size,
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled by (seed, epoch) and resumable mid-epoch, so an interrupted run continues exactly."""
+        train = self.splits["train"]
+        return ResumableLoader(
+            train,
+            sampler=EpochSeededSampler(len(train), seed=self.seed),
+            batch_size=self.batch_size,
+            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("dev", shuffle=False)
+        return self._loader("dev")
 
     def test_dataloader(self) -> DataLoader:
         """GLUE's test labels are hidden, so `distill test` scores the dev split."""
-        return self._loader("dev", shuffle=False)
+        return self._loader("dev")

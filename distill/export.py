@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pluggy
 from transformers import PreTrainedTokenizerBase
 
 from distill.measure import count_parameters, weights_size_on_disk
@@ -66,15 +67,19 @@ def export_student(
     tokenizer: PreTrainedTokenizerBase,
     target: Path,
     card: dict[str, Any],
+    run_hooks: pluggy.PluginManager | None = None,
 ) -> dict[str, Any]:
-    """Save the student, its tokenizer and its card (completed with measured sizes) into `target`.
+    """Save the student, its tokenizer, what the compression methods add, and its card into `target`;
+    then let the methods derive further variants (such as int8) from the saved folder.
 
     Returns:
         The card as written.
     """
     with atomic_directory(target) as scratch:
         student.save(scratch)
-        tokenizer.save_pretrained(scratch)
+        if run_hooks is not None:
+            run_hooks.hook.distill_export_extras(student=student, directory=scratch)
+        (student.tokenizer or tokenizer).save_pretrained(scratch)
         card = {
             **card,
             "student_family": student.anatomy.family,
@@ -84,4 +89,8 @@ def export_student(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_json_atomic(scratch / CARD_NAME, card)
+    if run_hooks is not None:
+        variants = [path for group in run_hooks.hook.distill_export_variants(directory=target) for path in group]
+        card["variants"] = {path.name: weights_size_on_disk(path) for path in variants}
+        write_json_atomic(target / CARD_NAME, card)
     return card

@@ -15,7 +15,7 @@ from distill.callbacks import TrainingThroughput
 from distill.export import export_student, write_json_atomic
 from distill.loading import load_model
 from distill.measure import sparsity
-from distill.module import DistillationModule
+from distill.module import SELECTION, DistillationModule
 from distill.registry import plugin_versions
 from distill.report import compare, pareto_plot, write_report
 
@@ -46,7 +46,7 @@ def finish_fit(
     Returns:
         The export folder on rank 0, None on other ranks.
     """
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = best_checkpoint_path(trainer)
     # Read before validating: validate() attaches fresh callbacks from the module's configure_callbacks.
     training = next(c.summary() for c in trainer.callbacks if isinstance(c, TrainingThroughput))
     metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
@@ -61,7 +61,8 @@ def finish_fit(
         "config": config,
     }
     target = run_dir / "student"
-    export_student(module.student, module.tokenizer, target, card)
+    module.run_hooks.hook.distill_finalize_student(student=module.student)
+    export_student(module.student, module.tokenizer, target, card, module.run_hooks)
     if module.teacher is not None and report.enabled:
         card = report_card(module, target, data.data_dir, training, config, report.latency_rows)
         write_report(card, run_dir)
@@ -70,11 +71,17 @@ def finish_fit(
     return target
 
 
+def best_checkpoint_path(trainer: Trainer) -> str:
+    """The best checkpoint by the selection score, or "" when the run kept none."""
+    selecting = [c for c in trainer.checkpoint_callbacks if c.monitor == SELECTION]
+    return selecting[0].best_model_path if selecting else ""
+
+
 def finish_search(
     trainer: Trainer, module: DistillationModule, data: LightningDataModule, run_dir: Path, config: dict[str, Any]
 ) -> Path | None:
     """Derive the architecture from the best checkpoint of a search and write genotype.json (rank 0 only)."""
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = best_checkpoint_path(trainer)
     metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
     if not trainer.is_global_zero:
         return None

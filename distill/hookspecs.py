@@ -3,6 +3,10 @@
 A plugin is a module (or object) with functions marked `@distill.hookimpl`, found through the
 `distill.plugins` entry-point group. Call hooks with keyword arguments only, so that new arguments
 never break old plugins. "Contribute" hooks return lists that the caller flattens.
+
+Registration hooks are answered by installed plugin modules. Run hooks are answered by the compression
+methods named in a config (`model.compression`), which a run registers on a manager of its own in
+compounding order; per-step behaviour belongs in the Lightning callbacks they contribute.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ import pluggy
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
+    from lightning.pytorch import Callback, LightningDataModule
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
+    from distill.compression import Compression
     from distill.loss import LossTerm
-    from distill.student import StudentConfig
+    from distill.student import Student, StudentConfig
+    from distill.teacher import Teacher
 
 hookspec = pluggy.HookspecMarker("distill")
 hookimpl = pluggy.HookimplMarker("distill")
@@ -37,7 +45,63 @@ def distill_register_students() -> list[type[StudentConfig]]:
     """Contribute StudentConfig subclasses (student families); YAML names them under `model.student`."""
 
 
+@hookspec
+def distill_register_compression() -> list[type[Compression]]:
+    """Contribute Compression subclasses; YAML names them under `model.compression`."""
+
+
+# --- student surgery (run hooks) -------------------------------------------------------------------------------
+
+
+@hookspec
+def distill_configure_student(student: Student, teacher: Teacher | None, data: LightningDataModule | None) -> None:
+    """Prepare the student before the optimizers exist (Lightning's configure_model). Must be idempotent.
+
+    Keep state in fixed-shape parameters and buffers (masks, gates), so checkpoints load before `data` is known.
+    """
+
+
+# --- training (run hooks) --------------------------------------------------------------------------------------
+
+
+@hookspec
+def distill_loss_terms(student: Student) -> list[LossTerm]:
+    """Contribute loss terms this method trains with (e.g. exit-ramp losses); called after surgery."""
+
+
+@hookspec
+def distill_callbacks() -> list[Callback]:
+    """Contribute Lightning callbacks for per-step work (masks after each optimizer step, schedules)."""
+
+
 # --- export and report ------------------------------------------------------------------------------------------
+
+
+@hookspec
+def distill_finalize_student(student: Student) -> None:
+    """Make the method permanent in the trained student before it is saved: remove masks, gates, fake-quant,
+    and physically drop pruned units. Called in compounding order."""
+
+
+@hookspec
+def distill_export_extras(student: Student, directory: Path) -> None:
+    """Write what this method adds to an export folder after the student is saved (exit ramps, settings)."""
+
+
+@hookspec
+def distill_export_variants(directory: Path) -> list[Path]:
+    """Contribute further exports made from the saved folder (e.g. an int8 copy); return their folders."""
+
+
+@hookspec
+def distill_report_sections(model: nn.Module) -> list[dict[str, Any]]:
+    """Contribute report-card sections about a loaded export, measured after its evaluation: dicts with a
+    "title" and a flat "data" mapping (e.g. heads kept per layer, the exit-layer histogram)."""
+
+
+@hookspec
+def distill_bench_variants(name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Contribute variants of a loaded model to measure beside it (e.g. early exit at several thresholds)."""
 
 
 @hookspec(firstresult=True)

@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from distill.errors import DistillError
 from distill.registry import get_plugin_manager, registered
 from distill.student import STUDENT_META, Student, StudentClassifier
+
+SLIMMED = "distill_slimmed.json"  # marks exports whose layers are narrower than config.json describes
 
 
 def _registered_family(folder: Path) -> type[Student]:
@@ -45,6 +55,33 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
                 f"{folder} holds neither a Hugging Face model (config.json) nor a format of an "
                 f"installed plugin (see `distill plugins`)"
             )
-        loaded = AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+        loaded = load_transformer(folder), AutoTokenizer.from_pretrained(folder)
     model, tokenizer = loaded
     return model.eval(), tokenizer
+
+
+def load_transformer(folder: Path) -> PreTrainedModel:
+    """A Hugging Face classifier from `folder`, also when distill slimmed its layers below what config.json says.
+
+    Per-layer head and neuron counts cannot be written in a BertConfig, so a slimmed export (marked by
+    SLIMMED) is built from its config and each Linear and Embedding is resized to the saved tensor before
+    loading; attention infers its head count from the projection width.
+    """
+    if not (folder / SLIMMED).is_file():
+        return AutoModelForSequenceClassification.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+    state = load_file(str(folder / "model.safetensors"))
+    for name, module in model.named_modules():
+        weight = state.get(f"{name}.weight")
+        if weight is None or weight.shape == module.weight.shape:
+            continue
+        if isinstance(module, nn.Linear):
+            module.out_features, module.in_features = weight.shape
+            module.bias = nn.Parameter(torch.empty(weight.shape[0])) if module.bias is not None else None
+        elif isinstance(module, nn.Embedding):
+            module.num_embeddings = weight.shape[0]
+        module.weight = nn.Parameter(torch.empty(weight.shape))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise DistillError(f"{folder}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+    return model

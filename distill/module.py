@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from transformers import SchedulerType, get_scheduler
 from typing_extensions import override
 
 from distill.cache import CacheStore, TeacherCache
-from distill.callbacks import TrainingThroughput
+from distill.callbacks import ResumeRandomState, TrainingThroughput
+from distill.compression import Compression, check_combination, run_plugin_manager
 from distill.errors import DistillError
 from distill.features import Features
 from distill.loss import LossTerm
@@ -22,6 +21,7 @@ from distill.student import StudentConfig
 from distill.tasks import get_task
 from distill.teacher import Teacher
 
+SELECTION = "val/selection"  # what the best checkpoint is chosen on
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
@@ -39,6 +39,7 @@ class DistillationModule(LightningModule):
         warmup_ratio: float = 0.06,
         lr_schedule: str = "linear",
         teacher_cache: TeacherCache | None = None,
+        compression: list[Compression] | None = None,
     ) -> None:
         """Args:
         student: the student family and its size (`class_path: BertStudent`, ...).
@@ -52,6 +53,8 @@ class DistillationModule(LightningModule):
         lr_schedule: a transformers scheduler name: linear, cosine, constant_with_warmup, ...
         teacher_cache: keep the teacher's logits (and pooled vectors) per training example on disk, so epochs
             after the first skip the teacher. Losses that read per-token features still run it live.
+        compression: compression methods (`class_path: MagnitudePruning`, ...); they compound in stage order
+            (structure, masks, fake-quant, exits) and the distillation losses act on the result.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -73,6 +76,10 @@ class DistillationModule(LightningModule):
         for term in self.losses:
             term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
         self.log_names = _unique_names([term.name for term in self.losses])
+        self.compression = list(compression or [])
+        check_combination(self.compression, self.student.anatomy)
+        self.run_hooks = run_plugin_manager(self.compression)
+        self._configured = False
         self.tokenizer = self.teacher.tokenizer if self.teacher is not None else self.student.tokenizer
         if self.tokenizer is None:
             raise DistillError("no tokenizer: set model.teacher, or use a student that brings its own")
@@ -100,6 +107,24 @@ class DistillationModule(LightningModule):
                     f"only {sorted(provides)}. Drop that loss or choose another student"
                 )
         return frozenset({"logits"}).union(*(term.needs for term in self.losses))
+
+    # --- compression methods --------------------------------------------------------------------------------
+
+    @override
+    def configure_model(self) -> None:
+        """Let the compression methods prepare the student, once, and add the loss terms they bring."""
+        if self._configured:
+            return
+        data = self._trainer.datamodule if self._trainer is not None else None
+        self.run_hooks.hook.distill_configure_student(student=self.student, teacher=self.teacher, data=data)
+        teacher = self.teacher.anatomy if self.teacher is not None else None
+        for terms in self.run_hooks.hook.distill_loss_terms(student=self.student):
+            for term in terms:
+                term.setup(student=self.student.anatomy, teacher=teacher)
+                self.losses.append(term)
+        self.log_names = _unique_names([term.name for term in self.losses])
+        self.teacher_needs, self.student_needs = self._teacher_needs(), self._student_needs()
+        self._configured = True
 
     # --- training -------------------------------------------------------------------------------------------
 
@@ -152,7 +177,7 @@ class DistillationModule(LightningModule):
 
     @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        progress = self.global_step / max(self.trainer.estimated_stepping_batches, 1)
+        progress = self.progress()
         for term in self.losses:
             term.progress = progress
 
@@ -165,6 +190,10 @@ class DistillationModule(LightningModule):
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
         return loss
 
+    def progress(self) -> float:
+        """Fraction of the planned optimizer steps done."""
+        return self.global_step / max(self.trainer.estimated_stepping_batches, 1)
+
     # --- evaluation -----------------------------------------------------------------------------------------
 
     def _evaluate(self, batch: Mapping[str, Tensor], metrics: nn.Module, stage: str) -> None:
@@ -176,15 +205,37 @@ class DistillationModule(LightningModule):
             loss = nn.functional.cross_entropy(logits, labels)
         metrics.update(self.task.predictions(logits), labels)
         self.log(f"{stage}/loss", loss, batch_size=len(labels), sync_dist=True)
-        self.log_dict(metrics, batch_size=len(labels), prog_bar=stage == "val")
+
+    def _log_metrics(self, metrics: nn.Module) -> dict[str, Tensor]:
+        values = metrics.compute()  # synchronised across ranks by torchmetrics
+        metrics.reset()
+        self.log_dict(values, prog_bar=True)
+        return values
 
     @override
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
 
     @override
+    def on_validation_epoch_end(self) -> None:
+        """Log the dev metrics, and the selection score: the main metric once every compression method has
+        settled (-1 before), so the best checkpoint always has the final structure."""
+        values = self._log_metrics(self.val_metrics)
+        fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
+        settled = not fitting or self.progress() >= self.settled_at
+        self.log(SELECTION, values[f"val/{self.task.main_metric}"] if settled else torch.tensor(-1.0))
+
+    @property
+    def settled_at(self) -> float:
+        return max((method.settled_at for method in self.compression), default=0.0)
+
+    @override
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, "test")
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics)
 
     # --- optimisation and run outputs -----------------------------------------------------------------------
 
@@ -209,17 +260,9 @@ class DistillationModule(LightningModule):
 
     @override
     def configure_callbacks(self) -> list[Callback]:
-        """Keep the best student by the task's main dev metric, under the run directory; time the training."""
-        return [
-            TrainingThroughput(),
-            ModelCheckpoint(
-                dirpath=Path(self.trainer.default_root_dir) / "checkpoints",
-                filename="best-{step}",
-                monitor=f"val/{self.task.main_metric}",
-                mode="max",
-                save_last=True,
-            ),
-        ]
+        """Time the training, and run the compression methods' per-step callbacks."""
+        methods = [callback for group in self.run_hooks.hook.distill_callbacks() for callback in group]
+        return [TrainingThroughput(), ResumeRandomState(), *methods]
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

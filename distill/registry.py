@@ -14,7 +14,7 @@ from distill.errors import DistillError
 ENTRY_POINT_GROUP = "distill.plugins"
 AUTOLOAD_OFF_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"  # "1": load only the plugins that ship with distill
 BLOCK_ENV = "DISTILL_BLOCK_PLUGINS"  # comma-separated entry-point names never to load
-KINDS = ("losses", "students")
+KINDS = ("losses", "students", "compression")
 
 
 def _blocked_names() -> set[str]:
@@ -53,7 +53,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def registered(kind: str) -> dict[str, tuple[type, str]]:
-    """Every name of one kind ("losses", "students") with its class and the plugin that provides it.
+    """Every name of one kind ("losses", "students", "compression") with its class and the plugin providing it.
 
     Raises:
         DistillError: two plugins register the same name.

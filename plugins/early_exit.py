@@ -1,0 +1,221 @@
+"""Early exit (DeeBERT, Xin et al., 2020; PABEE, Zhou et al., 2020) at any batch size.
+
+A ramp classifier after every encoder layer but the last is trained with the student, distilling from the
+teacher (or the student's final classifier, or the labels). At inference a row leaves at the first ramp whose
+prediction is confident (entropy below a threshold) or stable (the same class `patience` ramps in a row);
+finished rows leave the batch and the rest carry on, so batches run as fast as their slowest rows need.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from distill import hookimpl
+from distill.compression import Compression, Stage
+from distill.features import Features
+from distill.loss import LossTerm
+from distill.plugins._bert_layout import encoder_layers, hf_model
+from distill.student import Student
+
+SETTINGS = "distill_early_exit.json"
+RAMPS = "exit_ramps.safetensors"
+Criterion = Literal["entropy", "patience"]
+
+
+class Ramp(nn.Module):
+    """DeeBERT's off-ramp: a pooler (dense + tanh on [CLS]) and a classifier."""
+
+    def __init__(self, hidden: int, num_labels: int) -> None:
+        super().__init__()
+        self.pooler = nn.Linear(hidden, hidden)
+        self.classifier = nn.Linear(hidden, num_labels)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        return self.classifier(torch.tanh(self.pooler(hidden_states[:, 0])))
+
+
+class RampLoss(LossTerm):
+    """Mean over ramps of T²·KL(target ‖ ramp) at temperature T, or cross-entropy with the labels."""
+
+    name = "exit_ramps"
+    needs = frozenset({"hidden_states"})
+
+    def __init__(self, ramps: nn.ModuleList, target: str, temperature: float, weight: float) -> None:
+        super().__init__(weight)
+        self.ramps = (ramps,)  # a tuple, so the ramps stay parameters of the student only
+        self.target, self.temperature = target, temperature
+        self.teacher_needs = frozenset({"logits"}) if target == "teacher" else frozenset()
+
+    def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
+        (ramps,) = self.ramps
+        logits = [ramp(hidden) for ramp, hidden in zip(ramps, student.hidden_states[1:-1], strict=True)]
+        if self.target == "labels":
+            return sum(F.cross_entropy(ramp, batch["labels"], ignore_index=-100) for ramp in logits) / len(logits)
+        reference = (teacher.logits if self.target == "teacher" else student.logits).detach()
+        t = self.temperature
+        p_target = F.softmax(reference / t, -1)
+        kl = [F.kl_div(F.log_softmax(ramp / t, -1), p_target, reduction="batchmean") for ramp in logits]
+        return sum(kl) * t * t / len(kl)
+
+
+def _entropy(logits: Tensor) -> Tensor:
+    log_p = F.log_softmax(logits, -1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+class EarlyExitModel(nn.Module):
+    """A BERT classifier with ramps that lets each row leave as soon as its criterion is met.
+
+    `model(input_ids=..., attention_mask=...)` returns logits (B, C); `exits` counts the rows that left at each
+    layer since the last `reset_exits()`.
+    """
+
+    def __init__(
+        self, model: nn.Module, ramps: nn.ModuleList, criterion: Criterion, threshold: float, patience: int
+    ) -> None:
+        super().__init__()
+        self.model, self.ramps = model, ramps
+        self.criterion, self.threshold, self.patience = criterion, threshold, patience
+        self.reset_exits()
+
+    def reset_exits(self) -> None:
+        self.exits = torch.zeros(len(encoder_layers(self.model)), dtype=torch.long)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        base = self.model.base_model
+        hidden = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, T, H)
+        rows = torch.arange(len(input_ids))
+        mask = attention_mask
+        result = torch.empty(len(input_ids), self.model.config.num_labels, dtype=hidden.dtype)
+        streak = torch.zeros(len(input_ids), dtype=torch.long)
+        previous = torch.full((len(input_ids),), -1)
+        layers = encoder_layers(self.model)
+        for depth, layer in enumerate(layers):
+            additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min  # (B, 1, 1, T)
+            hidden = layer(hidden, additive)
+            if depth == len(layers) - 1:
+                result[rows] = self.model.classifier(self.model.dropout(base.pooler(hidden)))
+                self.exits[depth] += len(rows)
+                break
+            logits = self.ramps[depth](hidden)
+            if self.criterion == "entropy":
+                done = _entropy(logits) < self.threshold
+            else:
+                prediction = logits.argmax(-1)
+                streak = torch.where(prediction == previous, streak + 1, torch.zeros_like(streak))
+                previous, done = prediction, streak >= self.patience
+            result[rows[done]] = logits[done]
+            self.exits[depth] += int(done.sum())
+            keep = ~done
+            if not keep.any():
+                break
+            hidden, mask, rows, streak, previous = hidden[keep], mask[keep], rows[keep], streak[keep], previous[keep]
+        return result
+
+
+@dataclass(eq=False)
+class EarlyExit(Compression):
+    """Exit ramps after every encoder layer but the last, trained jointly, used at inference.
+
+    Attributes:
+        criterion: "entropy" (DeeBERT) or "patience" (PABEE).
+        threshold: entropy in nats below which a row exits (entropy criterion).
+        patience: ramps in a row that must agree before a row exits (patience criterion).
+        target: what ramps learn from: "teacher" logits, the student's "final" classifier, or the gold "labels".
+        temperature: softening temperature of the ramp distillation.
+        weight: weight of the ramp loss in the objective.
+    """
+
+    criterion: Criterion = "entropy"
+    threshold: float = 0.3
+    patience: int = 2
+    target: Literal["teacher", "final", "labels"] = "teacher"
+    temperature: float = 2.0
+    weight: float = 1.0
+
+    stage: ClassVar[Stage] = Stage.EXITS
+    requires: ClassVar[frozenset[str]] = frozenset({"hidden_states"})
+
+    @hookimpl
+    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        model = hf_model(student, self.name)
+        if not hasattr(student, "exit_ramps"):
+            hidden, labels = model.config.hidden_size, model.config.num_labels
+            student.exit_ramps = nn.ModuleList(Ramp(hidden, labels) for _ in encoder_layers(model)[:-1])
+
+    @hookimpl
+    def distill_loss_terms(self, student: Student) -> list[LossTerm]:
+        return [RampLoss(student.exit_ramps, self.target, self.temperature, self.weight)]
+
+    @hookimpl
+    def distill_export_extras(self, student: Student, directory: Path) -> None:
+        save_file({k: v.contiguous() for k, v in student.exit_ramps.state_dict().items()}, str(directory / RAMPS))
+        settings = {
+            "criterion": self.criterion,
+            "threshold": self.threshold,
+            "patience": self.patience,
+            "ramps": len(student.exit_ramps),
+        }
+        (directory / SETTINGS).write_text(json.dumps(settings, indent=2))
+
+
+@hookimpl
+def distill_register_compression() -> list[type]:
+    return [EarlyExit]
+
+
+@hookimpl
+def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
+    if not (folder / SETTINGS).is_file():
+        return None
+    from distill.loading import load_transformer
+
+    settings = json.loads((folder / SETTINGS).read_text())
+    model = load_transformer(folder)
+    ramps = nn.ModuleList(Ramp(model.config.hidden_size, model.config.num_labels) for _ in range(settings["ramps"]))
+    ramps.load_state_dict(load_file(str(folder / RAMPS)))
+    exiting = EarlyExitModel(model, ramps, settings["criterion"], settings["threshold"], settings["patience"])
+    return exiting, AutoTokenizer.from_pretrained(folder)
+
+
+@hookimpl
+def distill_bench_variants(name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The speed/accuracy curve: the same weights at several exit thresholds (or patiences)."""
+    if not isinstance(model, EarlyExitModel):
+        return []
+    variants = []
+    settings = (
+        [("threshold", t) for t in (0.05, 0.1, 0.2, 0.4, 0.6)]
+        if model.criterion == "entropy"
+        else [("patience", p) for p in (1, 2, 3)]
+    )
+    for attribute, value in settings:
+        variant = copy.copy(model)  # shares the weights
+        setattr(variant, attribute, value)
+        variant.reset_exits()
+        variants.append((f"{name}@{attribute}={value}", variant))
+    return variants
+
+
+@hookimpl
+def distill_report_sections(model: nn.Module) -> list[dict[str, Any]]:
+    if not isinstance(model, EarlyExitModel) or not model.exits.sum():
+        return []
+    total = int(model.exits.sum())
+    layers = torch.arange(1, len(model.exits) + 1, dtype=torch.float)
+    data = {
+        f"exited after layer {i}": f"{int(n)} ({100 * int(n) / total:.1f}%)" for i, n in enumerate(model.exits, start=1)
+    }
+    data["mean exit layer"] = round(float((model.exits * layers).sum()) / total, 3)
+    return [{"title": f"Early exit ({model.criterion}, threshold {model.threshold})", "data": data}]

@@ -1,0 +1,294 @@
+"""Structured pruning of BERT-style students: attention heads, feed-forward neurons, whole layers.
+
+During training a pruned unit is switched off by a gate (a fixed-shape buffer, so checkpoints and resumes
+need nothing special). Heads and neurons are ranked by importance, Michel et al.'s (2019) expected
+|∂L/∂gate| over a number of training batches, and switched off at a chosen point; training then continues so
+the rest adapts. At export the units are cut out of the weights, so the exported model is smaller and faster.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor, nn
+from typing_extensions import override
+
+from distill import hookimpl
+from distill.compression import Compression, Stage
+from distill.errors import DistillError
+from distill.loading import SLIMMED
+from distill.plugins._bert_layout import encoder_layers, head_size, heads_in, hf_model, slice_linear
+from distill.student import Student
+
+
+def _gate_heads(module: nn.Linear, args: tuple) -> tuple:
+    """Pre-hook of the attention output projection: scale each head's slice of its input by its gate."""
+    x, gate = args[0], module.head_gate
+    b, t, width = x.shape
+    return ((x.view(b, t, gate.numel(), width // gate.numel()) * gate.view(1, 1, -1, 1)).view(b, t, width), *args[1:])
+
+
+def _gate_neurons(module: nn.Linear, args: tuple) -> tuple:
+    """Pre-hook of the feed-forward output projection: scale each intermediate neuron by its gate."""
+    return (args[0] * module.neuron_gate, *args[1:])
+
+
+def _gate_layer(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+    """Forward hook of an encoder layer: input + gate · (output − input); gate 0 skips the layer."""
+    return args[0] + module.layer_gate * (output - args[0])
+
+
+def _install(module: nn.Module, buffer: str, size: int, hook, pre: bool) -> None:
+    """Idempotent: one gate buffer (ones) and one hook per module; the hook's handle is kept to remove it."""
+    if hasattr(module, buffer):
+        return
+    module.register_buffer(buffer, torch.ones(size))
+    handle = module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
+    module.__dict__.setdefault("_distill_gate_hooks", {})[buffer] = handle
+
+
+class GateScoring(Callback):
+    """Scores gates by |∂L/∂gate| over `batches` training batches starting at `at`, then lets the method prune."""
+
+    def __init__(self, method: _GatedPruning) -> None:
+        self.method = method
+        self.importance: list[Tensor] | None = None
+        self.seen = 0
+        self.done = False
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return f"GateScoring[{self.method.name}]"
+
+    def _gates(self, pl_module: LightningModule) -> list[Tensor]:
+        return self.method.gates(hf_model(pl_module.student, self.method.name))
+
+    @override
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        scoring = not self.done and pl_module.progress() >= self.method.at
+        for gate in self._gates(pl_module):
+            gate.requires_grad_(scoring)
+
+    @override
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        gates = self._gates(pl_module)
+        if self.done or gates[0].grad is None:
+            return
+        if self.importance is None:
+            self.importance = [torch.zeros_like(g) for g in gates]
+        for total, gate in zip(self.importance, gates, strict=True):
+            total += gate.grad.abs()
+            gate.grad = None
+        self.seen += 1
+        if self.seen >= self.method.batches:
+            with torch.no_grad():
+                self.method.prune(gates, self.importance)
+            for gate in gates:
+                gate.requires_grad_(False)
+            self.done = True
+            pl_module.log(f"pruning/{self.method.name}_kept", float(sum(g.sum() for g in gates)))
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"importance": self.importance, "seen": self.seen, "done": self.done}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.importance, self.seen, self.done = state_dict["importance"], state_dict["seen"], state_dict["done"]
+
+
+@dataclass(eq=False)
+class _GatedPruning(Compression):
+    fraction: float = 0.5
+    at: float = 0.1
+    batches: int = 32
+
+    stage: ClassVar[Stage] = Stage.MASKS
+    requires: ClassVar[frozenset[str]] = frozenset({"attentions", "hidden_states"})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0 or not 0.0 <= self.at < 1.0 or self.batches < 1:
+            raise DistillError(f"{self.name} needs 0 < fraction < 1, 0 <= at < 1 and batches >= 1")
+        self.settled_at = self.at
+
+    def gates(self, model: nn.Module) -> list[Tensor]:
+        raise NotImplementedError
+
+    def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
+        raise NotImplementedError
+
+    @hookimpl
+    def distill_callbacks(self) -> list[Callback]:
+        return [GateScoring(self)]
+
+    @hookimpl
+    def distill_export_extras(self, student: Student, directory: Path) -> None:
+        """Layers narrower than config.json says can only be read by distill's resizing loader: mark them."""
+        shapes = slimmed_shapes(hf_model(student, self.name))
+        if shapes is not None:
+            (directory / SLIMMED).write_text(json.dumps(shapes, indent=2))
+
+
+def _lowest(scores: list[Tensor], count: int, floor: int = 1) -> list[list[int]]:
+    """Indices of the `count` lowest scores across all lists, leaving at least `floor` in each list."""
+    ranked = sorted(
+        (float(s), layer, unit) for layer, layer_scores in enumerate(scores) for unit, s in enumerate(layer_scores)
+    )
+    removed: list[list[int]] = [[] for _ in scores]
+    for _, layer, unit in ranked:
+        if count == 0:
+            break
+        if len(scores[layer]) - len(removed[layer]) > floor:
+            removed[layer].append(unit)
+            count -= 1
+    return removed
+
+
+@dataclass(eq=False)
+class HeadPruning(_GatedPruning):
+    """Prune a fraction of all attention heads, the least important first (Michel et al., 2019).
+
+    Attributes:
+        fraction: share of all heads removed (every layer keeps at least one).
+        at: fraction of training when heads are scored; they are removed right after.
+        batches: training batches whose head-gate gradients make up each head's importance.
+    """
+
+    def gates(self, model: nn.Module) -> list[Tensor]:
+        return [layer.attention.output.dense.head_gate for layer in encoder_layers(model)]
+
+    @hookimpl
+    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        model = hf_model(student, self.name)
+        for layer in encoder_layers(model):
+            _install(layer.attention.output.dense, "head_gate", model.config.num_attention_heads, _gate_heads, True)
+
+    def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
+        normalised = [i / (i.norm() + 1e-12) for i in importance]  # Michel et al. normalise per layer
+        total = sum(g.numel() for g in gates)
+        for gate, removed in zip(gates, _lowest(normalised, int(self.fraction * total)), strict=True):
+            gate[removed] = 0.0
+
+    @hookimpl
+    def distill_finalize_student(self, student: Student) -> None:
+        model = hf_model(student, self.name)
+        size = head_size(model)
+        for layer in encoder_layers(model):
+            dense = layer.attention.output.dense
+            kept = dense.head_gate.nonzero().flatten().tolist()
+            columns = [head * size + i for head in kept for i in range(size)]
+            for projection in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
+                slice_linear(projection, keep=columns)
+            slice_linear(dense, keep_inputs=columns)
+            _remove_gate(dense, "head_gate")
+
+
+@dataclass(eq=False)
+class NeuronPruning(_GatedPruning):
+    """Prune feed-forward neurons by importance.
+
+    Attributes:
+        fraction: share of feed-forward neurons removed.
+        uniform: remove the same number from every layer, so the export is a plain BertConfig (loadable with
+            `from_pretrained`); otherwise rank all layers together.
+        at: fraction of training when neurons are scored and removed.
+        batches: training batches that score them.
+    """
+
+    uniform: bool = True
+
+    def gates(self, model: nn.Module) -> list[Tensor]:
+        return [layer.output.dense.neuron_gate for layer in encoder_layers(model)]
+
+    @hookimpl
+    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        model = hf_model(student, self.name)
+        for layer in encoder_layers(model):
+            _install(layer.output.dense, "neuron_gate", model.config.intermediate_size, _gate_neurons, True)
+
+    def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
+        if self.uniform:
+            for gate, scores in zip(gates, importance, strict=True):
+                gate[scores.argsort()[: int(self.fraction * gate.numel())]] = 0.0
+            return
+        normalised = [i / (i.norm() + 1e-12) for i in importance]
+        for gate, removed in zip(
+            gates, _lowest(normalised, int(self.fraction * sum(g.numel() for g in gates))), strict=True
+        ):
+            gate[removed] = 0.0
+
+    @hookimpl
+    def distill_finalize_student(self, student: Student) -> None:
+        model = hf_model(student, self.name)
+        sizes = []
+        for layer in encoder_layers(model):
+            kept = layer.output.dense.neuron_gate.nonzero().flatten().tolist()
+            slice_linear(layer.intermediate.dense, keep=kept)
+            slice_linear(layer.output.dense, keep_inputs=kept)
+            _remove_gate(layer.output.dense, "neuron_gate")
+            sizes.append(len(kept))
+        if len(set(sizes)) == 1:
+            model.config.intermediate_size = sizes[0]
+
+
+@dataclass(eq=False)
+class LayerPruning(Compression):
+    """Remove whole encoder layers: the listed ones are skipped from the start (the rest learn to do without
+    them) and cut out at export, which stays a plain BertConfig.
+
+    Attributes:
+        layers: 1-based encoder layers to remove.
+    """
+
+    layers: list[int] = field(default_factory=list)
+
+    stage: ClassVar[Stage] = Stage.STRUCTURE
+    requires: ClassVar[frozenset[str]] = frozenset({"hidden_states"})
+
+    @hookimpl
+    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        model = hf_model(student, self.name)
+        layers = encoder_layers(model)
+        if (
+            not self.layers
+            or any(not 1 <= i <= len(layers) for i in self.layers)
+            or len(set(self.layers)) >= len(layers)
+        ):
+            raise DistillError(f"LayerPruning.layers {self.layers} must name some, not all, of layers 1..{len(layers)}")
+        for position, layer in enumerate(layers, start=1):
+            _install(layer, "layer_gate", 1, _gate_layer, False)
+            if position in self.layers:
+                layer.layer_gate.zero_()
+
+    @hookimpl
+    def distill_finalize_student(self, student: Student) -> None:
+        model = hf_model(student, self.name)
+        kept = [layer for layer in encoder_layers(model) if layer.layer_gate.item() != 0]
+        for layer in kept:
+            _remove_gate(layer, "layer_gate")
+        model.base_model.encoder.layer = nn.ModuleList(kept)
+        model.config.num_hidden_layers = len(kept)
+
+
+def _remove_gate(module: nn.Module, buffer: str) -> None:
+    """Drop a gate buffer and its hook: after slicing, the module runs ungated."""
+    delattr(module, buffer)
+    module.__dict__["_distill_gate_hooks"].pop(buffer).remove()
+
+
+def slimmed_shapes(model: nn.Module) -> dict[str, list[int]] | None:
+    """Per-layer head and neuron counts if some layer differs from what the config says, else None."""
+    size = head_size(model)
+    layers = encoder_layers(model)
+    heads = [heads_in(layer, size) for layer in layers]
+    neurons = [layer.intermediate.dense.out_features for layer in layers]
+    config = model.config
+    if set(heads) == {config.num_attention_heads} and set(neurons) == {config.intermediate_size}:
+        return None
+    return {"heads_per_layer": heads, "intermediate_per_layer": neurons}

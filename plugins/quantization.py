@@ -1,0 +1,153 @@
+"""Quantization: a real int8 export, and int8 fake-quantisation during distillation (QAT).
+
+The int8 export uses `torch.ao.quantization.quantize_dynamic`: on this project's CPUs it measured 1.5-3.6x
+faster than fp32, while torchao's int8 dynamic path was slower than fp32. It covers Linear layers, LSTMs
+and (optionally) embedding tables, which go to 8 bits per row. QAT rounds weights the same way (symmetric,
+per output channel) and activations the way dynamic quantisation will at run time (per tensor, the range
+of each batch, fbgemm's 7-bit reduced range), so the int8 export stays close to the fake-quant model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.ao.quantization import (
+    default_dynamic_qconfig,
+    float_qparams_weight_only_qconfig,
+    per_channel_dynamic_qconfig,
+    quantize_dynamic,
+)
+from torch.nn.utils import parametrize
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from distill import hookimpl
+from distill.compression import Compression, Stage
+from distill.export import atomic_directory
+from distill.student import Student
+
+QUANTIZED = "distill_int8.json"
+WEIGHTS = "model_int8.pt"
+
+
+def quantize(model: nn.Module, per_channel: bool, embeddings: bool) -> nn.Module:
+    """An int8 copy of `model`: dynamic int8 Linear and LSTM layers, optionally 8-bit embedding rows."""
+    spec: dict[type, Any] = {
+        nn.Linear: per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig,
+        nn.LSTM: default_dynamic_qconfig,
+    }
+    if embeddings:
+        spec[nn.Embedding] = float_qparams_weight_only_qconfig
+    return quantize_dynamic(copy.deepcopy(model), spec)
+
+
+class FakeQuantWeight(nn.Module):
+    """Parametrisation: the weight rounded to symmetric int8, per output channel or per tensor (straight-through)."""
+
+    def __init__(self, per_channel: bool) -> None:
+        super().__init__()
+        self.per_channel = per_channel
+
+    def forward(self, weight: Tensor) -> Tensor:
+        if self.per_channel:
+            scale = weight.detach().abs().amax(dim=1).clamp_min(1e-8) / 127
+            zero = torch.zeros_like(scale, dtype=torch.int32)
+            return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+        scale = weight.detach().abs().max().clamp_min(1e-8).reshape(1) / 127
+        return torch.fake_quantize_per_tensor_affine(weight, scale, torch.zeros(1, dtype=torch.int32), -127, 127)
+
+
+def fake_quant_input(module: nn.Module, args: tuple) -> tuple:
+    """Pre-hook: the input rounded as dynamic quantisation will round it (per tensor, uint8 reduced to 0..127)."""
+    x = args[0]
+    low, high = x.detach().min().clamp_max(0), x.detach().max().clamp_min(0)
+    scale = ((high - low).clamp_min(1e-8) / 127).reshape(1)
+    zero = torch.round(-low / scale).clamp(0, 127).to(torch.int32).reshape(1)
+    return (torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 127), *args[1:])
+
+
+@dataclass(eq=False)
+class DynamicQuantization(Compression):
+    """Post-training ("naive") int8: the export gets an `int8/` copy; training is unchanged.
+
+    Attributes:
+        per_channel: one weight scale per output channel (else one per tensor).
+        embeddings: store embedding tables in 8 bits per row too.
+    """
+
+    per_channel: bool = True
+    embeddings: bool = True
+
+    stage: ClassVar[Stage] = Stage.FAKE_QUANT
+    excludes: ClassVar[dict[str, str]] = {"QuantizationAwareTraining": "QAT already exports an int8 copy"}
+
+    @hookimpl
+    def distill_export_variants(self, directory: Path) -> list[Path]:
+        from distill.loading import load_model
+
+        model, tokenizer = load_model(directory)
+        quantized = quantize(model, self.per_channel, self.embeddings)
+        target = directory / "int8"
+        with atomic_directory(target) as scratch:
+            torch.save(quantized.state_dict(), scratch / WEIGHTS)
+            settings = {"base": "..", "per_channel": self.per_channel, "embeddings": self.embeddings}
+            (scratch / QUANTIZED).write_text(json.dumps(settings, indent=2))
+            tokenizer.save_pretrained(scratch)
+        return [target]
+
+
+@dataclass(eq=False)
+class QuantizationAwareTraining(DynamicQuantization):
+    """Distil with int8 fake-quantisation of every Linear layer's weights and (optionally) inputs; export as
+    DynamicQuantization does.
+
+    Attributes:
+        activations: also fake-quantise Linear inputs (weights always are).
+        per_channel: per-channel weight scales.
+        embeddings: 8-bit embedding tables in the export.
+    """
+
+    activations: bool = True
+
+    excludes: ClassVar[dict[str, str]] = {"DynamicQuantization": "QAT already exports an int8 copy"}
+
+    @hookimpl
+    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        for module in student.modules():
+            if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module, "weight"):
+                parametrize.register_parametrization(module, "weight", FakeQuantWeight(self.per_channel))
+                if self.activations:
+                    module.__dict__["_distill_fake_quant"] = module.register_forward_pre_hook(fake_quant_input)
+
+    @hookimpl
+    def distill_finalize_student(self, student: Student) -> None:
+        """Back to plain float weights (the export quantises them for real)."""
+        for module in student.modules():
+            if isinstance(module, nn.Linear) and parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+                if handle := module.__dict__.pop("_distill_fake_quant", None):
+                    handle.remove()
+
+
+@hookimpl
+def distill_register_compression() -> list[type]:
+    return [DynamicQuantization, QuantizationAwareTraining]
+
+
+@hookimpl
+def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
+    """An `int8/` export: its float model comes from the folder it was made from, then is quantised and loaded."""
+    if not (folder / QUANTIZED).is_file():
+        return None
+    from distill.loading import load_model
+
+    settings = json.loads((folder / QUANTIZED).read_text())
+    base, _ = load_model(folder / settings["base"])
+    model = quantize(base, settings["per_channel"], settings["embeddings"])
+    model.load_state_dict(torch.load(folder / WEIGHTS, weights_only=False))
+    return model, AutoTokenizer.from_pretrained(folder)
