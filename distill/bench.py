@@ -111,12 +111,17 @@ def measure_models(
         texts, labels: the evaluation split; the first `latency_rows` texts are the latency mix.
         latency_rows: how many examples make up the fixed sequence-length mix that is timed.
     """
+    from distill.registry import get_plugin_manager
+
+    hooks = get_plugin_manager().hook
     results: dict[str, dict] = {}
     for name, (model, tokenizer, folder) in models.items():
         results[name] = {
             "metrics": evaluate(model, make_batches(tokenizer, texts, 64), labels, task),
             "parameters": count_parameters(model),
             "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
+            # read right after evaluation: e.g. the exit-layer histogram of the dev set
+            "sections": [section for group in hooks.distill_report_sections(model=model) for section in group],
         }
     mix = texts[:latency_rows]
     for batch_size in (1, 32):
@@ -154,13 +159,19 @@ def run_bench(
         DistillError: a folder holds no loadable model, or names and students differ in number.
     """
     from distill.loading import load_model
+    from distill.registry import get_plugin_manager
     from distill.report import compare, latency_markdown, pareto_plot, table_markdown
 
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
+    hooks = get_plugin_manager().hook
     models = {"teacher": (*load_model(teacher), Path(teacher))}
-    models |= {name: (*load_model(folder), Path(folder)) for name, folder in zip(names, students, strict=True)}
+    for name, folder in zip(names, students, strict=True):
+        model, tokenizer = load_model(folder)
+        models[name] = (model, tokenizer, Path(folder))
+        for variants in hooks.distill_bench_variants(name=name, model=model):
+            models |= {variant_name: (variant, tokenizer, Path(folder)) for variant_name, variant in variants}
     texts, labels = dev_texts(task, data_dir)
     rows = compare(measure_models(models, task, texts, labels, latency_rows), task)
     mix = latency_mix(models["teacher"][1], texts, latency_rows)

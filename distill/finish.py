@@ -112,14 +112,16 @@ def report_card(
     }
     measured = measure_models(models, task, texts, labels, latency_rows)
     student_sparsity = sparsity(student)
-    sections = [{"title": "Sparsity of the student's Linear weights", "data": student_sparsity}]
+    sections = measured["student"]["sections"]
+    if student_sparsity["overall"] > 0.01:
+        sections = [{"title": "Sparsity of the student's Linear weights", "data": student_sparsity}, *sections]
     return {
         "task": task.name,
         "rows": compare(measured, task),
         "measured": measured,
         "latency_mix": latency_mix(teacher.tokenizer, texts, latency_rows),
         "training": training,
-        "sections": sections if student_sparsity["overall"] > 0.01 else [],
+        "sections": sections,
         "plugins": plugin_versions(),
         "config": config,
     }

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
 
 from tests.conftest import ROOT, base_config, write_config
 
@@ -47,12 +49,13 @@ def test_installed_plugin_is_listed_with_its_names(site):
     listing = distill(site, "plugins")
     assert listing.returncode == 0, listing.stderr
     assert "example  (distill-example-plugin 0.1.0)" in listing.stdout
-    assert "losses: CosineLogitsKD" in listing.stdout
+    assert "losses: CosineLogitsKD" in listing.stdout and "compression: FreezeEmbeddings" in listing.stdout
 
 
-def test_its_loss_works_by_name_from_yaml_and_changes_the_run(site, tiny_teacher, tmp_path):
+def test_its_loss_and_method_work_by_name_from_yaml_and_change_the_run(site, tiny_teacher, tmp_path):
     config = base_config(tiny_teacher, tmp_path)
     config["model"]["losses"].append({"class_path": "CosineLogitsKD", "init_args": {"weight": 0.3}})
+    config["model"]["compression"] = [{"class_path": "FreezeEmbeddings"}]
     path = write_config(tmp_path / "with_plugin.yaml", config)
     result = distill(site, "fit", "--config", str(path), "--run_name", "plugin")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -62,6 +65,12 @@ def test_its_loss_works_by_name_from_yaml_and_changes_the_run(site, tiny_teacher
     assert logged and all(float(row["train/cosine_logits"]) >= 0 for row in logged)
     card = json.loads((run / "student" / "card.json").read_text())
     assert card["plugins"]["example"] == "distill-example-plugin 0.1.0"
+    exported = AutoModelForSequenceClassification.from_pretrained(run / "student")
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
+    torch.testing.assert_close(
+        exported.bert.embeddings.word_embeddings.weight,  # frozen by the plugin
+        teacher.bert.embeddings.word_embeddings.weight,
+    )
 
 
 def test_blocking_or_disabling_autoload_hides_it(site, tiny_teacher, tmp_path):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill import Features, LossTerm, hookimpl
+from distill import Features, LossTerm, Student, hookimpl
+from distill.compression import Compression, Stage
 
 
 class CosineLogitsKD(LossTerm):
@@ -23,3 +26,20 @@ class CosineLogitsKD(LossTerm):
 @hookimpl
 def distill_register_losses() -> list[type]:
     return [CosineLogitsKD]
+
+
+class FreezeEmbeddings(Compression):
+    """Keep the student's input embeddings as they start: a compression method in its simplest form."""
+
+    stage = Stage.STRUCTURE
+
+    @hookimpl
+    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        for module in student.modules():
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.requires_grad_(False)
+
+
+@hookimpl
+def distill_register_compression() -> list[type]:
+    return [FreezeEmbeddings]

@@ -1,0 +1,70 @@
+"""Helpers for compression tests: a tiny two-layer student trained with methods, and its export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+
+from distill.data import GlueDataModule
+from distill.export import export_student
+from distill.module import DistillationModule
+from distill.plugins.losses import HardLabelCE, LogitsKD
+from distill.students.bert import BertStudent
+from tests.conftest import SST2
+
+DEV_TEXTS = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:33]]
+
+
+def compress(
+    teacher_dir: Path, tmp_path: Path, compression: list, steps: int = 16, callbacks: list[Callback] = (), **module_args
+) -> tuple[DistillationModule, GlueDataModule]:
+    seed_everything(0)
+    settings = dict(
+        student=BertStudent(num_layers=2, init_from_teacher=[0, 1]),
+        losses=[HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
+        teacher=str(teacher_dir),
+        learning_rate=1e-3,
+        compression=compression,
+    )
+    module = DistillationModule(**{**settings, **module_args})
+    data = GlueDataModule(
+        task="sst2",
+        data_dir=str(SST2),
+        tokenizer=module.tokenizer,
+        train_limit=128,
+        eval_limit=32,
+        batch_size=16,
+        max_length=64,
+        cache_dir=str(tmp_path / "tokens"),
+    )
+    trainer = Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module, datamodule=data)
+    return module.eval(), data
+
+
+def export(module: DistillationModule, folder: Path) -> Path:
+    """What `distill fit` does after training: make the methods permanent, then save."""
+    module.run_hooks.hook.distill_finalize_student(student=module.student)
+    export_student(module.student, module.tokenizer, folder, {}, module.run_hooks)
+    return folder
+
+
+def logits(model, tokenizer, texts: list[str]) -> torch.Tensor:
+    """Logits of a loaded export, or of a module's student (with the teacher's tokenizer)."""
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        if isinstance(model, DistillationModule):
+            return model.student(batch, frozenset({"logits"})).logits
+        output = model(**batch)
+    return output.logits if hasattr(output, "logits") else output

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distill.bench import run_bench
+from distill.loading import load_model
+from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
+from distill.registry import get_plugin_manager
+from distill.students.bert import BertStudent
+from distill.tasks import get_task
+from tests.conftest import REFERENCE_TEACHER, SST2
+from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_teacher, tmp_path_factory):
+    root = tmp_path_factory.mktemp("early_exit")
+    student = BertStudent(num_layers=3, init_from_teacher=[0, 1, 1])  # two ramps, so patience can act
+    module, _ = compress(tiny_teacher, root, [EarlyExit(threshold=0.6)], student=student, steps=24)
+    return export(module, root / "export"), module
+
+
+def with_setting(model: EarlyExitModel, **settings) -> EarlyExitModel:
+    variant = copy.copy(model)
+    for name, value in settings.items():
+        setattr(variant, name, value)
+    variant.reset_exits()
+    return variant
+
+
+@pytest.fixture(scope="module")
+def six_layers():
+    """The reference teacher (6 real layers) with random ramps over [CLS] vectors centred by a fixed per-layer mean:
+    rows then differ in confidence and in when consecutive ramps agree (each row is still computed alone)."""
+    model = AutoModelForSequenceClassification.from_pretrained(REFERENCE_TEACHER).eval()
+    tokenizer = AutoTokenizer.from_pretrained(REFERENCE_TEACHER)
+    with torch.no_grad():
+        states = model(**tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"), output_hidden_states=True)
+        torch.manual_seed(0)
+        ramps = torch.nn.ModuleList(Ramp(384, 2) for _ in range(5))
+        for layer, ramp in enumerate(ramps, start=1):
+            centre = states.hidden_states[layer][:, 0].mean(0)
+            ramp.pooler.weight.normal_(0, 384**-0.5)
+            ramp.pooler.bias.copy_(-ramp.pooler.weight @ centre)
+            ramp.classifier.weight.normal_(0, 3.0)
+            ramp.classifier.bias.zero_()
+    return EarlyExitModel(model, ramps, "entropy", 0.0, 1).eval(), tokenizer
+
+
+def median_first_ramp_entropy(model: EarlyExitModel, tokenizer) -> float:
+    batch = dict(tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        first_layer = model.model(**batch, output_hidden_states=True).hidden_states[1]
+        p = torch.softmax(model.ramps[0](first_layer), -1)
+    ordered = (-(p * p.log()).sum(-1)).sort().values
+    middle = len(ordered) // 2
+    return float(ordered[middle - 1] + ordered[middle]) / 2  # between two rows, so no row sits on the boundary
+
+
+@pytest.mark.parametrize("criterion", ["entropy", "patience"])
+def test_a_batch_gives_the_same_predictions_as_its_rows_one_by_one(six_layers, criterion):
+    base, tokenizer = six_layers
+    if criterion == "entropy":
+        model = with_setting(base, criterion=criterion, threshold=median_first_ramp_entropy(base, tokenizer))
+    else:
+        model = with_setting(base, criterion=criterion, patience=2)
+    batched = logits(model, tokenizer, DEV_TEXTS)
+    assert model.exits[:-1].sum() > 0 and (model.exits > 0).sum() >= 2  # rows left early, at different layers
+    alone = torch.cat([logits(model, tokenizer, [text]) for text in DEV_TEXTS])
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_thresholds_bound_the_behaviour(exported):
+    folder, module = exported
+    model, tokenizer = load_model(folder)
+    never = with_setting(model, threshold=0.0)
+    plain = never.model  # the same weights without ramps
+    torch.testing.assert_close(logits(never, tokenizer, DEV_TEXTS), logits(plain, tokenizer, DEV_TEXTS))
+    assert never.exits.tolist() == [0, 0, len(DEV_TEXTS)]
+    always = with_setting(model, threshold=10.0)
+    logits(always, tokenizer, DEV_TEXTS)
+    assert always.exits.tolist() == [len(DEV_TEXTS), 0, 0]
+
+
+def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
+    folder, _ = exported
+    model, tokenizer = load_model(folder)
+    logits(model, tokenizer, DEV_TEXTS)
+    sections = [s for group in get_plugin_manager().hook.distill_report_sections(model=model) for s in group]
+    assert sections and sections[0]["data"]["mean exit layer"] >= 1.0
+    rows = run_bench(str(tiny_teacher), [str(folder)], get_task("sst2"), SST2, tmp_path, ["ee"], latency_rows=16)
+    names = [r["model"] for r in rows]
+    assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 5
