@@ -24,8 +24,13 @@ def _rerun(r: dict) -> str:
     return f"python benchmarks/run_recipe.py {r['recipe']}{flag}"
 
 
-def _ratios(r: dict) -> dict:
-    t, s = r["teacher"], r["student"]
+def _models(r: dict) -> list[tuple[str, dict]]:
+    """The recipe's student and its variants (an int8 copy, early-exit thresholds), each with a display name."""
+    return [(_name(r), r["student"]), *((f"{_name(r)} / {v}", m) for v, m in r.get("variants", {}).items())]
+
+
+def _ratios(r: dict, s: dict | None = None) -> dict:
+    t, s = r["teacher"], s or r["student"]
     metric = next(iter(t["dev"]))
     return {
         "metric": metric,
@@ -45,12 +50,14 @@ def recipe_table(records: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        q, p = _ratios(r), r["student"]["parameters"]
-        lines.append(
-            f"| {_name(r)} | {100 * q['value']:.2f} | {q['drop']:+.2f} | {p['total'] / 1e6:.2f}M "
-            f"| {p['without_embeddings'] / 1e6:.2f}M | {q['size']:.1f} | {q['speed1']:.2f}x | {q['speed32']:.2f}x "
-            f"| {r['training']['samples_per_second']:.0f} |"
-        )
+        for position, (name, measured) in enumerate(_models(r)):
+            q, p = _ratios(r, measured), measured["parameters"]
+            rate = f"{r['training']['samples_per_second']:.0f}" if position == 0 else ""
+            lines.append(
+                f"| {name} | {100 * q['value']:.2f} | {q['drop']:+.2f} | {p['total'] / 1e6:.2f}M "
+                f"| {p['without_embeddings'] / 1e6:.2f}M | {q['size']:.1f} | {q['speed1']:.2f}x | {q['speed32']:.2f}x "
+                f"| {rate} |"
+            )
     teacher = records[0]["teacher"]
     lines += [
         "",
@@ -68,12 +75,13 @@ def latency_table(records: list[dict]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for r in records:
-        s, t = r["student"], r["teacher"]
-        lines.append(
-            f"| {_name(r)} | {s['latency_batch1']['median_ms']:.2f} / {s['latency_batch1']['p90_ms']:.2f} "
-            f"| {t['latency_batch1']['median_ms']:.2f} | {s['latency_batch32']['median_ms']:.1f} "
-            f"| {t['latency_batch32']['median_ms']:.1f} |"
-        )
+        t = r["teacher"]
+        for name, s in _models(r):
+            lines.append(
+                f"| {name} | {s['latency_batch1']['median_ms']:.2f} / {s['latency_batch1']['p90_ms']:.2f} "
+                f"| {t['latency_batch1']['median_ms']:.2f} | {s['latency_batch32']['median_ms']:.1f} "
+                f"| {t['latency_batch32']['median_ms']:.1f} |"
+            )
     return lines
 
 
@@ -122,16 +130,17 @@ def plot(records: list[dict]) -> None:
         }
     ]
     for r in records:
-        q = _ratios(r)
-        rows.append(
-            {
-                "model": _name(r),
-                "metric": q["metric"],
-                "value": q["value"],
-                "median_ms_batch1": 1 / q["speed1"],
-                "size_mb": q["size"],
-            }
-        )
+        for name, measured in _models(r):
+            q = _ratios(r, measured)
+            rows.append(
+                {
+                    "model": name,
+                    "metric": q["metric"],
+                    "value": q["value"],
+                    "median_ms_batch1": 1 / q["speed1"],
+                    "size_mb": q["size"],
+                }
+            )
     pareto_plot(rows, HERE / "pareto.png", latency_label="latency at batch 1, relative to the teacher")
 
 

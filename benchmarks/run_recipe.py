@@ -23,6 +23,7 @@ import torch
 
 from distill.bench import dev_texts, measure_models
 from distill.loading import load_model
+from distill.registry import get_plugin_manager
 from distill.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
@@ -62,12 +63,17 @@ def train(recipe: Path, extra: list[str], name: str) -> tuple[list[str], float]:
 
 
 def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path) -> dict:
-    """Teacher and student on the same dev examples, timed interleaved in this one process."""
+    """Teacher, student, the student's export variants (int8) and bench variants (early-exit thresholds),
+    on the same dev examples, timed interleaved in this one process."""
     task = get_task(task_name)
     texts, labels = dev_texts(task, data_dir)
-    models = {
-        name: (*load_model(folder), folder) for name, folder in (("teacher", teacher_dir), ("student", student_dir))
-    }
+    folders = {"teacher": teacher_dir, "student": student_dir}
+    folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
+    models = {name: (*load_model(folder), folder) for name, folder in folders.items()}
+    hooks = get_plugin_manager().hook
+    for name, (model, tokenizer, folder) in list(models.items())[1:]:
+        for variants in hooks.distill_bench_variants(name=name, model=model):
+            models |= {variant: (copy, tokenizer, folder) for variant, copy in variants}
     measured = measure_models(models, task, texts, labels, latency_rows=len(texts))
     return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}
 
@@ -91,7 +97,9 @@ def main(argv: list[str]) -> None:
         "task": card["task"],
         "epochs_or_steps": {k: card["config"]["trainer"][k] for k in ("max_epochs", "max_steps")},
         "training": {**card["training"], "wall_seconds": round(seconds, 1)},
-        **measured,
+        "teacher": measured.pop("teacher"),
+        "student": measured.pop("student"),
+        "variants": measured,
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     subprocess.run([sys.executable, str(HERE / "render.py")], check=True)

@@ -16,6 +16,7 @@ import pluggy
 from distill import hookspecs
 from distill.errors import DistillError
 from distill.features import Anatomy
+from distill.student import Student
 
 
 class Stage(IntEnum):
@@ -72,6 +73,13 @@ def check_combination(methods: list[Compression], student: Anatomy) -> None:
             reason = "the same method is named twice"
         if reason:
             raise DistillError(f"{first.name} and {second.name} cannot run together: {reason}")
+
+
+def finalize(manager: pluggy.PluginManager, student: Student) -> None:
+    """Call distill_finalize_student in reverse compounding order: the last method applied is undone first
+    (fake-quant comes off before masked units are cut out of the weights)."""
+    for implementation in manager.hook.distill_finalize_student.get_hookimpls():  # registration order = reverse
+        implementation.function(student=student)
 
 
 def run_plugin_manager(methods: list[Compression]) -> pluggy.PluginManager:

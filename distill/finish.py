@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import Logger
 
 from distill.bench import dev_texts, latency_mix, measure_models
 from distill.callbacks import TrainingThroughput
+from distill.compression import finalize
 from distill.export import export_student, write_json_atomic
 from distill.loading import load_model
 from distill.measure import sparsity
@@ -61,7 +62,7 @@ def finish_fit(
         "config": config,
     }
     target = run_dir / "student"
-    module.run_hooks.hook.distill_finalize_student(student=module.student)
+    finalize(module.run_hooks, module.student)
     export_student(module.student, module.tokenizer, target, card, module.run_hooks)
     if module.teacher is not None and report.enabled:
         card = report_card(module, target, data.data_dir, training, config, report.latency_rows)
@@ -110,6 +111,8 @@ def report_card(
         "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),
     }
+    for variant in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        models[f"student-{variant.name}"] = (*load_model(variant), variant)  # e.g. the int8 copy
     measured = measure_models(models, task, texts, labels, latency_rows)
     student_sparsity = sparsity(student)
     sections = measured["student"]["sections"]

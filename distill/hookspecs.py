@@ -80,7 +80,8 @@ def distill_callbacks() -> list[Callback]:
 @hookspec
 def distill_finalize_student(student: Student) -> None:
     """Make the method permanent in the trained student before it is saved: remove masks, gates, fake-quant,
-    and physically drop pruned units. Called in compounding order."""
+    and physically drop pruned units. Called in reverse compounding order, so each method finds the student
+    as it left it."""
 
 
 @hookspec

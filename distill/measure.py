@@ -8,14 +8,33 @@ import torch
 from torch import nn
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+EMBEDDINGS = (nn.Embedding, torch.ao.nn.quantized.Embedding)
+
+
+def _quantized_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """The packed weights and biases of a quantized module, which `parameters()` does not list."""
+    if callable(getattr(module, "get_weight", None)):  # dynamic quantized LSTM
+        return [*module.get_weight().values(), *module.get_bias().values()]
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    if callable(weight) and not isinstance(weight, torch.Tensor):  # quantized Linear and Embedding
+        return [weight()] + ([bias()] if callable(bias) and bias() is not None else [])
+    return []
+
+
+def _tensors(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    tensors = [(m, p) for m in model.modules() for p in m.parameters(recurse=False)]
+    return tensors + [(m, t) for m in model.modules() for t in _quantized_tensors(m)]
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameters in total, without the embedding matrices (the survey's second size column), and non-zero."""
-    parameters = list(model.parameters())
-    total = sum(p.numel() for p in parameters)
-    embeddings = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    nonzero = sum(int(torch.count_nonzero(p)) for p in parameters)
+    """Parameters in total, without the embedding tables (the survey's second size column), and non-zero.
+
+    Quantized modules count their packed weights too, so an int8 model has the counts of its float original.
+    """
+    tensors = _tensors(model)
+    total = sum(t.numel() for _, t in tensors)
+    embeddings = sum(t.numel() for m, t in tensors if isinstance(m, EMBEDDINGS))
+    nonzero = sum(int(torch.count_nonzero(t.dequantize() if t.is_quantized else t)) for _, t in tensors)
     return {"total": total, "without_embeddings": total - embeddings, "nonzero": nonzero}
 
 

@@ -29,6 +29,13 @@ def test_pruned_model_nonzero_count_matches_its_masks():
     assert abs(measured["overall"] - (128 + 16) / (256 + 64)) < 1e-9
 
 
+def test_quantized_models_keep_the_counts_of_their_float_original():
+    from distill.plugins.quantization import quantize
+
+    model = nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 4), nn.LSTM(8, 4))
+    assert count_parameters(quantize(model, per_channel=True, embeddings=True)) == count_parameters(model)
+
+
 def test_size_on_disk_counts_weight_files_only(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
     (tmp_path / "config.json").write_text("{}")

@@ -45,6 +45,7 @@ def reduced_tokenizer(tokenizer: PreTrainedTokenizerBase, kept: list[int]) -> Pr
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(json.dumps(state)),
         model_max_length=tokenizer.model_max_length,
+        model_input_names=tokenizer.model_input_names,
         **{name: value for name, value in tokenizer.special_tokens_map.items() if isinstance(value, str)},
     )
 

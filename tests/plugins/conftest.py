@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
+from distill.compression import finalize
 from distill.data import GlueDataModule
 from distill.export import export_student
 from distill.module import DistillationModule
@@ -55,7 +56,7 @@ def compress(
 
 def export(module: DistillationModule, folder: Path) -> Path:
     """What `distill fit` does after training: make the methods permanent, then save."""
-    module.run_hooks.hook.distill_finalize_student(student=module.student)
+    finalize(module.run_hooks, module.student)
     export_student(module.student, module.tokenizer, folder, {}, module.run_hooks)
     return folder
 

@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from distill.compression import Compression, Stage, run_plugin_manager
+from distill.compression import Compression, Stage, finalize, run_plugin_manager
 from distill.data import GlueDataModule
 from distill.hookspecs import hookimpl
 from distill.module import DistillationModule
@@ -81,10 +81,17 @@ class Recorder(Compression):
     def distill_configure_student(self, student, teacher, data) -> None:
         self.log.append(self.stage.name)
 
+    @hookimpl
+    def distill_finalize_student(self, student) -> None:
+        self.log.append(self.stage.name)
 
-def test_methods_compound_in_stage_order_whatever_the_declared_order():
+
+def test_methods_compound_in_stage_order_and_unwind_in_reverse():
     log: list[str] = []
     stages = [Stage.EXITS, Stage.MASKS, Stage.STRUCTURE, Stage.FAKE_QUANT, Stage.MASKS]
     manager = run_plugin_manager([type(f"M{i}", (Recorder,), {})(stage, log) for i, stage in enumerate(stages)])
     manager.hook.distill_configure_student(student=None, teacher=None, data=None)
     assert log == ["STRUCTURE", "MASKS", "MASKS", "FAKE_QUANT", "EXITS"]
+    log.clear()
+    finalize(manager, student=None)
+    assert log == ["EXITS", "FAKE_QUANT", "MASKS", "MASKS", "STRUCTURE"]
