@@ -29,9 +29,16 @@ class TrainingThroughput(Callback):
         self.seconds += time.perf_counter() - self._started
         self.samples += len(batch["input_ids"])
 
-    def summary(self) -> dict[str, float]:
-        rate = self.samples / self.seconds if self.seconds else 0.0
-        return {"samples": self.samples, "seconds": round(self.seconds, 2), "samples_per_second": round(rate, 2)}
+    def summary(self, trainer: Trainer) -> dict[str, float]:
+        """Samples over all ranks (each rank counts its own share), optimizer steps, and their rate."""
+        samples = self.samples * trainer.world_size
+        rate = samples / self.seconds if self.seconds else 0.0
+        return {
+            "samples": samples,
+            "optimizer_steps": trainer.global_step,
+            "seconds": round(self.seconds, 2),
+            "samples_per_second": round(rate, 2),
+        }
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -10,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace, set_parsing_settings
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
@@ -26,6 +28,7 @@ from distill.student import StudentConfig
 from distill.tasks import get_task
 
 DEFAULT_ROOT = "runs"
+RUN_DIR_ENV = "DISTILL_RUN_DIR"
 # Which registry answers for a YAML key, so a misspelt class name gets the list of valid ones.
 _REGISTRY_FOR_KEY = {
     "model.losses": ("losses", "loss"),
@@ -45,12 +48,15 @@ class DistillCLI(LightningCLI):
         search: `distill search`: train a search-space student and write the architecture it finds.
         """
         self.search = search
+        self._published = False
         try:
             super().__init__(
                 DistillationModule,
                 GlueDataModule,
                 args=args,
                 seed_everything_default=42,
+                # distill's samplers shard and resume themselves; Lightning's wrapper would lose their position.
+                trainer_defaults={"use_distributed_sampler": False},
                 auto_configure_optimizers=False,
                 # One clear error instead of usage text, and no silent expansion of a misspelt key's prefix.
                 parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
@@ -58,6 +64,9 @@ class DistillCLI(LightningCLI):
         except DistillError:
             self._discard_unfinished_run()
             raise
+        finally:
+            if self._published:
+                os.environ.pop(RUN_DIR_ENV, None)
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -77,7 +86,12 @@ class DistillCLI(LightningCLI):
         """fit gets a fresh run folder; validate/test/predict log next to the checkpoint they evaluate."""
         config = self.config[self.subcommand]
         if self.subcommand == "fit":
-            self.run_dir = _new_run_dir(config)
+            # The processes Lightning launches for DDP inherit the first process's choice through RUN_DIR_ENV.
+            inherited = os.environ.get(RUN_DIR_ENV)
+            self.run_dir = Path(inherited) if inherited else _run_dir(config)
+            if not inherited:
+                os.environ[RUN_DIR_ENV] = str(self.run_dir)
+                self._published = True
             config.trainer.default_root_dir = str(self.run_dir)
             config.trainer.callbacks = [*(config.trainer.callbacks or []), best_checkpoint(self.run_dir)]
         elif config.trainer.default_root_dir is None:
@@ -128,8 +142,24 @@ def best_checkpoint(run_dir: Path) -> Namespace:
     )
 
 
+def _run_dir(config) -> Path:
+    """The run's folder, the same in every process of a distributed run.
+
+    A resumed run (--ckpt_path) continues in its checkpoint's folder. Otherwise: runs/<name>, from --run_name or
+    the config's file name and the time; an existing folder is never reused.
+    """
+    if config.get("ckpt_path"):
+        run_dir = Path(config.ckpt_path).resolve().parent.parent
+    elif rank_zero_only.rank != 0:  # a separately launched rank (torchrun, SLURM) must share rank 0's name
+        if not config.run_name:
+            raise DistillError("multi-node runs need --run_name, so that every node writes to the same run folder")
+        run_dir = Path(config.trainer.default_root_dir or DEFAULT_ROOT) / config.run_name
+    else:
+        run_dir = _new_run_dir(config)
+    return run_dir
+
+
 def _new_run_dir(config) -> Path:
-    """runs/<name>: --run_name, or the config's file name and the time. An existing folder is never reused."""
     root = Path(config.trainer.default_root_dir or DEFAULT_ROOT)
     if config.run_name:
         run_dir = root / config.run_name

@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
@@ -218,9 +218,18 @@ class GlueDataModule(LightningDataModule):
         texts = [rows[column] for column in self.task.text_columns]
         return self.tokenizer(*texts, truncation=True, max_length=self.max_length)
 
+    def _replicas(self) -> tuple[int, int]:
+        """(rank, world size) of this process; (0, 1) outside distributed training."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def _loader(self, split: str) -> DataLoader:
+        """Evaluation: each rank scores its share of the examples; torchmetrics adds the shares up."""
+        rank, replicas = self._replicas()
+        sharded = DistributedSampler(self.splits[split], replicas, rank, shuffle=False) if replicas > 1 else None
         return DataLoader(
             self.splits[split],
+            sampler=sharded,
             batch_size=self.eval_batch_size,
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
@@ -228,11 +237,13 @@ class GlueDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled by (seed, epoch) and resumable mid-epoch, so an interrupted run continues exactly."""
+        """Shuffled by (seed, epoch), sharded across ranks, resumable mid-epoch: an interrupted run continues
+        exactly. The samplers shard themselves, so the CLI sets `use_distributed_sampler: false`."""
         train = self.splits["train"]
+        rank, replicas = self._replicas()
         return ResumableLoader(
             train,
-            sampler=EpochSeededSampler(len(train), seed=self.seed),
+            sampler=EpochSeededSampler(len(train), seed=self.seed, rank=rank, replicas=replicas),
             batch_size=self.batch_size,
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,

@@ -49,7 +49,7 @@ def finish_fit(
     """
     best = best_checkpoint_path(trainer)
     # Read before validating: validate() attaches fresh callbacks from the module's configure_callbacks.
-    training = next(c.summary() for c in trainer.callbacks if isinstance(c, TrainingThroughput))
+    training = next(c.summary(trainer) for c in trainer.callbacks if isinstance(c, TrainingThroughput))
     metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
     if not trainer.is_global_zero:
         return None

@@ -209,7 +209,7 @@ class DistillationModule(LightningModule):
     def _log_metrics(self, metrics: nn.Module) -> dict[str, Tensor]:
         values = metrics.compute()  # synchronised across ranks by torchmetrics
         metrics.reset()
-        self.log_dict(values, prog_bar=True)
+        self.log_dict(values, prog_bar=True, sync_dist=True)  # already equal on every rank; no-op reduction
         return values
 
     @override
@@ -223,7 +223,8 @@ class DistillationModule(LightningModule):
         values = self._log_metrics(self.val_metrics)
         fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
         settled = not fitting or self.progress() >= self.settled_at
-        self.log(SELECTION, values[f"val/{self.task.main_metric}"] if settled else torch.tensor(-1.0))
+        score = values[f"val/{self.task.main_metric}"] if settled else torch.tensor(-1.0)
+        self.log(SELECTION, score, sync_dist=True)
 
     @property
     def settled_at(self) -> float:

@@ -11,24 +11,30 @@ from torch.utils.data import DataLoader, Sampler
 
 
 class EpochSeededSampler(Sampler[int]):
-    """A shuffle drawn from (seed, epoch) alone; it can start partway through its epoch."""
+    """A shuffle drawn from (seed, epoch) alone; it can start partway through its epoch.
 
-    def __init__(self, length: int, seed: int) -> None:
-        self.length, self.seed = length, seed
+    Under data parallelism every rank draws the same shuffle and takes every `replicas`-th example from
+    position `rank`, so the ranks share out each epoch with no overlap (the last few examples of an uneven
+    epoch are dropped, keeping every rank's step count equal).
+    """
+
+    def __init__(self, length: int, seed: int, rank: int = 0, replicas: int = 1) -> None:
+        self.length, self.seed, self.rank, self.replicas = length, seed, rank, replicas
         self.epoch = 0
-        self.start = 0  # examples to skip at the next iteration (a resumed epoch)
+        self.start = 0  # this rank's examples to skip at the next iteration (a resumed epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at every epoch start."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return self.length // self.replicas
 
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        mine = order[self.rank : len(self) * self.replicas : self.replicas]
         start, self.start = self.start, 0
-        yield from order[start:]
+        yield from mine[start:]
 
 
 class ResumableLoader(DataLoader):

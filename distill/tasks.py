@@ -43,11 +43,11 @@ class GlueTask:
     def main_metric(self) -> str:
         return self.metrics[0]
 
-    def build_metrics(self, prefix: str) -> MetricCollection:
-        """Fresh torchmetrics objects for this task; they sync across ranks under DDP."""
-        return MetricCollection(
-            {name: _METRIC_FACTORIES[name](self.num_labels) for name in self.metrics}, prefix=prefix
-        )
+    def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
+        """Fresh torchmetrics objects for this task. They sync across ranks under DDP unless `sync` is off
+        (a measurement that one rank makes alone, such as the report card)."""
+        metrics = {name: _METRIC_FACTORIES[name](self.num_labels, sync_on_compute=sync) for name in self.metrics}
+        return MetricCollection(metrics, prefix=prefix)
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
         """What the metrics compare with the labels: class ids, or the score for regression."""
@@ -55,11 +55,11 @@ class GlueTask:
 
 
 _METRIC_FACTORIES = {
-    "accuracy": lambda n: MulticlassAccuracy(num_classes=max(n, 2), average="micro"),
-    "f1": lambda n: BinaryF1Score(),
-    "mcc": lambda n: MatthewsCorrCoef(task="binary"),
-    "pearson": lambda n: PearsonCorrCoef(),
-    "spearman": lambda n: SpearmanCorrCoef(),
+    "accuracy": lambda n, **kw: MulticlassAccuracy(num_classes=max(n, 2), average="micro", **kw),
+    "f1": lambda n, **kw: BinaryF1Score(**kw),
+    "mcc": lambda n, **kw: MatthewsCorrCoef(task="binary", **kw),
+    "pearson": lambda n, **kw: PearsonCorrCoef(**kw),
+    "spearman": lambda n, **kw: SpearmanCorrCoef(**kw),
 }
 
 _BINARY = ("0", "1")
