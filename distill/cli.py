@@ -10,9 +10,11 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace, set_parsing_settings
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
@@ -37,6 +39,18 @@ _REGISTRY_FOR_KEY = {
 }
 
 
+class LoggedConfig(SaveConfigCallback):
+    """Saves config.yaml as LightningCLI does, and gives every logger the resolved config and the plugins
+    (name and version) that shaped the run."""
+
+    @override
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        config.get("data", {}).pop("tokenizer", None)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config, "plugins": plugin_versions()})
+
+
 class DistillCLI(LightningCLI):
     """LightningCLI wired for distillation: task and tokenizer links, one directory per run, export at the end."""
 
@@ -55,6 +69,7 @@ class DistillCLI(LightningCLI):
                 GlueDataModule,
                 args=args,
                 seed_everything_default=42,
+                save_config_callback=LoggedConfig,
                 # distill's samplers shard and resume themselves; Lightning's wrapper would lose their position.
                 trainer_defaults={"use_distributed_sampler": False},
                 auto_configure_optimizers=False,
@@ -107,15 +122,21 @@ class DistillCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Export the best student with its card, and report what it cost against the teacher; or, for
-        `distill search`, write the architecture found."""
+        `distill search`, write the architecture found. Logger runs are closed either way."""
+        try:
+            self._finish()
+        finally:
+            _close_runs(self.trainer)
+
+    def _finish(self) -> None:
         self._dump_config()
+        for wired in ("tokenizer", "teacher"):  # filled from the model at instantiation; not YAML keys
+            self.config_dump["data"].pop(wired, None)
         if self.search:
             path = finish_search(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)
             if path is not None:
                 print(f"\ngenotype: {path}")
             return
-        for wired in ("tokenizer", "teacher"):  # filled from the model at instantiation; not YAML keys
-            self.config_dump["data"].pop(wired, None)
         settings = ReportSettings(**self.config[self.subcommand].report)
         target = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump, settings)
         if target is not None:
@@ -127,6 +148,14 @@ class DistillCLI(LightningCLI):
         """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint."""
         if self.run_dir is not None and self.run_dir.exists() and not any(self.run_dir.rglob("*.ckpt")):
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _close_runs(trainer: Trainer) -> None:
+    """Finish experiment runs (wandb) once the report is logged, so everything reaches disk or the server."""
+    for logger in trainer.loggers:
+        finish = getattr(getattr(logger, "_experiment", None), "finish", None)
+        if callable(finish):
+            finish()
 
 
 def best_checkpoint(run_dir: Path) -> Namespace:

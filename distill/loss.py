@@ -43,6 +43,10 @@ class LossTerm(nn.Module):
         scale = self.weight_schedule(self.progress) if self.weight_schedule else 1.0
         return self.weight * scale
 
+    def scheduled(self) -> dict[str, float]:
+        """Values that move with training progress, for the logger (the weight, when it has a schedule)."""
+        return {"weight": self.current_weight()} if self.weight_schedule else {}
+
     def setup(self, student: Anatomy, teacher: Anatomy | None) -> None:
         """Check the models fit this term and build its trainable parts. Called once, before training.
 

@@ -187,6 +187,13 @@ class DistillationModule(LightningModule):
         loss, terms = self.objective(student, teacher, batch)
         size = len(student.logits)
         self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=size)
+        schedules = {
+            f"schedule/{name}_{key}": value
+            for name, term in zip(self.log_names, self.losses, strict=True)
+            for key, value in term.scheduled().items()
+        }
+        if schedules:
+            self.log_dict(schedules, batch_size=size)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
         return loss
 

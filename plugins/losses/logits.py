@@ -54,6 +54,10 @@ class LogitsKD(LossTerm):
     def current_temperature(self) -> float:
         return self.temperature_schedule(self.progress) if self.temperature_schedule else self.temperature
 
+    def scheduled(self) -> dict[str, float]:
+        values = super().scheduled()
+        return {**values, "temperature": self.current_temperature()} if self.temperature_schedule else values
+
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
         s, t = student.logits, teacher.logits.to(student.logits.dtype)
         if self.kind == "mse":
