@@ -12,7 +12,7 @@ from pathlib import Path
 from distill.report import pareto_plot
 
 HERE = Path(__file__).resolve().parent
-SPECIAL = {"train_speed"}  # result files that are not one recipe's run
+SPECIAL = {"train_speed", "cache_speed"}  # result files that are not one recipe's run
 
 
 def _name(r: dict) -> str:
@@ -118,6 +118,24 @@ def speed_table(record: dict) -> list[str]:
     return lines
 
 
+def cache_table(record: dict) -> list[str]:
+    lines = [
+        f"Measured {record['date']}: {record['rows']} SST-2 rows, batch {record['batch_size']}, "
+        f"{record['epochs']} epochs per run, {record['threads']} threads. Command: `{record['command']}`.",
+        "",
+        "| student | epoch seconds without cache | with cache | speedup after the first epoch "
+        "| largest loss difference (steps compared) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in record["results"].items():
+        lines.append(
+            f"| {name} | {r['epoch_seconds_without_cache']} | {r['epoch_seconds_with_cache']} "
+            f"| {r['speedup_after_first_epoch']:.2f}x | {r['max_loss_difference']:.1e} "
+            f"({r['steps_compared']}) |"
+        )
+    return lines
+
+
 def plot(records: list[dict]) -> None:
     """Pareto plot of every recipe from its own teacher-relative measurements (teacher at 1.0)."""
     rows = [
@@ -187,6 +205,8 @@ def main() -> None:
             *speed_table(results["train_speed"]),
             "",
         ]
+    if "cache_speed" in results:
+        lines += ["## Teacher-output cache", "", *cache_table(results["cache_speed"]), ""]
     if records:
         lines += ["## How each row was produced", ""]
         for r in records:
@@ -196,6 +216,18 @@ def main() -> None:
                 f"{t['samples']} training samples): `{_rerun(r)}` ran `{r['command']}`"
             )
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    if records:
+        readme_table(recipe_table(records))
+
+
+def readme_table(table: list[str]) -> None:
+    """Copy the students table into the README between its results markers."""
+    readme = HERE.parent / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + "\n".join(table) + "\n" + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":

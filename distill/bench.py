@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from distill.data import read_glue_tsv
@@ -115,7 +116,7 @@ def measure_models(
 
     hooks = get_plugin_manager().hook
     results: dict[str, dict] = {}
-    for name, (model, tokenizer, folder) in models.items():
+    for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring on dev", unit="model"):
         results[name] = {
             "metrics": evaluate(model, make_batches(tokenizer, texts, 64), labels, task),
             "parameters": count_parameters(model),
@@ -124,7 +125,7 @@ def measure_models(
             "sections": [section for group in hooks.distill_report_sections(model=model) for section in group],
         }
     mix = texts[:latency_rows]
-    for batch_size in (1, 32):
+    for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
         batches = {name: make_batches(tokenizer, mix, batch_size) for name, (_, tokenizer, _) in models.items()}
         timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
         for name in models:

@@ -1,10 +1,11 @@
 """Teacher-output cache: the teacher's logits (and pooled vectors) per training example, computed once.
 
 Rows are keyed by example index, so shuffling and distributed samplers are safe. The first epoch fills the
-cache as a side effect of training (it needs the teacher anyway); later epochs read it. Storage is a
-float16 memory map per feature plus a byte map of filled rows, in a folder named by a fingerprint of the
-teacher weights, tokenizer, data and maximum length: any change gives a new folder. A folder whose files do
-not match its manifest is corrupt and is rebuilt; one with unfilled rows (an interrupted run) is completed.
+cache as a side effect of training (it needs the teacher anyway); later epochs read it. Storage is a float16
+memory map per feature plus a byte map of filled rows, in a folder named by a fingerprint of the teacher
+weights, tokenizer, data and maximum length: any change gives a new folder. A folder whose files do not match
+its manifest is corrupt and is rebuilt; one with unfilled rows (an interrupted run) is completed. The teacher's
+vector outputs are used at float16 precision whether or not a cache holds them, so the cache never changes a loss.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class TeacherCache:
                 f"teacher_cache.features {sorted(unknown)} cannot be cached: choose from "
                 f"{sorted(CACHEABLE)} (per-token features are read from the teacher live)"
             )
+
+
+def at_cache_precision(features: Features) -> Features:
+    """The teacher's cacheable outputs rounded to float16 and back, as the cache stores them."""
+    for name in CACHEABLE:
+        value = getattr(features, name, None)
+        if value is not None:
+            setattr(features, name, value.half().float())
+    return features
 
 
 def teacher_digest(state: Mapping[str, Tensor]) -> str:
@@ -98,13 +108,10 @@ class CacheStore:
         return bool(self.filled.all())
 
     def lookup(self, batch: Mapping[str, Tensor], compute: Callable[[], Features]) -> Features:
-        """Cached teacher features for the batch's rows; rows not cached yet are computed and stored.
-
-        Live outputs pass through float16 as well, so a loss is the same whether its row came from the cache.
-        """
+        """Cached teacher features for the batch's rows; rows not cached yet are computed and stored."""
         idx = batch["idx"].cpu().numpy()
         if not self.filled[idx].all():
-            live = compute()
+            live = at_cache_precision(compute())
             for name in self.widths:
                 self.arrays[name][idx] = getattr(live, name).detach().float().cpu().numpy().astype(np.float16)
             self.filled[idx] = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,11 +20,13 @@ from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
 from distill.bench import run_bench
-from distill.compression import Compression
+from distill.compression import Compression, run_plugin_manager
 from distill.data import GlueDataModule
 from distill.errors import DistillError
+from distill.export import export_checkpoint, export_onnx_variants
 from distill.finish import ReportSettings, finish_fit, finish_search
 from distill.module import SELECTION, DistillationModule
+from distill.predict import predict
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
 from distill.report import table_markdown
 from distill.student import StudentConfig
@@ -174,11 +177,13 @@ def best_checkpoint(run_dir: Path) -> Namespace:
 def _run_dir(config) -> Path:
     """The run's folder, the same in every process of a distributed run.
 
-    A resumed run (--ckpt_path) continues in its checkpoint's folder. Otherwise: runs/<name>, from --run_name or
-    the config's file name and the time; an existing folder is never reused.
+    A resumed run (--ckpt_path) continues in the run folder holding its checkpoint. Otherwise: runs/<name>, from
+    --run_name or the config's file name and the time; an existing folder is never reused.
     """
+    root = Path(config.trainer.default_root_dir or DEFAULT_ROOT).resolve()
     if config.get("ckpt_path"):
-        run_dir = Path(config.ckpt_path).resolve().parent.parent
+        checkpoint = Path(config.ckpt_path).resolve()
+        run_dir = next((p for p in checkpoint.parents if p.parent == root), checkpoint.parent.parent)
     elif rank_zero_only.rank != 0:  # a separately launched rank (torchrun, SLURM) must share rank 0's name
         if not config.run_name:
             raise DistillError("multi-node runs need --run_name, so that every node writes to the same run folder")
@@ -230,6 +235,65 @@ def bench_command(argv: list[str]) -> None:
     print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
 
 
+def export_command(argv: list[str]) -> None:
+    """`distill export`: export a checkpoint like `distill fit` does, and/or add ONNX and int8 copies."""
+    parser = ArgumentParser(prog="distill export", exit_on_error=False, description=export_command.__doc__)
+    parser.add_argument("--checkpoint", type=str | None, default=None, help="a .ckpt written by distill fit")
+    parser.add_argument("--model", type=str | None, default=None, help="an existing export folder to add to")
+    parser.add_argument("--out", type=str | None, default=None, help="export folder (default: <run>/student)")
+    parser.add_argument("--onnx", type=bool, default=False, help="add onnx/model.onnx and onnx/model_int8.onnx")
+    parser.add_argument(
+        "--int8", type=bool, default=False, help="add int8/: shorthand for --variants [DynamicQuantization]"
+    )
+    parser.add_argument(
+        "--variants",
+        type=list[str],
+        default=[],
+        help="compression methods whose export variants to add, by name (see `distill plugins`)",
+    )
+    args = parser.parse_args(argv)
+    if (args.checkpoint is None) == (args.model is None):
+        raise DistillError("give exactly one of --checkpoint (export it) or --model (add formats to an export)")
+    if args.checkpoint is not None:
+        checkpoint = Path(args.checkpoint)
+        folder = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "student"
+        card = export_checkpoint(checkpoint, folder)
+    else:
+        folder = Path(args.model)
+        if not (folder / "card.json").is_file():
+            raise DistillError(f"{folder} is not a distill export (no card.json): use --checkpoint to make one")
+        card = json.loads((folder / "card.json").read_text())
+    written = [folder]
+    methods = registered("compression")
+    for name in [*args.variants, *(["DynamicQuantization"] if args.int8 else [])]:
+        if name not in methods:
+            raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
+        method = methods[name][0]()
+        written += [
+            path
+            for group in run_plugin_manager([method]).hook.distill_export_variants(directory=folder)
+            for path in group
+        ]
+    if args.onnx:
+        written += export_onnx_variants(folder, get_task(card["task"]).is_pair)
+    print("\n".join(f"written: {path}" for path in written))
+
+
+def predict_command(argv: list[str]) -> None:
+    """`distill predict`: label a TSV file with an exported model."""
+    parser = ArgumentParser(prog="distill predict", exit_on_error=False, description=predict_command.__doc__)
+    parser.add_argument("--model", type=str, required=True, help="an export folder (or its int8/ copy)")
+    parser.add_argument("--input", type=str, required=True, help="TSV with a header naming the task's text columns")
+    parser.add_argument("--output", type=str | None, default=None, help="default: <input>.predictions.tsv")
+    parser.add_argument("--task", type=str | None, default=None, help="default: the task in the model's card")
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args(argv)
+    source = Path(args.input)
+    output = Path(args.output) if args.output else source.with_suffix(".predictions.tsv")
+    count = predict(Path(args.model), source, output, args.task, args.batch_size)
+    print(f"{count} rows labelled: {output}")
+
+
 def list_plugins() -> None:
     """`distill plugins`: each installed plugin, its distribution, and the YAML names it provides."""
     versions = plugin_versions()
@@ -274,8 +338,9 @@ def main(argv: list[str] | None = None) -> None:
             list_plugins()
             return
         rest = (sys.argv[1:] if argv is None else argv)[1:]
-        if command == ["bench"]:
-            bench_command(rest)
+        commands = {"bench": bench_command, "export": export_command, "predict": predict_command}
+        if command and command[0] in commands:
+            commands[command[0]](rest)
             return
         set_parsing_settings(subclasses_enabled=[StudentConfig, Compression])
         if command == ["search"]:

@@ -15,6 +15,7 @@ from typing import Any
 import pluggy
 from transformers import PreTrainedTokenizerBase
 
+from distill.errors import DistillError
 from distill.measure import count_parameters, weights_size_on_disk
 from distill.registry import plugin_versions
 from distill.student import Student
@@ -94,3 +95,42 @@ def export_student(
         card["variants"] = {path.name: weights_size_on_disk(path) for path in variants}
         write_json_atomic(target / CARD_NAME, card)
     return card
+
+
+def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
+    """Export from a training checkpoint, as `distill fit` exports its best one.
+
+    Raises:
+        DistillError: the checkpoint does not exist.
+    """
+    from distill.compression import finalize
+    from distill.module import DistillationModule
+
+    if not checkpoint.is_file():
+        raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
+    module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
+    finalize(module.run_hooks, module.student)
+    card = {"task": module.task.name, "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
+    return export_student(module.student, module.tokenizer, target, card, module.run_hooks)
+
+
+def export_onnx_variants(folder: Path, pair: bool) -> list[Path]:
+    """`onnx/model.onnx` (checked against PyTorch) and `onnx/model_int8.onnx` (onnxruntime's dynamic int8)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from distill.loading import load_model
+    from distill.onnx import export_onnx
+
+    model, tokenizer = load_model(folder)
+    network = getattr(model, "exportable", model)  # early exit: the full-depth network; rows cannot leave in ONNX
+    with atomic_directory(folder / "onnx") as scratch:
+        export_onnx(network, tokenizer, scratch / "model.onnx", pair)
+        # The exporter records intermediate shapes from its sample batch; the quantizer re-infers them, so drop them.
+        graph = onnx.load(str(scratch / "model.onnx"))
+        del graph.graph.value_info[:]
+        onnx.save(graph, str(scratch / "unshaped.onnx"))
+        quantize_dynamic(str(scratch / "unshaped.onnx"), str(scratch / "model_int8.onnx"), weight_type=QuantType.QInt8)
+        (scratch / "unshaped.onnx").unlink()
+        tokenizer.save_pretrained(scratch)
+    return [folder / "onnx" / "model.onnx", folder / "onnx" / "model_int8.onnx"]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from transformers import SchedulerType, get_scheduler
 from typing_extensions import override
 
-from distill.cache import CacheStore, TeacherCache
+from distill.cache import CacheStore, TeacherCache, at_cache_precision
 from distill.callbacks import ResumeRandomState, TrainingThroughput
 from distill.compression import Compression, check_combination, run_plugin_manager
 from distill.errors import DistillError
@@ -134,7 +134,7 @@ class DistillationModule(LightningModule):
         if self.teacher_needs and self.cache is not None and self.training:
             teacher = self.cache.lookup(batch, lambda: self.teacher(batch, self.teacher_needs))
         elif self.teacher_needs:
-            teacher = self.teacher(batch, self.teacher_needs)
+            teacher = at_cache_precision(self.teacher(batch, self.teacher_needs))
         return self.student(batch, self.student_needs), teacher
 
     @override
@@ -186,7 +186,8 @@ class DistillationModule(LightningModule):
         student, teacher = self.features(batch)
         loss, terms = self.objective(student, teacher, batch)
         size = len(student.logits)
-        self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=size)
+        terms = {f"train/{name}": value.detach() for name, value in terms.items()}
+        self.log_dict(terms, batch_size=size, prog_bar=True)  # each term live on the progress bar
         schedules = {
             f"schedule/{name}_{key}": value
             for name, term in zip(self.log_names, self.losses, strict=True)

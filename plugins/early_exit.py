@@ -89,6 +89,11 @@ class EarlyExitModel(nn.Module):
         self.criterion, self.threshold, self.patience = criterion, threshold, patience
         self.reset_exits()
 
+    @property
+    def exportable(self) -> nn.Module:
+        """What a static graph (ONNX) can hold: the full-depth classifier, without exits."""
+        return self.model
+
     def reset_exits(self) -> None:
         self.exits = torch.zeros(len(encoder_layers(self.model)), dtype=torch.long)
 

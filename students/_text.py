@@ -22,11 +22,20 @@ def segments(batch: Mapping[str, Tensor], pair: bool) -> list[tuple[Tensor, Tens
     if not pair:
         return [(ids, mask)]
     parts = []
+    positions = torch.arange(ids.shape[1], device=ids.device)
     for segment in (0, 1):
         keep = mask & (batch["token_type_ids"] == segment)
-        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
+        key = positions + (~keep).long() * ids.shape[1]  # kept tokens first, in order; unique keys sort stably
+        order = key.sort(dim=1).indices
         parts.append((ids.gather(1, order), keep.gather(1, order)))
     return parts
+
+
+def reverse_within(states: Tensor, lengths: Tensor) -> Tensor:
+    """Each row of (B, T, C) reversed within its own length; padding stays at the end. Its own inverse."""
+    positions = torch.arange(states.shape[1], device=states.device).unsqueeze(0)  # (1, T)
+    source = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
+    return states.gather(1, source.unsqueeze(-1).expand_as(states))
 
 
 def combine(vectors: list[Tensor]) -> Tensor:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from distill import hookimpl
 from distill.errors import DistillError
@@ -21,6 +21,7 @@ from distill.students._text import (
     combine,
     embedding_source_dim,
     masked_max,
+    reverse_within,
     segments,
 )
 from distill.tasks import GlueTask
@@ -28,7 +29,12 @@ from distill.teacher import Teacher
 
 
 class BiLSTMModel(Student):
-    """embedding (B, T, E) -> BiLSTM (B, T, 2H) -> max over time (B, 2H) -> [u; v; |u-v|; u*v] for pairs -> MLP."""
+    """embedding (B, T, E) -> BiLSTM (B, T, 2H) -> max over time (B, 2H) -> [u; v; |u-v|; u*v] for pairs -> MLP.
+
+    Each layer runs a forward LSTM over the padded batch (trailing padding cannot reach earlier outputs) and a
+    forward LSTM over every row reversed within its own length: the maths of a packed bidirectional LSTM,
+    without data-dependent packing, so the model also exports to ONNX and quantises to int8 LSTMs.
+    """
 
     family = "bilstm"
 
@@ -58,14 +64,10 @@ class BiLSTMModel(Student):
         )
         self.pair = pair
         self.embedding = WordEmbedding(vocab_size, embedding_dim, source_dim)
-        self.lstm = nn.LSTM(
-            embedding_dim,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        widths = [embedding_dim] + [2 * hidden_size] * (num_layers - 1)
+        self.forward_lstms = nn.ModuleList(nn.LSTM(w, hidden_size, batch_first=True) for w in widths)
+        self.backward_lstms = nn.ModuleList(nn.LSTM(w, hidden_size, batch_first=True) for w in widths)
+        self.between_layers = nn.Dropout(dropout)
         width = 2 * hidden_size * (4 if pair else 1)
         self.head = nn.Sequential(
             nn.Dropout(dropout),
@@ -77,10 +79,14 @@ class BiLSTMModel(Student):
         self.anatomy = Anatomy(self.family, frozenset({"logits", "pooled"}), hidden_size=width, num_labels=num_labels)
 
     def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """(B, T) token ids -> (B, 2H) sentence vector; packing keeps padding out of both directions."""
-        lengths = mask.sum(1).clamp_min(1).cpu()
-        packed = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=ids.shape[1])
+        """(B, T) token ids -> (B, 2H) sentence vector."""
+        lengths = mask.sum(1)
+        states = self.embedding(ids)  # (B, T, E)
+        for depth, (ahead, behind) in enumerate(zip(self.forward_lstms, self.backward_lstms, strict=True)):
+            if depth:
+                states = self.between_layers(states)
+            backward = reverse_within(behind(reverse_within(states, lengths))[0], lengths)
+            states = torch.cat([ahead(states)[0], backward], dim=-1)  # (B, T, 2H)
         return masked_max(states, mask)  # (B, 2H)
 
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:

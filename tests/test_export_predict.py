@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from distill.loading import load_model
+from distill.onnx import export_onnx
+from distill.student import StudentClassifier
+from distill.students.bilstm import BiLSTMStudent
+from distill.students.cnn import CNNStudent
+from distill.tasks import get_task
+from distill.teacher import Teacher
+from tests.conftest import SST2, base_config, cli_error, run_cli, write_config
+
+TEXTS = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:13]]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_teacher, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    run_cli("fit", "--config", str(write_config(root / "c.yaml", base_config(tiny_teacher, root))), "--run_name", "r")
+    return root / "r"
+
+
+def test_export_from_a_checkpoint_with_onnx_and_int8_copies(run, tmp_path):
+    checkpoint = next((run / "checkpoints").glob("best-*.ckpt"))
+    target = tmp_path / "exported"
+    run_cli("export", "--checkpoint", str(checkpoint), "--out", str(target), "--onnx", "true", "--int8", "true")
+    card = json.loads((target / "card.json").read_text())
+    assert card["task"] == "sst2" and card["checkpoint"] == str(checkpoint)
+    model, tokenizer = load_model(target)
+    batch = tokenizer(TEXTS, padding=True, return_tensors="np")
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+    session = onnxruntime.InferenceSession(str(target / "onnx" / "model.onnx"))
+    feed = {i.name: batch[i.name].astype(np.int64) for i in session.get_inputs()}
+    np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4)
+    quantized = onnxruntime.InferenceSession(str(target / "onnx" / "model_int8.onnx")).run(None, feed)[0]
+    assert (quantized.argmax(-1) == expected.argmax(-1)).mean() >= 0.9
+    int8, _ = load_model(target / "int8")
+    assert (
+        int8(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.argmax(-1).numpy() == expected.argmax(-1)
+    ).mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    "family", [CNNStudent(embedding_dim=16, channels=8), BiLSTMStudent(embedding_dim=16, hidden_size=8)]
+)
+@pytest.mark.parametrize("task", ["sst2", "rte"])
+def test_every_student_family_exports_to_onnx_matching_pytorch(tiny_teacher, tmp_path, family, task):
+    teacher = Teacher(str(tiny_teacher))
+    model = StudentClassifier(family.build(teacher, get_task(task))).eval()
+    assert export_onnx(model, teacher.tokenizer, tmp_path / "m.onnx", pair=task == "rte") < 1e-4
+
+
+def test_predict_writes_labels_and_probabilities(run, tmp_path):
+    source = tmp_path / "in.tsv"
+    source.write_text("sentence\n" + "\n".join(TEXTS) + "\n")
+    run_cli("predict", "--model", str(run / "student"), "--input", str(source), "--output", str(tmp_path / "o.tsv"))
+    with (tmp_path / "o.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert [r["sentence"] for r in rows] == TEXTS
+    for row in rows:
+        p0, p1 = float(row["probability_0"]), float(row["probability_1"])
+        assert abs(p0 + p1 - 1) < 1e-5 and row["prediction"] == ("1" if p1 > p0 else "0")
+
+
+def test_export_and_predict_refuse_bad_input_clearly(run, tmp_path):
+    assert "does not exist" in cli_error("export", "--checkpoint", str(tmp_path / "none.ckpt"))
+    assert "exactly one of --checkpoint" in cli_error("export")
+    assert "unknown compression method 'Int9'" in cli_error(
+        "export", "--model", str(run / "student"), "--variants", "[Int9]"
+    )
+    (tmp_path / "bad.tsv").write_text("text\nfine\n")
+    assert "must name the text columns ['sentence']" in cli_error(
+        "predict", "--model", str(run / "student"), "--input", str(tmp_path / "bad.tsv")
+    )
+    assert "does not exist" in cli_error(
+        "predict", "--model", str(tmp_path / "nope"), "--input", "x.tsv", "--task", "sst2"
+    )

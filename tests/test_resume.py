@@ -1,0 +1,51 @@
+"""A real `distill fit` killed mid-epoch and resumed with --ckpt_path ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT, base_config, run_cli, write_config
+
+
+def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path):
+    config = base_config(tiny_teacher, tmp_path)
+    config["trainer"].update(max_steps=40, val_check_interval=8)  # 8 batches an epoch: step 13 is mid-epoch
+    preempt = {"filename": "preempt-{step}", "every_n_train_steps": 13, "save_top_k": -1}  # saved in the run folder
+    config["trainer"]["callbacks"] = [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": preempt}
+    ]
+    config["model"]["compression"] = [
+        {"class_path": "MagnitudePruning", "init_args": {"sparsity": 0.3, "end": 0.5, "every": 2}}
+    ]
+    path = write_config(tmp_path / "c.yaml", config)
+
+    run_cli("fit", "--config", str(path), "--run_name", "whole")
+
+    command = [sys.executable, "-m", "distill.cli", "fit", "--config", str(path), "--run_name", "cut"]
+    process = subprocess.Popen(
+        command, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "cut").rglob("preempt-step=13.ckpt")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no mid-run checkpoint appeared"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "cut" / "student").exists()  # killed before it could export
+
+    (checkpoint,) = (tmp_path / "cut").rglob("preempt-step=13.ckpt")
+    run_cli("fit", "--config", str(path), "--ckpt_path", str(checkpoint))
+
+    whole, cut = (json.loads((tmp_path / name / "student" / "card.json").read_text()) for name in ("whole", "cut"))
+    assert cut["dev_metrics"] == whole["dev_metrics"]
+    assert cut["training"]["optimizer_steps"] == whole["training"]["optimizer_steps"] == 40
+    expected, got = (load_file(tmp_path / name / "student" / "model.safetensors") for name in ("whole", "cut"))
+    assert expected.keys() == got.keys()
+    assert all((expected[k] == got[k]).all() for k in expected)  # the same student, bit for bit
