@@ -65,7 +65,7 @@ def finish_fit(
     finalize(module.run_hooks, module.student)
     export_student(module.student, module.tokenizer, target, card, module.run_hooks)
     if module.teacher is not None and report.enabled:
-        card = report_card(module, target, data.data_dir, training, config, report.latency_rows)
+        card = report_card(module, target, data, training, config, report.latency_rows)
         write_report(card, run_dir)
         pareto_plot(card["rows"], run_dir / "pareto.png")
         log_report(trainer.loggers, card, run_dir / "pareto.png")
@@ -96,17 +96,17 @@ def finish_search(
 def report_card(
     module: DistillationModule,
     student_dir: Path,
-    data_dir: Path | None,
+    data: LightningDataModule,
     training: dict,
     config: dict[str, Any],
     latency_rows: int,
 ) -> dict[str, Any]:
-    """Teacher and exported student, measured in this process on the same dev examples."""
+    """Teacher and exported student, measured in this process on the dev examples the run was scored on."""
     teacher = module.teacher
     task = module.task
     student, student_tokenizer = load_model(student_dir)
     teacher_dir = Path(teacher.source) if Path(teacher.source).is_dir() else Path(snapshot_download(teacher.source))
-    texts, labels = dev_texts(task, data_dir)
+    texts, labels = dev_texts(task, data.data_dir, data.limits["dev"])
     models = {
         "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),
