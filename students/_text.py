@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from distill.embeddings import reduce_to
+from distill.errors import DistillError
+from distill.features import Anatomy, Features
+from distill.student import Student, StudentConfig
+from distill.tasks import GlueTask
 from distill.teacher import Teacher
+
+EmbeddingInit = Literal["teacher", "random"]
+Reduction = Literal["pca", "linear"]
 
 
 def segments(batch: Mapping[str, Tensor], pair: bool) -> list[tuple[Tensor, Tensor]]:
@@ -71,13 +80,92 @@ class WordEmbedding(nn.Module):
         self.table.weight.copy_(reduce_to(words, self.table.embedding_dim))
 
 
-EmbeddingInit = Literal["teacher", "random"]
-Reduction = Literal["pca", "linear"]
-
-
 def embedding_source_dim(teacher: Teacher | None, init: EmbeddingInit, reduction: Reduction, dim: int) -> int | None:
     """The table width for a "linear" reduction from the teacher's embeddings, else None (table of `dim`)."""
     if init == "teacher" and reduction == "linear" and teacher is not None:
         width = teacher.model.get_input_embeddings().weight.shape[1]
         return width if width != dim else None
     return None
+
+
+class TextClassifier(Student):
+    """The shape the non-Transformer families share: embed each sentence, encode it to one vector (the family's
+    `encode`), join the two vectors of a pair, classify. `architecture` holds every constructor argument."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        pair: bool,
+        embedding_dim: int,
+        dropout: float,
+        source_dim: int | None,
+        **family: Any,
+    ) -> None:
+        super().__init__()
+        self.architecture = dict(
+            vocab_size=vocab_size,
+            num_labels=num_labels,
+            pair=pair,
+            embedding_dim=embedding_dim,
+            dropout=dropout,
+            source_dim=source_dim,
+            **family,
+        )
+        self.pair = pair
+        self.embedding = WordEmbedding(vocab_size, embedding_dim, source_dim)
+
+    def sentence_pair_width(self, width: int, provides: frozenset[str] = frozenset({"logits", "pooled"})) -> int:
+        """Record the anatomy for sentence vectors of `width`; returns the classifier's input width."""
+        joined = width * (4 if self.pair else 1)
+        self.anatomy = Anatomy(self.family, provides, hidden_size=joined, num_labels=self.architecture["num_labels"])
+        return joined
+
+    @abstractmethod
+    def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """(B, T) token ids and mask -> (B, width) sentence vectors."""
+
+    def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
+        pooled = combine([self.encode(ids, mask) for ids, mask in segments(batch, self.pair)])
+        return Features(logits=self.head(pooled), attention_mask=batch["attention_mask"], pooled=pooled)
+
+
+@dataclass
+class TextStudentConfig(StudentConfig):
+    """Settings every non-Transformer family shares. Subclasses add their sizes and return them from
+    `family_arguments`.
+
+    Attributes:
+        embedding_dim: width of the word vectors.
+        dropout: dropout before the classifier (and between recurrent layers).
+        embedding_init: "teacher" starts from the teacher's word embeddings; "random" does not.
+        reduction: how teacher embeddings reach `embedding_dim` when narrower: "pca" (a smaller table) or
+            "linear" (the teacher-width table and a trainable projection).
+    """
+
+    embedding_dim: int = 300
+    dropout: float = 0.1
+    embedding_init: EmbeddingInit = "teacher"
+    reduction: Reduction = "pca"
+
+    @abstractmethod
+    def family_arguments(self) -> dict[str, Any]:
+        """The family's own constructor arguments (checked here: raise DistillError when unbuildable)."""
+
+    def build(self, teacher: Teacher | None, task: GlueTask) -> TextClassifier:
+        if teacher is None:
+            raise DistillError(f"{type(self).__name__} takes its vocabulary from the teacher: set model.teacher")
+        if self.embedding_dim < 1:
+            raise DistillError(f"{type(self).__name__}.embedding_dim must be at least 1")
+        model = self.student_class(
+            vocab_size=teacher.model.config.vocab_size,
+            num_labels=task.num_labels,
+            pair=task.is_pair,
+            embedding_dim=self.embedding_dim,
+            dropout=self.dropout,
+            source_dim=embedding_source_dim(teacher, self.embedding_init, self.reduction, self.embedding_dim),
+            **self.family_arguments(),
+        )
+        if self.embedding_init == "teacher":
+            model.embedding.init_from(teacher)
+        return model

@@ -20,20 +20,9 @@ from torch import Tensor, nn
 
 from distill import hookimpl
 from distill.errors import DistillError
-from distill.features import Anatomy, Features
+from distill.features import Features
 from distill.loss import LossTerm
-from distill.student import Student, StudentConfig
-from distill.students._text import (
-    EmbeddingInit,
-    Reduction,
-    WordEmbedding,
-    combine,
-    embedding_source_dim,
-    masked_max,
-    segments,
-)
-from distill.tasks import GlueTask
-from distill.teacher import Teacher
+from distill.students._text import TextClassifier, TextStudentConfig, masked_max
 
 
 def _conv(channels: int, kernel: int, dilation: int = 1) -> nn.Module:
@@ -95,28 +84,39 @@ class Cell(nn.Module):
         return self.norm(mixed.transpose(1, 2)).transpose(1, 2) * keep
 
 
-class _CellNetwork(Student):
-    """embedding (B, T, E) -> stem (B, C, T) -> cells -> max over time (B, C) -> linear head."""
+class _CellNetwork(TextClassifier):
+    """embedding (B, T, E) -> stem (B, C, T) -> cells -> max over time (B, C) -> linear head.
+
+    `sampled` holds the supernet's mixing weights during its forward pass (one architecture sample for both
+    sentences of a pair); a derived network has one operation per edge and leaves it None.
+    """
 
     provides: ClassVar[frozenset[str]] = frozenset({"logits", "pooled"})
+    sampled: Tensor | None = None
 
-    def _build_common(self, vocab_size, num_labels, pair, embedding_dim, channels, dropout, source_dim) -> None:
-        self.pair = pair
-        self.embedding = WordEmbedding(vocab_size, embedding_dim, source_dim)
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        pair: bool,
+        embedding_dim: int,
+        dropout: float,
+        source_dim: int | None,
+        channels: int,
+        cell_edges: list[list[tuple[int, int, list[str]]]],
+        **family: Any,
+    ) -> None:
+        super().__init__(vocab_size, num_labels, pair, embedding_dim, dropout, source_dim, channels=channels, **family)
         self.stem = nn.Linear(embedding_dim, channels)
-        width = channels * (4 if pair else 1)
+        self.cells = nn.ModuleList(Cell(channels, edges) for edges in cell_edges)
+        width = self.sentence_pair_width(channels, self.provides)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_labels))
-        self.anatomy = Anatomy(self.family, self.provides, hidden_size=width, num_labels=num_labels)
 
-    def encode(self, ids: Tensor, mask: Tensor, weights: Tensor | None) -> Tensor:
+    def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
         x = self.stem(self.embedding(ids)).transpose(1, 2) * mask.unsqueeze(1)  # (B, C, T)
         for position, cell in enumerate(self.cells):
-            x = cell(x, mask, None if weights is None else weights[position])
+            x = cell(x, mask, None if self.sampled is None else self.sampled[position])
         return masked_max(x.transpose(1, 2), mask)  # (B, C)
-
-    def _features(self, batch: Mapping[str, Tensor], weights: Tensor | None) -> Features:
-        pooled = combine([self.encode(ids, mask, weights) for ids, mask in segments(batch, self.pair)])
-        return Features(logits=self.head(pooled), attention_mask=batch["attention_mask"], pooled=pooled)
 
 
 class NasCnnSupernet(_CellNetwork):
@@ -131,33 +131,31 @@ class NasCnnSupernet(_CellNetwork):
         num_labels: int,
         pair: bool,
         embedding_dim: int,
+        dropout: float,
+        source_dim: int | None,
         channels: int,
         cells: int,
         nodes: int,
-        dropout: float,
         temperature: float,
         gumbel: bool,
         cost: str,
-        source_dim: int | None = None,
     ) -> None:
-        super().__init__()
-        self.architecture = dict(
-            vocab_size=vocab_size,
-            num_labels=num_labels,
-            pair=pair,
-            embedding_dim=embedding_dim,
-            channels=channels,
+        edges = [(node, source, NAMES) for node in range(1, nodes + 1) for source in range(node)]
+        super().__init__(
+            vocab_size,
+            num_labels,
+            pair,
+            embedding_dim,
+            dropout,
+            source_dim,
+            channels,
+            [edges] * cells,
             cells=cells,
             nodes=nodes,
-            dropout=dropout,
             temperature=temperature,
             gumbel=gumbel,
             cost=cost,
-            source_dim=source_dim,
         )
-        self._build_common(vocab_size, num_labels, pair, embedding_dim, channels, dropout, source_dim)
-        edges = [(node, source, NAMES) for node in range(1, nodes + 1) for source in range(node)]
-        self.cells = nn.ModuleList(Cell(channels, edges) for _ in range(cells))
         self.alphas = nn.Parameter(1e-3 * torch.randn(cells, edges_per_cell(nodes), len(NAMES)))
         per_op = torch.tensor([float(OPERATIONS[name][1]) for name in NAMES])  # params or FLOPs per position ∝ k·C²
         self.register_buffer("op_cost", per_op / per_op.max(), persistent=False)
@@ -174,7 +172,11 @@ class NasCnnSupernet(_CellNetwork):
         return (F.softmax(self.alphas, -1) * self.op_cost).sum(-1).mean()
 
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
-        features = self._features(batch, self.op_weights())
+        self.sampled = self.op_weights()
+        try:
+            features = super().forward(batch, needs)
+        finally:
+            self.sampled = None
         features.extras["expected_cost"] = self.expected_cost()
         return features
 
@@ -186,11 +188,12 @@ class NasCnnSupernet(_CellNetwork):
         operation other than zero."""
         weights = F.softmax(self.alphas, -1).detach()
         zero = NAMES.index("zero")
+        nodes = self.architecture["nodes"]
+        edges = [(node, source) for node in range(1, nodes + 1) for source in range(node)]
         cells = []
         for cell_weights in weights:
-            edges = [(node, source) for node in range(1, self.architecture["nodes"] + 1) for source in range(node)]
             chosen = []
-            for node in range(1, self.architecture["nodes"] + 1):
+            for node in range(1, nodes + 1):
                 candidates = []
                 for e, (n, source) in enumerate(edges):
                     if n == node:
@@ -219,53 +222,29 @@ class NasCnnModel(_CellNetwork):
         num_labels: int,
         pair: bool,
         embedding_dim: int,
+        dropout: float,
+        source_dim: int | None,
         channels: int,
         cells: list[list[dict[str, Any]]],
-        dropout: float,
-        source_dim: int | None = None,
     ) -> None:
-        super().__init__()
-        self.architecture = dict(
-            vocab_size=vocab_size,
-            num_labels=num_labels,
-            pair=pair,
-            embedding_dim=embedding_dim,
-            channels=channels,
-            cells=cells,
-            dropout=dropout,
-            source_dim=source_dim,
+        cell_edges = [[(edge["node"], edge["from"], [edge["op"]]) for edge in cell] for cell in cells]
+        super().__init__(
+            vocab_size, num_labels, pair, embedding_dim, dropout, source_dim, channels, cell_edges, cells=cells
         )
-        self._build_common(vocab_size, num_labels, pair, embedding_dim, channels, dropout, source_dim)
-        self.cells = nn.ModuleList(
-            Cell(channels, [(edge["node"], edge["from"], [edge["op"]]) for edge in cell]) for cell in cells
-        )
-
-    def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
-        return self._features(batch, None)
-
-
-def _embedding_args(config, teacher: Teacher | None, name: str) -> int | None:
-    if teacher is None:
-        raise DistillError(f"{name} takes its vocabulary from the teacher: set model.teacher")
-    return embedding_source_dim(teacher, config.embedding_init, config.reduction, config.embedding_dim)
 
 
 @dataclass
-class NasCnnSearch(StudentConfig):
-    """The search space for `distill search`.
+class NasCnnSearch(TextStudentConfig):
+    """The search space for `distill search` (see TextStudentConfig for the word-vector settings).
 
     Attributes:
-        embedding_dim: width of the word vectors.
         channels: width of every cell.
         cells: cells stacked.
         nodes: intermediate nodes per cell.
-        dropout: dropout before the classifier.
         temperature: softmax temperature of the architecture weights.
         gumbel: sample the mixture with Gumbel-softmax while training (AdaBERT) instead of a plain softmax.
         cost: what the efficiency loss counts: "params" or "flops" (per position; for these operations both
             scale with kernel width times channels squared).
-        embedding_init: "teacher" or "random".
-        reduction: "pca" or "linear".
     """
 
     student_class: ClassVar[type] = NasCnnSupernet
@@ -273,54 +252,36 @@ class NasCnnSearch(StudentConfig):
     channels: int = 128
     cells: int = 2
     nodes: int = 3
-    dropout: float = 0.1
     temperature: float = 1.0
     gumbel: bool = True
     cost: Literal["params", "flops"] = "params"
-    embedding_init: EmbeddingInit = "teacher"
-    reduction: Reduction = "pca"
 
-    def build(self, teacher: Teacher | None, task: GlueTask) -> NasCnnSupernet:
-        source_dim = _embedding_args(self, teacher, "NasCnnSearch")
-        model = NasCnnSupernet(
-            vocab_size=teacher.model.config.vocab_size,
-            num_labels=task.num_labels,
-            pair=task.is_pair,
-            embedding_dim=self.embedding_dim,
-            channels=self.channels,
-            cells=self.cells,
-            nodes=self.nodes,
-            dropout=self.dropout,
-            temperature=self.temperature,
-            gumbel=self.gumbel,
-            cost=self.cost,
-            source_dim=source_dim,
-        )
-        if self.embedding_init == "teacher":
-            model.embedding.init_from(teacher)
-        return model
+    def family_arguments(self) -> dict[str, Any]:
+        if min(self.channels, self.cells, self.nodes) < 1 or self.temperature <= 0:
+            raise DistillError("NasCnnSearch needs channels, cells, nodes >= 1 and a positive temperature")
+        return {
+            "channels": self.channels,
+            "cells": self.cells,
+            "nodes": self.nodes,
+            "temperature": self.temperature,
+            "gumbel": self.gumbel,
+            "cost": self.cost,
+        }
 
 
 @dataclass
-class NasCnnStudent(StudentConfig):
-    """The architecture a search found, trained from scratch (embeddings from the teacher).
+class NasCnnStudent(TextStudentConfig):
+    """The architecture a search found, trained from scratch (see TextStudentConfig for the word vectors).
 
     Attributes:
         genotype: the genotype.json written by `distill search`.
-        embedding_dim: width of the word vectors.
-        dropout: dropout before the classifier.
-        embedding_init: "teacher" or "random".
-        reduction: "pca" or "linear".
     """
 
     student_class: ClassVar[type] = NasCnnModel
     genotype: str = "genotype.json"
     embedding_dim: int = 128
-    dropout: float = 0.1
-    embedding_init: EmbeddingInit = "teacher"
-    reduction: Reduction = "pca"
 
-    def build(self, teacher: Teacher | None, task: GlueTask) -> NasCnnModel:
+    def family_arguments(self) -> dict[str, Any]:
         path = Path(self.genotype)
         if not path.is_file():
             raise DistillError(
@@ -331,20 +292,7 @@ class NasCnnStudent(StudentConfig):
         unknown = {edge["op"] for cell in genotype["cells"] for edge in cell} - set(OPERATIONS)
         if unknown:
             raise DistillError(f"genotype {self.genotype!r} uses unknown operations {sorted(unknown)}")
-        source_dim = _embedding_args(self, teacher, "NasCnnStudent")
-        model = NasCnnModel(
-            vocab_size=teacher.model.config.vocab_size,
-            num_labels=task.num_labels,
-            pair=task.is_pair,
-            embedding_dim=self.embedding_dim,
-            channels=genotype["channels"],
-            cells=genotype["cells"],
-            dropout=self.dropout,
-            source_dim=source_dim,
-        )
-        if self.embedding_init == "teacher":
-            model.embedding.init_from(teacher)
-        return model
+        return {"channels": genotype["channels"], "cells": genotype["cells"]}
 
 
 class ArchitectureCost(LossTerm):
