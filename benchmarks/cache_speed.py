@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import tempfile
 import time
 from datetime import date
@@ -112,7 +114,7 @@ def main() -> None:
         "epochs": args.epochs,
         "batch_size": 32,
         "threads": torch.get_num_threads(),
-        "command": "python benchmarks/cache_speed.py",
+        "command": shlex.join(["python", "benchmarks/cache_speed.py", *sys.argv[1:]]),
         "results": results,
     }
     (HERE / "results" / "cache_speed.json").write_text(json.dumps(record, indent=2) + "\n")

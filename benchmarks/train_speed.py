@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -261,7 +263,7 @@ def main() -> None:
         "rounds": args.rounds,
         "batch_size": 32,
         "threads": torch.get_num_threads(),
-        "command": "python benchmarks/train_speed.py",
+        "command": shlex.join(["python", "benchmarks/train_speed.py", *sys.argv[1:]]),
         "results": results,
     }
     (HERE / "results" / "train_speed.json").write_text(json.dumps(record, indent=2) + "\n")
