@@ -70,6 +70,12 @@ def distill_loss_terms(student: Student) -> list[LossTerm]:
 
 
 @hookspec
+def distill_learning_rates(student: Student) -> dict[str, float]:
+    """Learning rates for parts this method added, by attribute path within the student (e.g. "exit_ramps"):
+    fresh heads on a trained student need more than the fine-tuning rate. Other parameters keep the run's."""
+
+
+@hookspec
 def distill_callbacks() -> list[Callback]:
     """Contribute Lightning callbacks for per-step work (masks after each optimizer step, schedules)."""
 

@@ -250,14 +250,25 @@ class DistillationModule(LightningModule):
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW over the trainable parameters, grouped by weight decay and by the learning rates that
+        compression methods ask for their own parts."""
         exempt = {f"student.{name}" for name in self.student.no_weight_decay()}
-        trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-        undecayed = {n for n, _ in trainable if n.endswith(_NO_DECAY) or n in exempt}
-        groups = [
-            {"params": [p for n, p in trainable if n not in undecayed], "weight_decay": self.hparams.weight_decay},
-            {"params": [p for n, p in trainable if n in undecayed], "weight_decay": 0.0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.learning_rate)
+        rates = {
+            f"student.{path}.": rate
+            for asked in self.run_hooks.hook.distill_learning_rates(student=self.student)
+            for path, rate in asked.items()
+        }
+        groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            decay = 0.0 if name.endswith(_NO_DECAY) or name in exempt else self.hparams.weight_decay
+            rate = next((r for prefix, r in rates.items() if name.startswith(prefix)), self.hparams.learning_rate)
+            groups.setdefault((decay, rate), []).append(parameter)
+        optimizer = torch.optim.AdamW(
+            [{"params": ps, "weight_decay": decay, "lr": rate} for (decay, rate), ps in groups.items()],
+            lr=self.hparams.learning_rate,
+        )
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_scheduler(
             self.hparams.lr_schedule,

@@ -140,6 +140,8 @@ class EarlyExit(Compression):
         target: what ramps learn from: "teacher" logits, the student's "final" classifier, or the gold "labels".
         temperature: softening temperature of the ramp distillation.
         weight: weight of the ramp loss in the objective.
+        ramp_learning_rate: the ramps' own learning rate; they start untrained, so the fine-tuning rate of a
+            trained student leaves them near their initialisation. None: the run's learning rate.
     """
 
     criterion: Criterion = "entropy"
@@ -148,6 +150,7 @@ class EarlyExit(Compression):
     target: Literal["teacher", "final", "labels"] = "teacher"
     temperature: float = 2.0
     weight: float = 1.0
+    ramp_learning_rate: float | None = 1.0e-3
 
     stage: ClassVar[Stage] = Stage.EXITS
     requires: ClassVar[frozenset[str]] = frozenset({"hidden_states"})
@@ -162,6 +165,10 @@ class EarlyExit(Compression):
     @hookimpl
     def distill_loss_terms(self, student: Student) -> list[LossTerm]:
         return [RampLoss(student.exit_ramps, self.target, self.temperature, self.weight)]
+
+    @hookimpl
+    def distill_learning_rates(self, student: Student) -> dict[str, float]:
+        return {} if self.ramp_learning_rate is None else {"exit_ramps": self.ramp_learning_rate}
 
     @hookimpl
     def distill_export_extras(self, student: Student, directory: Path) -> None:

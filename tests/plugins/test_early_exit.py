@@ -95,3 +95,16 @@ def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
     rows = run_bench(str(tiny_teacher), [str(folder)], get_task("sst2"), SST2, tmp_path, ["ee"], latency_rows=16)
     names = [r["model"] for r in rows]
     assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 6
+
+
+def test_ramps_train_at_their_own_learning_rate(tiny_teacher, tmp_path):
+    """Fresh ramps on a trained student get `ramp_learning_rate`; the student keeps the run's rate."""
+    method = EarlyExit(ramp_learning_rate=1e-2)
+    module, _ = compress(tiny_teacher, tmp_path, [method], steps=2, learning_rate=1e-5)
+    ramp_ids = {id(p) for p in module.student.exit_ramps.parameters()}
+    rates = {
+        ("ramps" if id(p) in ramp_ids else "student"): group["initial_lr"]
+        for group in module.trainer.optimizers[0].param_groups
+        for p in group["params"]
+    }
+    assert rates == {"ramps": 1e-2, "student": 1e-5}
