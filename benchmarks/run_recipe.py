@@ -1,9 +1,12 @@
 """Train one recipe with `distill fit`, then measure its student against the teacher in one process.
 
     python benchmarks/run_recipe.py configs/sst2/bert_l3.yaml [--name NAME] [more `distill fit` arguments]
+    python benchmarks/run_recipe.py configs/sst2/bilstm.yaml [--name NAME] --remeasure
 
 Writes benchmarks/results/<name>.json (numbers, command, date, machine; the name defaults to the recipe's) and
 regenerates benchmarks/RESULTS.md. Any student family works: the export is loaded with distill's own loader.
+`--remeasure` skips training and measures the existing export again, e.g. after `distill export --model
+benchmarks/out/<name>/student --int8 true` added an int8 copy; the training record is kept.
 """
 
 from __future__ import annotations
@@ -83,7 +86,11 @@ def main(argv: list[str]) -> None:
     name = recipe.stem
     if extra[:1] == ["--name"]:
         name, extra = extra[1], extra[2:]
-    command, seconds = train(recipe, extra, name)
+    if extra == ["--remeasure"]:
+        previous = json.loads((RESULTS / f"{name}.json").read_text())
+        command, seconds = shlex.split(previous["command"]), previous["training"]["wall_seconds"]
+    else:
+        command, seconds = train(recipe, extra, name)
     card = json.loads((OUT / name / "student" / "card.json").read_text())
     data = card["config"]["data"]
     measured = measure(Path(card["teacher"]), OUT / name / "student", card["task"], Path(data["data_dir"]))
