@@ -39,8 +39,9 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
 
 def weights_size_on_disk(directory: Path) -> int:
-    """Bytes of the weight files in an export folder (configs and tokenizer files left out)."""
-    return sum(f.stat().st_size for f in Path(directory).rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+    """Bytes of the weight files in an export folder (configs and tokenizer files left out). Subfolders hold
+    other variants of the model (int8/, onnx/), so they do not count."""
+    return sum(f.stat().st_size for f in Path(directory).iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
 
 
 def sparsity(model: nn.Module) -> dict[str, float]:

@@ -39,4 +39,7 @@ def test_quantized_models_keep_the_counts_of_their_float_original():
 def test_size_on_disk_counts_weight_files_only(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "int8").mkdir()
+    (tmp_path / "int8" / "model.pt").write_bytes(b"x" * 300)  # a variant of the model, measured on its own
     assert weights_size_on_disk(tmp_path) == 1000
+    assert weights_size_on_disk(tmp_path / "int8") == 300
