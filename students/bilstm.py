@@ -24,29 +24,10 @@ class BiLSTMModel(TextClassifier):
 
     family = "bilstm"
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_labels: int,
-        pair: bool,
-        embedding_dim: int,
-        dropout: float,
-        source_dim: int | None,
-        hidden_size: int,
-        num_layers: int,
-        mlp_size: int,
-    ) -> None:
-        super().__init__(
-            vocab_size,
-            num_labels,
-            pair,
-            embedding_dim,
-            dropout,
-            source_dim,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            mlp_size=mlp_size,
-        )
+    def __init__(self, hidden_size: int, num_layers: int, mlp_size: int, **common: Any) -> None:
+        """`common`: TextClassifier's arguments (vocabulary, labels, pair, word vectors, dropout)."""
+        super().__init__(**common, hidden_size=hidden_size, num_layers=num_layers, mlp_size=mlp_size)
+        embedding_dim, dropout, num_labels = (common[k] for k in ("embedding_dim", "dropout", "num_labels"))
         widths = [embedding_dim] + [2 * hidden_size] * (num_layers - 1)
         self.forward_lstms = nn.ModuleList(nn.LSTM(w, hidden_size, batch_first=True) for w in widths)
         self.backward_lstms = nn.ModuleList(nn.LSTM(w, hidden_size, batch_first=True) for w in widths)

@@ -39,29 +39,10 @@ class CNNModel(TextClassifier):
 
     family = "cnn"
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_labels: int,
-        pair: bool,
-        embedding_dim: int,
-        dropout: float,
-        source_dim: int | None,
-        kernel_sizes: list[int],
-        channels: int,
-        depth: int,
-    ) -> None:
-        super().__init__(
-            vocab_size,
-            num_labels,
-            pair,
-            embedding_dim,
-            dropout,
-            source_dim,
-            kernel_sizes=list(kernel_sizes),
-            channels=channels,
-            depth=depth,
-        )
+    def __init__(self, kernel_sizes: list[int], channels: int, depth: int, **common: Any) -> None:
+        """`common`: TextClassifier's arguments (vocabulary, labels, pair, word vectors, dropout)."""
+        super().__init__(**common, kernel_sizes=list(kernel_sizes), channels=channels, depth=depth)
+        embedding_dim, dropout, num_labels = (common[k] for k in ("embedding_dim", "dropout", "num_labels"))
         self.branches = nn.ModuleList(ConvBranch(embedding_dim, channels, k, depth) for k in kernel_sizes)
         width = self.sentence_pair_width(channels * len(kernel_sizes))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_labels))

@@ -94,19 +94,10 @@ class _CellNetwork(TextClassifier):
     provides: ClassVar[frozenset[str]] = frozenset({"logits", "pooled"})
     sampled: Tensor | None = None
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_labels: int,
-        pair: bool,
-        embedding_dim: int,
-        dropout: float,
-        source_dim: int | None,
-        channels: int,
-        cell_edges: list[list[tuple[int, int, list[str]]]],
-        **family: Any,
-    ) -> None:
-        super().__init__(vocab_size, num_labels, pair, embedding_dim, dropout, source_dim, channels=channels, **family)
+    def __init__(self, channels: int, cell_edges: list[list[tuple[int, int, list[str]]]], **arguments: Any) -> None:
+        """`arguments`: TextClassifier's, then the subclass's own (recorded in `architecture`)."""
+        super().__init__(**arguments, channels=channels)
+        embedding_dim, dropout, num_labels = (arguments[k] for k in ("embedding_dim", "dropout", "num_labels"))
         self.stem = nn.Linear(embedding_dim, channels)
         self.cells = nn.ModuleList(Cell(channels, edges) for edges in cell_edges)
         width = self.sentence_pair_width(channels, self.provides)
@@ -126,30 +117,14 @@ class NasCnnSupernet(_CellNetwork):
     provides = frozenset({"logits", "pooled", "expected_cost"})
 
     def __init__(
-        self,
-        vocab_size: int,
-        num_labels: int,
-        pair: bool,
-        embedding_dim: int,
-        dropout: float,
-        source_dim: int | None,
-        channels: int,
-        cells: int,
-        nodes: int,
-        temperature: float,
-        gumbel: bool,
-        cost: str,
+        self, channels: int, cells: int, nodes: int, temperature: float, gumbel: bool, cost: str, **common: Any
     ) -> None:
+        """`common`: TextClassifier's arguments (vocabulary, labels, pair, word vectors, dropout)."""
         edges = [(node, source, NAMES) for node in range(1, nodes + 1) for source in range(node)]
         super().__init__(
-            vocab_size,
-            num_labels,
-            pair,
-            embedding_dim,
-            dropout,
-            source_dim,
             channels,
             [edges] * cells,
+            **common,
             cells=cells,
             nodes=nodes,
             temperature=temperature,
@@ -216,21 +191,10 @@ class NasCnnModel(_CellNetwork):
 
     family = "nas_cnn"
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_labels: int,
-        pair: bool,
-        embedding_dim: int,
-        dropout: float,
-        source_dim: int | None,
-        channels: int,
-        cells: list[list[dict[str, Any]]],
-    ) -> None:
+    def __init__(self, channels: int, cells: list[list[dict[str, Any]]], **common: Any) -> None:
+        """`common`: TextClassifier's arguments (vocabulary, labels, pair, word vectors, dropout)."""
         cell_edges = [[(edge["node"], edge["from"], [edge["op"]]) for edge in cell] for cell in cells]
-        super().__init__(
-            vocab_size, num_labels, pair, embedding_dim, dropout, source_dim, channels, cell_edges, cells=cells
-        )
+        super().__init__(channels, cell_edges, **common, cells=cells)
 
 
 @dataclass
