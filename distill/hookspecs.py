@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
     from typing import Any
 
     from lightning.pytorch import Callback, LightningDataModule
-    from torch import nn
+    from torch import Tensor, nn
     from transformers import PreTrainedTokenizerBase
 
     from distill.compression import Compression
@@ -73,6 +74,13 @@ def distill_loss_terms(student: Student) -> list[LossTerm]:
 def distill_learning_rates(student: Student) -> dict[str, float]:
     """Learning rates for parts this method added, by attribute path within the student (e.g. "exit_ramps"):
     fresh heads on a trained student need more than the fine-tuning rate. Other parameters keep the run's."""
+
+
+@hookspec(firstresult=True)
+def distill_served_logits(student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
+    """The logits the exported model will give on `batch`, where this method makes them differ from the student's
+    own (early exit answers from a ramp). Validation scores these, so the best checkpoint is the best model as
+    it will be served. Return None to leave the student's logits; the first non-None result is used."""
 
 
 @hookspec

@@ -205,7 +205,10 @@ class DistillationModule(LightningModule):
     # --- evaluation -----------------------------------------------------------------------------------------
 
     def _evaluate(self, batch: Mapping[str, Tensor], metrics: nn.Module, stage: str) -> None:
-        logits = self.student(batch, frozenset({"logits"})).logits
+        """Score the student as it will be served (a compression method may answer for it, e.g. from exits)."""
+        logits = self.run_hooks.hook.distill_served_logits(student=self.student, batch=batch)
+        if logits is None:
+            logits = self.student(batch, frozenset({"logits"})).logits
         labels = batch["labels"]
         if self.task.labels is None:
             loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())

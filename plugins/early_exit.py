@@ -4,6 +4,8 @@ A ramp classifier after every encoder layer but the last is trained with the stu
 teacher (or the student's final classifier, or the labels). At inference a row leaves at the first ramp whose
 prediction is confident (entropy below a threshold) or stable (the same class `patience` ramps in a row);
 finished rows leave the batch and the rest carry on, so batches run as fast as their slowest rows need.
+Validation scores the student with its exits, so the checkpoint kept is the best one as served, never one
+whose ramps have not learned yet.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from distill import hookimpl
 from distill.compression import Compression, Stage
+from distill.errors import DistillError
 from distill.features import Features
 from distill.loss import LossTerm
 from distill.plugins._bert_layout import encoder_layers, hf_model
@@ -58,8 +61,7 @@ class RampLoss(LossTerm):
         self.teacher_needs = frozenset({"logits"}) if target == "teacher" else frozenset()
 
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
-        (ramps,) = self.ramps
-        logits = [ramp(hidden) for ramp, hidden in zip(ramps, student.hidden_states[1:-1], strict=True)]
+        logits = _ramp_logits(*self.ramps, student)
         if self.target == "labels":
             return sum(F.cross_entropy(ramp, batch["labels"], ignore_index=-100) for ramp in logits) / len(logits)
         reference = (teacher.logits if self.target == "teacher" else student.logits).detach()
@@ -69,9 +71,44 @@ class RampLoss(LossTerm):
         return sum(kl) * t * t / len(kl)
 
 
+def _ramp_logits(ramps: nn.ModuleList, student: Features) -> list[Tensor]:
+    """Each ramp's logits on the layer it follows (every encoder layer but the last)."""
+    return [ramp(hidden) for ramp, hidden in zip(ramps, student.hidden_states[1:-1], strict=True)]
+
+
 def _entropy(logits: Tensor) -> Tensor:
     log_p = F.log_softmax(logits, -1)
     return -(log_p.exp() * log_p).sum(-1)
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """When a row leaves: its ramp's entropy is below `threshold`, or `patience` ramps in a row agreed."""
+
+    criterion: Criterion
+    threshold: float
+    patience: int
+
+    def leaving(self, logits: Tensor, streak: Tensor, previous: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The rows that leave at this ramp, and the agreement streak and predictions the next ramp compares to."""
+        if self.criterion == "entropy":
+            return _entropy(logits) < self.threshold, streak, previous
+        prediction = logits.argmax(-1)
+        streak = torch.where(prediction == previous, streak + 1, torch.zeros_like(streak))
+        return streak >= self.patience, streak, prediction
+
+    def answers(self, ramp_logits: list[Tensor], final: Tensor) -> Tensor:
+        """What EarlyExitModel answers for each row, from a full-depth pass that ran every ramp: rows are
+        independent, so this equals letting them leave a shrinking batch, at the cost of the full depth."""
+        result = final.clone()
+        waiting = torch.ones(len(final), dtype=torch.bool, device=final.device)
+        streak = torch.zeros(len(final), dtype=torch.long, device=final.device)
+        previous = torch.full((len(final),), -1, device=final.device)
+        for logits in ramp_logits:
+            done, streak, previous = self.leaving(logits, streak, previous)
+            result[done & waiting] = logits[done & waiting].to(result.dtype)
+            waiting &= ~done
+        return result
 
 
 class EarlyExitModel(nn.Module):
@@ -106,6 +143,7 @@ class EarlyExitModel(nn.Module):
         streak = torch.zeros(len(input_ids), dtype=torch.long)
         previous = torch.full((len(input_ids),), -1)
         layers = encoder_layers(self.model)
+        rule = ExitRule(self.criterion, self.threshold, self.patience)
         for depth, layer in enumerate(layers):
             additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min  # (B, 1, 1, T)
             hidden = layer(hidden, additive)
@@ -114,12 +152,7 @@ class EarlyExitModel(nn.Module):
                 self.exits[depth] += len(rows)
                 break
             logits = self.ramps[depth](hidden)
-            if self.criterion == "entropy":
-                done = _entropy(logits) < self.threshold
-            else:
-                prediction = logits.argmax(-1)
-                streak = torch.where(prediction == previous, streak + 1, torch.zeros_like(streak))
-                previous, done = prediction, streak >= self.patience
+            done, streak, previous = rule.leaving(logits, streak, previous)
             result[rows[done]] = logits[done]
             self.exits[depth] += int(done.sum())
             keep = ~done
@@ -142,6 +175,9 @@ class EarlyExit(Compression):
         weight: weight of the ramp loss in the objective.
         ramp_learning_rate: the ramps' own learning rate; they start untrained, so the fine-tuning rate of a
             trained student leaves them near their initialisation. None: the run's learning rate.
+        settle: fraction of training before which no checkpoint is kept. Untrained ramps are unsure, so no row
+            leaves and the student scores as if it had no exits: without this the best checkpoint can be one
+            whose ramps have not learned.
     """
 
     criterion: Criterion = "entropy"
@@ -151,9 +187,15 @@ class EarlyExit(Compression):
     temperature: float = 2.0
     weight: float = 1.0
     ramp_learning_rate: float | None = 1.0e-3
+    settle: float = 0.5
 
     stage: ClassVar[Stage] = Stage.EXITS
     requires: ClassVar[frozenset[str]] = frozenset({"hidden_states"})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.settle < 1.0:
+            raise DistillError(f"EarlyExit needs 0 <= settle < 1, got {self.settle}")
+        self.settled_at = self.settle
 
     @hookimpl
     def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
@@ -169,6 +211,12 @@ class EarlyExit(Compression):
     @hookimpl
     def distill_learning_rates(self, student: Student) -> dict[str, float]:
         return {} if self.ramp_learning_rate is None else {"exit_ramps": self.ramp_learning_rate}
+
+    @hookimpl
+    def distill_served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor:
+        features = student(batch, frozenset({"logits", "hidden_states"}))
+        rule = ExitRule(self.criterion, self.threshold, self.patience)
+        return rule.answers(_ramp_logits(student.exit_ramps, features), features.logits)
 
     @hookimpl
     def distill_export_extras(self, student: Student, directory: Path) -> None:

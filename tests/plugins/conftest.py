@@ -19,8 +19,15 @@ DEV_TEXTS = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().spli
 
 
 def compress(
-    teacher_dir: Path, tmp_path: Path, compression: list, steps: int = 16, callbacks: list[Callback] = (), **module_args
+    teacher_dir: Path,
+    tmp_path: Path,
+    compression: list,
+    steps: int = 16,
+    callbacks: list[Callback] = (),
+    validate_every: int | None = None,
+    **module_args,
 ) -> tuple[DistillationModule, GlueDataModule]:
+    """Train a tiny student with `compression` for `steps` steps; validate every `validate_every` steps if given."""
     seed_everything(0)
     settings = dict(
         student=BertStudent(num_layers=2, init_from_teacher=[0, 1]),
@@ -46,7 +53,9 @@ def compress(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        limit_val_batches=0,
+        limit_val_batches=0 if validate_every is None else 1.0,
+        val_check_interval=validate_every,
+        num_sanity_val_steps=0,
         default_root_dir=tmp_path,
         callbacks=list(callbacks),
     )

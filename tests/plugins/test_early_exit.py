@@ -4,10 +4,12 @@ import copy
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distill.bench import run_bench
 from distill.loading import load_model
+from distill.module import SELECTION
 from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
 from distill.registry import get_plugin_manager
 from distill.students.bert import BertStudent
@@ -108,3 +110,47 @@ def test_ramps_train_at_their_own_learning_rate(tiny_teacher, tmp_path):
         for p in group["params"]
     }
     assert rates == {"ramps": 1e-2, "student": 1e-5}
+
+
+@pytest.mark.parametrize(
+    ("criterion", "threshold"), [("entropy", 0.0), ("entropy", "median"), ("entropy", 10.0), ("patience", None)]
+)
+def test_validation_scores_what_the_export_serves(exported, criterion, threshold, monkeypatch):
+    """The logits validation scores (and picks the best checkpoint on) are the exported early-exit model's."""
+    folder, module = exported
+    served, tokenizer = load_model(folder)
+    if threshold == "median":  # half the rows leave at the first ramp
+        threshold = median_first_ramp_entropy(served, tokenizer)
+    (method,) = module.compression
+    settings = {"criterion": criterion, "threshold": threshold or 0.0, "patience": 1}
+    for name, value in settings.items():
+        monkeypatch.setattr(method, name, value)
+    batch = dict(tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        scored = module.run_hooks.hook.distill_served_logits(student=module.student, batch=batch)
+    exiting = with_setting(served, **settings)
+    torch.testing.assert_close(scored, logits(exiting, tokenizer, DEV_TEXTS), atol=1e-4, rtol=1e-4)
+    full_depth = logits(module, tokenizer, DEV_TEXTS)
+    left_early = (scored - full_depth).abs().amax(-1) > 1e-4
+    assert exiting.exits[:-1].sum() == left_early.sum()
+    if criterion == "entropy":
+        expected = {0.0: 0, 10.0: len(DEV_TEXTS)}.get(threshold, len(DEV_TEXTS) // 2)
+        assert exiting.exits[0] == expected  # answered by the first ramp
+
+
+class SelectionProbe(Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float, float]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        metrics = trainer.callback_metrics
+        self.seen.append((trainer.global_step, float(metrics[SELECTION]), float(metrics["val/accuracy"])))
+
+
+def test_no_checkpoint_is_kept_before_the_ramps_settle(tiny_teacher, tmp_path):
+    """Before `settle`, the selection score rules every checkpoint out; after it, it is the served accuracy."""
+    probe = SelectionProbe()
+    compress(tiny_teacher, tmp_path, [EarlyExit(settle=0.5)], steps=8, callbacks=[probe], validate_every=2)
+    assert [step for step, _, _ in probe.seen] == [2, 4, 6, 8]
+    assert [selection for step, selection, _ in probe.seen if step < 4] == [-1.0]
+    assert all(selection == accuracy for step, selection, accuracy in probe.seen if step >= 4)
