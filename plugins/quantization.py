@@ -36,6 +36,12 @@ QUANTIZED = "distill_int8.json"
 WEIGHTS = "model_int8.pt"
 
 
+def word_table(model: nn.Module) -> tuple[str, nn.Embedding] | None:
+    """The largest embedding table (the word pieces): the one the export stores in 8 bits per row."""
+    tables = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    return max(tables, key=lambda item: item[1].num_embeddings, default=None)
+
+
 def quantize(model: nn.Module, per_channel: bool, embeddings: bool) -> nn.Module:
     """An int8 copy of `model`: dynamic int8 Linear and LSTM layers, and optionally the word-embedding table in
     8 bits per row (the small position and segment tables stay float: they are a rounding error in size)."""
@@ -43,9 +49,8 @@ def quantize(model: nn.Module, per_channel: bool, embeddings: bool) -> nn.Module
         nn.Linear: per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig,
         nn.LSTM: default_dynamic_qconfig,
     }
-    tables = {name: m for name, m in model.named_modules() if isinstance(m, nn.Embedding)}
-    if embeddings and tables:
-        spec[max(tables, key=lambda name: tables[name].num_embeddings)] = float_qparams_weight_only_qconfig
+    if embeddings and (table := word_table(model)):
+        spec[table[0]] = float_qparams_weight_only_qconfig
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, whose int8 dynamic path measured slower than
         # fp32 on these CPUs; this path is the fast one, so its deprecation notices are expected here.
@@ -68,6 +73,17 @@ class FakeQuantWeight(nn.Module):
             return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
         scale = weight.detach().abs().max().clamp_min(1e-8).reshape(1) / 127
         return torch.fake_quantize_per_tensor_affine(weight, scale, torch.zeros(1, dtype=torch.int32), -127, 127)
+
+
+class FakeQuantRows(nn.Module):
+    """Parametrisation: each row rounded to 256 levels between its own minimum and maximum, the grid the export
+    stores the word-embedding table on (straight-through)."""
+
+    def forward(self, weight: Tensor) -> Tensor:
+        low, high = weight.detach().amin(1, keepdim=True), weight.detach().amax(1, keepdim=True)
+        scale = (high - low).clamp_min(1e-8) / 255
+        rounded = torch.round((weight - low) / scale).clamp(0, 255) * scale + low
+        return weight + (rounded - weight).detach()
 
 
 def fake_quant_input(module: nn.Module, args: tuple) -> tuple:
@@ -111,8 +127,8 @@ class DynamicQuantization(Compression):
 
 @dataclass(eq=False)
 class QuantizationAwareTraining(DynamicQuantization):
-    """Distil with int8 fake-quantisation of every Linear layer's weights and (optionally) inputs; export as
-    DynamicQuantization does.
+    """Distil with int8 fake-quantisation of every Linear layer's weights and (optionally) inputs, and of the
+    word-embedding table when the export stores it in 8 bits; export as DynamicQuantization does.
 
     Attributes:
         activations: also fake-quantise Linear inputs (weights always are).
@@ -131,12 +147,15 @@ class QuantizationAwareTraining(DynamicQuantization):
                 parametrize.register_parametrization(module, "weight", FakeQuantWeight(self.per_channel))
                 if self.activations:
                     module.__dict__["_distill_fake_quant"] = module.register_forward_pre_hook(fake_quant_input)
+        table = word_table(student) if self.embeddings else None
+        if table and not parametrize.is_parametrized(table[1], "weight"):
+            parametrize.register_parametrization(table[1], "weight", FakeQuantRows())
 
     @hookimpl
     def distill_finalize_student(self, student: Student) -> None:
         """Back to plain float weights (the export quantises them for real)."""
         for module in student.modules():
-            if isinstance(module, nn.Linear) and parametrize.is_parametrized(module, "weight"):
+            if isinstance(module, nn.Linear | nn.Embedding) and parametrize.is_parametrized(module, "weight"):
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
                 if handle := module.__dict__.pop("_distill_fake_quant", None):
                     handle.remove()

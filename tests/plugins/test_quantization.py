@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from distill.loading import load_model
 from distill.measure import weights_size_on_disk
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.plugins.pruning import MagnitudePruning
 from distill.plugins.pruning.unstructured import prunable
-from distill.plugins.quantization import DynamicQuantization, QuantizationAwareTraining
+from distill.plugins.quantization import DynamicQuantization, FakeQuantRows, QuantizationAwareTraining, word_table
 from distill.students.bilstm import BiLSTMStudent
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
 
@@ -54,3 +55,19 @@ def test_bilstm_exports_an_int8_lstm(tiny_teacher, tmp_path):
         isinstance(m, nn.LSTM) and not isinstance(m, torch.ao.nn.quantized.dynamic.LSTM) for m in int8.modules()
     )
     assert (logits(int8, tokenizer, DEV_TEXTS).argmax(-1) == fp32.argmax(-1)).float().mean() >= 0.9
+
+
+def test_qat_rounds_the_word_table_to_the_grid_the_export_stores(tiny_teacher, tmp_path):
+    module, _ = compress(tiny_teacher, tmp_path, [QuantizationAwareTraining()], steps=4)
+    name, table = word_table(module.student.model)
+    rounded = table.weight.detach().clone()
+    assert (
+        rounded - parametrize.remove_parametrizations(table, "weight", leave_parametrized=False).weight
+    ).abs().max() > 0
+    parametrize.register_parametrization(table, "weight", FakeQuantRows())
+    folder = export(module, tmp_path / "export")
+    int8, _ = load_model(folder / "int8")
+    stored = int8.get_submodule(name).weight().dequantize()
+    level = (rounded.amax(1, keepdim=True) - rounded.amin(1, keepdim=True)).clamp_min(1e-12) / 255
+    apart = (stored - rounded).abs() / level  # in grid levels: only rounding ties may land one level apart
+    assert apart.max() <= 1.01 and (apart > 0.01).float().mean() < 1e-4
