@@ -256,7 +256,7 @@ def distill_bench_variants(name: str, model: nn.Module) -> list[tuple[str, nn.Mo
         return []
     variants = []
     if model.criterion == "entropy":  # threshold 0: the same weights run to full depth, for the speedup
-        settings = [("threshold", t) for t in (0.0, 0.05, 0.1, 0.2, 0.4, 0.6)]
+        settings = [("threshold", t) for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)]
     else:
         settings = [("patience", p) for p in (1, 2, 3, len(model.ramps) + 1)]
     for attribute, value in settings:

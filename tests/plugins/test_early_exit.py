@@ -96,7 +96,7 @@ def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
     assert sections and sections[0]["data"]["mean exit layer"] >= 1.0
     rows = run_bench(str(tiny_teacher), [str(folder)], get_task("sst2"), SST2, tmp_path, ["ee"], latency_rows=16)
     names = [r["model"] for r in rows]
-    assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 6
+    assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 7
 
 
 def test_ramps_train_at_their_own_learning_rate(tiny_teacher, tmp_path):
