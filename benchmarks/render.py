@@ -192,9 +192,9 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
         threshold-0 variant, timed in the same process), which is what exits alone buy."""
         record = by_name.get("bert_l3_early_exit", {})
         full = next((m for v, m in record.get("variants", {}).items() if v.endswith("@threshold=0.0")), None)
+        f = _ratios(record, full) if full else {}
 
         def test(q: dict, b: dict) -> tuple[str, bool]:
-            f = _ratios(record, full)
             loss, speed, speed32 = (
                 100 * (b["value"] - q["value"]),
                 q["speed1"] / f["speed1"],

@@ -106,7 +106,8 @@ class ExitRule:
         previous = torch.full((len(final),), -1, device=final.device)
         for logits in ramp_logits:
             done, streak, previous = self.leaving(logits, streak, previous)
-            result[done & waiting] = logits[done & waiting].to(result.dtype)
+            leave = done & waiting
+            result[leave] = logits[leave].to(result.dtype)
             waiting &= ~done
         return result
 
