@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from distill.compression import Compression, Stage
 from distill.errors import DistillError
 from distill.features import Anatomy, Features
 from distill.hookspecs import hookimpl
@@ -10,4 +11,15 @@ from distill.schedule import Ramp
 from distill.student import Student, StudentConfig
 
 __version__ = "0.1.0"
-__all__ = ["Anatomy", "DistillError", "Features", "LossTerm", "Ramp", "Student", "StudentConfig", "hookimpl"]
+__all__ = [
+    "Anatomy",
+    "Compression",
+    "DistillError",
+    "Features",
+    "LossTerm",
+    "Ramp",
+    "Stage",
+    "Student",
+    "StudentConfig",
+    "hookimpl",
+]

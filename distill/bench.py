@@ -7,13 +7,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import datasets
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from distill.data import read_glue_tsv
+from distill.data import load_glue_from_hub, read_glue_tsv
 from distill.errors import DistillError
 from distill.export import write_json_atomic, write_text_atomic
 from distill.measure import count_parameters, weights_size_on_disk
@@ -26,7 +25,7 @@ MAX_LENGTH = 128
 def dev_texts(task: GlueTask, data_dir: Path | None, limit: int | None = None) -> tuple[list[tuple[str, ...]], list]:
     """The dev split as text tuples (one per example) and labels, from a GLUE folder or the hub."""
     if data_dir is None:
-        rows = datasets.load_dataset("glue", task.name, split=task.hub_dev_split)[:limit]
+        rows = load_glue_from_hub(task, task.hub_dev_split)[:limit]
         columns, labels = task.hub_text_columns, rows["label"]
     else:
         rows = read_glue_tsv(Path(data_dir) / task.dev_file, task, limit)

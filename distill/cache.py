@@ -4,7 +4,7 @@ Rows are keyed by example index, so shuffling and distributed samplers are safe.
 cache as a side effect of training (it needs the teacher anyway); later epochs read it. Storage is a float16
 memory map per feature plus a byte map of filled rows, in a folder named by a fingerprint of the teacher
 weights, tokenizer, data and maximum length: any change gives a new folder. A folder whose files do not match
-its manifest is corrupt and is rebuilt; one with unfilled rows (an interrupted run) is completed. The teacher's
+its manifest's layout or checksum is damaged and is rebuilt; one with unfilled rows is completed. The teacher's
 vector outputs are used at float16 precision whether or not a cache holds them, so the cache never changes a loss.
 """
 
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,29 +72,47 @@ def teacher_digest(state: Mapping[str, Tensor]) -> str:
 
 
 class CacheStore:
-    """The memory-mapped arrays of one cache folder."""
+    """The memory-mapped arrays of one cache folder.
+
+    The manifest records a SHA-256 of every array file, written at each epoch end (`seal`); a folder whose files
+    do not hash to it (damaged on disk, or left mid-epoch by a killed run) is rebuilt, with a warning.
+    """
 
     def __init__(self, folder: Path, rows: int, widths: dict[str, int]) -> None:
         self.folder, self.rows, self.widths = folder, rows, widths
-        if not self._intact():
-            shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists() and (problem := self._problem()):
+            warnings.warn(f"teacher cache {folder} {problem}: rebuilding it", stacklevel=2)
+            shutil.rmtree(folder)
+        if not folder.exists():
             self._create()
         self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in widths}
         self.filled = np.load(folder / "filled.npy", mmap_mode="r+")
 
-    def _intact(self) -> bool:
-        """True when the manifest and every array agree on shape and dtype."""
+    @property
+    def _layout(self) -> dict:
+        return {"rows": self.rows, "widths": self.widths, "dtype": "float16"}
+
+    @property
+    def _files(self) -> list[Path]:
+        return [self.folder / f"{name}.npy" for name in sorted(self.widths)] + [self.folder / "filled.npy"]
+
+    def _problem(self) -> str | None:
+        """Why the folder cannot be used as it is, or None when its manifest, shapes and checksum all agree."""
         try:
             manifest = json.loads((self.folder / MANIFEST).read_text())
-            if manifest != {"rows": self.rows, "widths": self.widths, "dtype": "float16"}:
-                return False
+            if {k: manifest.get(k) for k in self._layout} != self._layout:
+                return "was made for another layout"
             for name, width in self.widths.items():
                 array = np.load(self.folder / f"{name}.npy", mmap_mode="r")
                 if array.shape != (self.rows, width) or array.dtype != np.float16:
-                    return False
-            return np.load(self.folder / "filled.npy", mmap_mode="r").shape == (self.rows,)
-        except (OSError, ValueError, json.JSONDecodeError):
-            return False
+                    return f"holds {name} of shape {array.shape}, not ({self.rows}, {width})"
+            if np.load(self.folder / "filled.npy", mmap_mode="r").shape != (self.rows,):
+                return "has a fill map of the wrong length"
+        except (OSError, ValueError, json.JSONDecodeError) as error:
+            return f"cannot be read ({type(error).__name__})"
+        if manifest.get("checksum") != _digest(self._files):
+            return "does not match its checksum (damaged on disk, or left mid-epoch by an interrupted run)"
+        return None
 
     def _create(self) -> None:
         scratch = self.folder.with_name(self.folder.name + ".partial")
@@ -100,7 +121,8 @@ class CacheStore:
         for name, width in self.widths.items():
             np.lib.format.open_memmap(scratch / f"{name}.npy", mode="w+", dtype=np.float16, shape=(self.rows, width))
         np.lib.format.open_memmap(scratch / "filled.npy", mode="w+", dtype=np.uint8, shape=(self.rows,))
-        (scratch / MANIFEST).write_text(json.dumps({"rows": self.rows, "widths": self.widths, "dtype": "float16"}))
+        files = [scratch / path.name for path in self._files]
+        (scratch / MANIFEST).write_text(json.dumps({**self._layout, "checksum": _digest(files)}))
         scratch.rename(self.folder)
 
     @property
@@ -135,3 +157,21 @@ class CacheStore:
     def flush(self) -> None:
         for array in (*self.arrays.values(), self.filled):
             array.flush()
+
+    def seal(self) -> None:
+        """Record the checksum of the flushed files, so the next run can trust them (one process per machine)."""
+        manifest = {**self._layout, "checksum": _digest(self._files)}
+        handle, scratch = tempfile.mkstemp(prefix=f".{MANIFEST}.", dir=self.folder)  # nodes may share the folder
+        with os.fdopen(handle, "w") as stream:
+            stream.write(json.dumps(manifest))
+        os.replace(scratch, self.folder / MANIFEST)
+
+
+def _digest(files: list[Path]) -> str:
+    """SHA-256 over the files' bytes, read in chunks."""
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -50,18 +50,20 @@ class TrainingThroughput(Callback):
 
 
 class ResumeRandomState(Callback):
-    """Saves the random state with each checkpoint and restores it just before the first batch after a resume,
-    so dropout draws the same masks as an uninterrupted run (the data order resumes through the loader)."""
+    """Keeps the training random stream (dropout masks) exactly as an uninterrupted run draws it.
+
+    The state travels in every checkpoint and is restored just before the first batch after a resume. Validation
+    hands the stream back as the last training batch left it, so a checkpoint saved before a validation
+    (`every_n_train_steps`) and one saved after it (the best) resume to the same draws.
+    """
 
     def __init__(self) -> None:
-        self._pending: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None  # loaded from a checkpoint, applied at the next batch
+        self._after_batch: dict[str, Any] | None = None  # as the last training batch left it
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        state = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        return _random_state()
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -70,7 +72,29 @@ class ResumeRandomState(Callback):
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self._pending is not None:
-            torch.set_rng_state(self._pending["cpu"])
-            if "cuda" in self._pending and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(self._pending["cuda"])
+            _set_random_state(self._pending)
             self._pending = None
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._after_batch = _random_state()
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._after_batch is not None and not trainer.sanity_checking:
+            _set_random_state(self._after_batch)
+
+
+def _random_state() -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_random_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

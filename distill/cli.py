@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import warnings
 from datetime import datetime
@@ -20,17 +19,26 @@ from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
 from distill.bench import run_bench
+from distill.checkpoints import check_checkpoint
 from distill.compression import Compression, run_plugin_manager
 from distill.data import GlueDataModule
 from distill.errors import DistillError
-from distill.export import export_checkpoint, export_onnx_variants
-from distill.finish import ReportSettings, finish_fit, finish_search
+from distill.export import CARD_NAME, export_checkpoint, export_onnx_variants
+from distill.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
 from distill.module import SELECTION, DistillationModule
 from distill.predict import predict
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
 from distill.report import table_markdown
+from distill.run_folder import (
+    BEST_PATTERN,
+    CHECKPOINTS,
+    EXPORT_NAME,
+    CreatedRunFolder,
+    find_run_folder,
+    remove_superseded_best,
+)
 from distill.student import StudentConfig
-from distill.tasks import get_task
+from distill.tasks import GlueTask, get_task
 
 DEFAULT_ROOT = "runs"
 RUN_DIR_ENV = "DISTILL_RUN_DIR"
@@ -58,6 +66,7 @@ class DistillCLI(LightningCLI):
     """LightningCLI wired for distillation: task and tokenizer links, one directory per run, export at the end."""
 
     run_dir: Path | None = None
+    _created: CreatedRunFolder | None = None  # the run folder this invocation made, the only one it may remove
 
     def __init__(self, args: list[str] | None = None, search: bool = False) -> None:
         """Args:
@@ -100,23 +109,56 @@ class DistillCLI(LightningCLI):
         parser.link_arguments("model.teacher", "data.teacher", apply_on="instantiate")
 
     @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: list[str] | dict | Namespace | None) -> None:
+        """Parse, then check a named checkpoint before Lightning reads its hyperparameters from it."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            checked = check_checkpoint(self.config[subcommand].ckpt_path, "--ckpt_path")
+            self.config[subcommand].ckpt_path = str(checked)
+
+    @override
     def before_instantiate_classes(self) -> None:
-        """fit gets a fresh run folder; validate/test/predict log next to the checkpoint they evaluate."""
+        """fit gets its run folder; validate/test log in the run folder holding the checkpoint they evaluate."""
         config = self.config[self.subcommand]
         if self.subcommand == "fit":
             # The processes Lightning launches for DDP inherit the first process's choice through RUN_DIR_ENV.
             inherited = os.environ.get(RUN_DIR_ENV)
-            self.run_dir = Path(inherited) if inherited else _run_dir(config)
+            self.run_dir = Path(inherited) if inherited else self._fit_run_dir(config)
             if not inherited:
                 os.environ[RUN_DIR_ENV] = str(self.run_dir)
                 self._published = True
             config.trainer.default_root_dir = str(self.run_dir)
-            config.trainer.callbacks = [*(config.trainer.callbacks or []), best_checkpoint(self.run_dir)]
+            config.trainer.callbacks = [*(config.trainer.callbacks or []), *run_checkpoints(self.run_dir)]
         elif config.trainer.default_root_dir is None:
-            ckpt = config.get("ckpt_path")
-            config.trainer.default_root_dir = str(Path(ckpt).parent.parent) if ckpt else DEFAULT_ROOT
+            run = find_run_folder(Path(config.ckpt_path)) if config.get("ckpt_path") else None
+            config.trainer.default_root_dir = str(run or DEFAULT_ROOT)
+
+    def _fit_run_dir(self, config: Namespace) -> Path:
+        """The run's folder, the same in every process of a distributed run.
+
+        A resumed run (--ckpt_path) continues in the distill run folder holding its checkpoint, unless that
+        run already exported (its export is never overwritten) or the checkpoint lies outside any run folder:
+        then it gets a new folder. A new folder is runs/<name>, from --run_name or the config's file name and
+        the time; an existing folder is never reused.
+        """
+        if config.get("ckpt_path"):
+            run = find_run_folder(Path(config.ckpt_path))
+            if run is not None and not (run / EXPORT_NAME).exists():
+                return run
+            if rank_zero_only.rank == 0:
+                print(f"resuming {config.ckpt_path} in a new run folder: {_resume_note(run)}", file=sys.stderr)
+        if rank_zero_only.rank != 0:  # a separately launched rank (torchrun, SLURM) must share rank 0's name
+            if not config.run_name:
+                raise DistillError("multi-node runs need --run_name, so that every node writes to the same run folder")
+            return Path(config.trainer.default_root_dir or DEFAULT_ROOT) / config.run_name
+        self._created = CreatedRunFolder.create(_new_run_dir(config))
+        return self._created.path
 
     def before_fit(self) -> None:
+        if self.config[self.subcommand].get("ckpt_path") and self.trainer.is_global_zero:
+            for folder in filter(None, (getattr(logger, "log_dir", None) for logger in self.trainer.loggers)):
+                print(f"resumed: metrics from here on are logged in {folder}", file=sys.stderr)
         if self.search and self.model.student.search_result() is None:
             raise DistillError(
                 f"`distill search` needs a search-space student; the {self.model.student.family} "
@@ -132,6 +174,13 @@ class DistillCLI(LightningCLI):
             _close_runs(self.trainer)
 
     def _finish(self) -> None:
+        if self.trainer.global_step == 0:
+            raise DistillError(
+                "the run finished no optimizer step, so there is nothing to export: check trainer.max_steps, "
+                "trainer.max_epochs, trainer.limit_train_batches and the size of the training split"
+            )
+        if self.trainer.is_global_zero:
+            remove_superseded_best(self.run_dir, best_checkpoint_path(self.trainer))
         self._dump_config()
         for wired in ("tokenizer", "teacher"):  # filled from the model at instantiation; not YAML keys
             self.config_dump["data"].pop(wired, None)
@@ -148,9 +197,10 @@ class DistillCLI(LightningCLI):
                 print(f"report:  {self.run_dir / 'report.md'}")
 
     def _discard_unfinished_run(self) -> None:
-        """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint."""
-        if self.run_dir is not None and self.run_dir.exists() and not any(self.run_dir.rglob("*.ckpt")):
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint. Only a folder
+        this invocation created and marked is ever removed (see distill.run_folder)."""
+        if self._created is not None:
+            self._created.discard()
 
 
 def _close_runs(trainer: Trainer) -> None:
@@ -161,36 +211,23 @@ def _close_runs(trainer: Trainer) -> None:
             finish()
 
 
-def best_checkpoint(run_dir: Path) -> Namespace:
-    """The checkpoint the export is made from: the best dev score once every compression method has settled.
+def run_checkpoints(run_dir: Path) -> list[Namespace]:
+    """The run's own checkpoints, in run_dir/checkpoints: `best-step=N.ckpt`, the best dev score once every
+    compression method has settled (what is exported), and `last.ckpt`, rewritten at every validation (what
+    to resume from). Lightning's save_last only follows the best, so `last` is a checkpoint of its own.
 
-    It joins, never replaces, checkpoint callbacks of the config (say, one every N steps against preemption).
+    They join, never replace, checkpoint callbacks of the config (say, one every N steps against preemption).
     """
-    return Namespace(
-        class_path="lightning.pytorch.callbacks.ModelCheckpoint",
-        init_args=Namespace(
-            dirpath=str(run_dir / "checkpoints"), filename="best-{step}", monitor=SELECTION, mode="max", save_last=True
-        ),
-    )
+    folder = str(run_dir / CHECKPOINTS)
+    best = Namespace(dirpath=folder, filename=BEST_PATTERN, monitor=SELECTION, mode="max")
+    last = Namespace(dirpath=folder, filename="last", enable_version_counter=False)
+    return [Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint", init_args=a) for a in (best, last)]
 
 
-def _run_dir(config) -> Path:
-    """The run's folder, the same in every process of a distributed run.
-
-    A resumed run (--ckpt_path) continues in the run folder holding its checkpoint. Otherwise: runs/<name>, from
-    --run_name or the config's file name and the time; an existing folder is never reused.
-    """
-    root = Path(config.trainer.default_root_dir or DEFAULT_ROOT).resolve()
-    if config.get("ckpt_path"):
-        checkpoint = Path(config.ckpt_path).resolve()
-        run_dir = next((p for p in checkpoint.parents if p.parent == root), checkpoint.parent.parent)
-    elif rank_zero_only.rank != 0:  # a separately launched rank (torchrun, SLURM) must share rank 0's name
-        if not config.run_name:
-            raise DistillError("multi-node runs need --run_name, so that every node writes to the same run folder")
-        run_dir = Path(config.trainer.default_root_dir or DEFAULT_ROOT) / config.run_name
-    else:
-        run_dir = _new_run_dir(config)
-    return run_dir
+def _resume_note(run: Path | None) -> str:
+    if run is None:
+        return "the checkpoint is not inside a distill run folder"
+    return f"run {run} has already exported its student, which is never overwritten"
 
 
 def _new_run_dir(config) -> Path:
@@ -216,23 +253,47 @@ def bench_command(argv: list[str]) -> None:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("students", nargs="+", type=str, help="exported student folders")
     parser.add_argument("--teacher", type=str, required=True, help="the fine-tuned teacher folder")
-    parser.add_argument("--task", type=str, default="sst2")
-    parser.add_argument("--data_dir", type=str | None, default=None, help="GLUE task folder; None loads the hub")
+    parser.add_argument("--task", type=str | None, default=None, help="default: the task in the students' cards")
+    parser.add_argument(
+        "--data_dir", type=str | None, default=None, help="GLUE task folder (default: the cards' data.data_dir)"
+    )
     parser.add_argument("--out", type=str, default="bench", help="folder for bench.json, bench.md, pareto.png")
     parser.add_argument("--names", type=list[str] | None, default=None, help="one display name per student")
     parser.add_argument("--latency_rows", type=int, default=256, help="dev examples in the timed mix")
     args = parser.parse_args(argv)
+    for folder in (args.teacher, *args.students):
+        if not Path(folder).expanduser().is_dir():
+            raise DistillError(
+                f"model folder {folder} does not exist: give folders written by distill or save_pretrained"
+            )
+    task, data_dir = bench_data(args.students, args.task, args.data_dir)
     rows = run_bench(
         args.teacher,
         args.students,
-        get_task(args.task),
-        Path(args.data_dir) if args.data_dir else None,
+        task,
+        data_dir,
         Path(args.out),
         args.names,
         args.latency_rows,
     )
     print(table_markdown(rows))
     print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
+
+
+def bench_data(students: list[str], task: str | None, data_dir: str | None) -> tuple[GlueTask, Path | None]:
+    """The task and dev data to bench on: as given, else what the students were trained on (their cards).
+
+    A card's data_dir is kept only if it exists here; with none, the hub is tried (and its error says what to pass).
+    """
+    cards = [json.loads(card.read_text()) for card in (Path(s) / CARD_NAME for s in students) if card.is_file()]
+    tasks = {card["task"] for card in cards}
+    if task is None and len(tasks) != 1:
+        found = f"the cards name {sorted(tasks)}" if tasks else "no student folder has a card.json"
+        raise DistillError(f"pass --task: {found}")
+    if data_dir is None:
+        folders = [card.get("config", {}).get("data", {}).get("data_dir") for card in cards]
+        data_dir = next((folder for folder in folders if folder and Path(folder).expanduser().is_dir()), None)
+    return get_task(task or tasks.pop()), Path(data_dir).expanduser() if data_dir else None
 
 
 def export_command(argv: list[str]) -> None:
@@ -255,8 +316,8 @@ def export_command(argv: list[str]) -> None:
     if (args.checkpoint is None) == (args.model is None):
         raise DistillError("give exactly one of --checkpoint (export it) or --model (add formats to an export)")
     if args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-        folder = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "student"
+        checkpoint = check_checkpoint(args.checkpoint, "--checkpoint")
+        folder = _export_folder(checkpoint, args.out)
         card = export_checkpoint(checkpoint, folder)
     else:
         folder = Path(args.model)
@@ -277,6 +338,18 @@ def export_command(argv: list[str]) -> None:
     if args.onnx:
         written += export_onnx_variants(folder, get_task(card["task"]).is_pair)
     print("\n".join(f"written: {path}" for path in written))
+
+
+def _export_folder(checkpoint: Path, out: str | None) -> Path:
+    """Where `distill export --checkpoint` writes: --out, or the checkpoint's run folder; never over a folder
+    that already exists (distill overwrites nothing it did not create in this invocation)."""
+    run = find_run_folder(checkpoint)
+    if out is None and run is None:
+        raise DistillError(f"{checkpoint} is not inside a distill run folder: pass --out, a new folder to export to")
+    folder = Path(out).expanduser() if out is not None else run / EXPORT_NAME
+    if folder.exists():
+        raise DistillError(f"{folder} already exists and is never overwritten: pass --out with a new folder")
+    return folder
 
 
 def predict_command(argv: list[str]) -> None:

@@ -82,6 +82,22 @@ def _parse_label(raw: str, task: GlueTask, path: Path, line_number: int) -> int 
     return task.labels.index(raw)
 
 
+def load_glue_from_hub(task: GlueTask, split: str) -> datasets.Dataset:
+    """`glue/<task>` from the Hugging Face hub.
+
+    Raises:
+        DistillError: the hub cannot be reached (offline, or HF_DATASETS_OFFLINE=1) and nothing is cached.
+    """
+    try:
+        return datasets.load_dataset("glue", task.name, split=split)
+    except Exception as error:  # datasets raises a different type for each way of being offline
+        raise DistillError(
+            f"could not load glue/{task.name} ({split}) from the Hugging Face hub ({type(error).__name__}); "
+            f"offline, point data.data_dir at a local folder in GLUE's TSV layout (train.tsv, {task.dev_file}), "
+            f"e.g. data.data_dir: ../shared/data/glue/{task.folder}"
+        ) from None
+
+
 def _fingerprint(*parts: object) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -172,8 +188,7 @@ class GlueDataModule(LightningDataModule):
         """The split as text, with a fingerprint of its source."""
         limit = self.limits[split]
         if self.data_dir is None:
-            hub_split = "train" if split == "train" else self.task.hub_dev_split
-            raw = datasets.load_dataset("glue", self.task.name, split=hub_split)
+            raw = load_glue_from_hub(self.task, "train" if split == "train" else self.task.hub_dev_split)
             raw = raw.rename_columns(dict(zip(self.task.hub_text_columns, self.task.text_columns, strict=True)))
             raw = raw.rename_column("label", "labels").select(range(min(limit or len(raw), len(raw))))
             return raw, raw._fingerprint
@@ -183,6 +198,9 @@ class GlueDataModule(LightningDataModule):
 
     def _tokenised(self, split: str) -> datasets.Dataset:
         raw, source = self._raw(split)
+        if len(raw) == 0:
+            where = self.data_dir or f"glue/{self.task.name} on the hub"
+            raise DistillError(f"the {split} split of {where} has no rows: give a file with at least one example")
         key = _fingerprint(source, tokenizer_fingerprint(self.tokenizer), self.max_length, self.task.name)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tokenised = raw.map(
@@ -214,6 +232,20 @@ class GlueDataModule(LightningDataModule):
             scratch.rename(folder)
         return datasets.load_from_disk(str(folder))
 
+    def _check_validation_interval(self, batches: int) -> None:
+        """Lightning refuses an integer val_check_interval longer than an epoch with a traceback; say it plainly."""
+        trainer = self.trainer
+        if trainer is None or not isinstance(trainer.val_check_interval, int) or not trainer.limit_val_batches:
+            return
+        limit = trainer.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+        if 0 < batches < trainer.val_check_interval and trainer.check_val_every_n_epoch is not None:
+            raise DistillError(
+                f"trainer.val_check_interval {trainer.val_check_interval} is longer than an epoch ({batches} "
+                f"batches): give at most {batches}, a fraction of an epoch such as 0.25, or set "
+                f"trainer.check_val_every_n_epoch: null to count batches across epochs"
+            )
+
     def _tokenise(self, rows: dict[str, list]) -> dict[str, list]:
         texts = [rows[column] for column in self.task.text_columns]
         return self.tokenizer(*texts, truncation=True, max_length=self.max_length)
@@ -222,6 +254,11 @@ class GlueDataModule(LightningDataModule):
         """(rank, world size) of this process; (0, 1) outside distributed training."""
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader_generator(self) -> torch.Generator:
+        """A loader's own generator: building its iterator (each epoch, each validation) then draws nothing from
+        the global random stream that dropout uses, so where a run is resumed cannot change its draws."""
+        return torch.Generator().manual_seed(self.seed)
 
     def _loader(self, split: str) -> DataLoader:
         """Evaluation: each rank scores its share of the examples; torchmetrics adds the shares up."""
@@ -234,6 +271,7 @@ class GlueDataModule(LightningDataModule):
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=self._loader_generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -241,14 +279,17 @@ class GlueDataModule(LightningDataModule):
         exactly. The samplers shard themselves, so the CLI sets `use_distributed_sampler: false`."""
         train = self.splits["train"]
         rank, replicas = self._replicas()
-        return ResumableLoader(
+        loader = ResumableLoader(
             train,
             sampler=EpochSeededSampler(len(train), seed=self.seed, rank=rank, replicas=replicas),
             batch_size=self.batch_size,
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=self._loader_generator(),
         )
+        self._check_validation_interval(len(loader))
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("dev")

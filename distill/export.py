@@ -25,11 +25,16 @@ CARD_NAME = "card.json"
 
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty scratch folder next to `target`; it replaces `target` only if the block succeeds.
+    """Yield an empty scratch folder next to `target`; it becomes `target` only if the block succeeds.
 
     A crash mid-write leaves no folder that looks finished, only a hidden `.partial` one that is removed.
+
+    Raises:
+        DistillError: `target` already exists; distill never writes over a folder it did not create in this run.
     """
     target = Path(target)
+    if target.exists():
+        raise DistillError(f"{target} already exists and is never overwritten: move it away, or write elsewhere")
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -37,13 +42,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    if target.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, retired / target.name)
-        os.replace(scratch, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(scratch, target)
+    os.rename(scratch, target)  # fails rather than replaces if the target appeared meanwhile
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:

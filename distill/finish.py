@@ -19,6 +19,7 @@ from distill.measure import sparsity
 from distill.module import SELECTION, DistillationModule
 from distill.registry import plugin_versions
 from distill.report import compare, pareto_plot, write_report
+from distill.run_folder import EXPORT_NAME
 
 
 @dataclass
@@ -61,7 +62,7 @@ def finish_fit(
         "training": training,
         "config": config,
     }
-    target = run_dir / "student"
+    target = run_dir / EXPORT_NAME
     finalize(module.run_hooks, module.student)
     export_student(module.student, module.tokenizer, target, card, module.run_hooks)
     if module.teacher is not None and report.enabled:

@@ -47,6 +47,12 @@ class LossTerm(nn.Module):
         """Values that move with training progress, for the logger (the weight, when it has a schedule)."""
         return {"weight": self.current_weight()} if self.weight_schedule else {}
 
+    def learning_rates(self) -> dict[str, float]:
+        """Learning rates for this term's own trainable parts, by attribute path within the term (for example
+        {"projections": 1e-3}): a fresh projection may want more than the student's fine-tuning rate. Parts
+        not named here train at the run's `model.learning_rate`."""
+        return {}
+
     def setup(self, student: Anatomy, teacher: Anatomy | None) -> None:
         """Check the models fit this term and build its trainable parts. Called once, before training.
 

@@ -22,6 +22,7 @@ from distill.tasks import get_task
 from distill.teacher import Teacher
 
 SELECTION = "val/selection"  # what the best checkpoint is chosen on
+TOTAL_LOSS = "loss"  # train/loss: the weighted sum of the terms; no term may take this name
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
@@ -75,7 +76,7 @@ class DistillationModule(LightningModule):
         self.student_needs = self._student_needs()
         for term in self.losses:
             term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
-        self.log_names = _unique_names([term.name for term in self.losses])
+        self.log_names = term_log_names(list(self.losses))
         self.compression = list(compression or [])
         check_combination(self.compression, self.student.anatomy)
         self.run_hooks = run_plugin_manager(self.compression)
@@ -122,7 +123,7 @@ class DistillationModule(LightningModule):
             for term in terms:
                 term.setup(student=self.student.anatomy, teacher=teacher)
                 self.losses.append(term)
-        self.log_names = _unique_names([term.name for term in self.losses])
+        self.log_names = term_log_names(list(self.losses))
         self.teacher_needs, self.student_needs = self._teacher_needs(), self._student_needs()
         self._configured = True
 
@@ -164,8 +165,12 @@ class DistillationModule(LightningModule):
 
     @override
     def on_train_epoch_end(self) -> None:
+        """Flush the cache and record its checksum once every process on the machine has written its rows."""
         if self.cache is not None:
             self.cache.flush()
+            self.trainer.strategy.barrier("teacher cache flushed")
+            if self.trainer.local_rank == 0:
+                self.cache.seal()
 
     def objective(
         self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]
@@ -185,6 +190,8 @@ class DistillationModule(LightningModule):
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         student, teacher = self.features(batch)
         loss, terms = self.objective(student, teacher, batch)
+        if not torch.isfinite(loss):
+            raise DistillError(non_finite_message(terms, self.global_step))
         size = len(student.logits)
         terms = {f"train/{name}": value.detach() for name, value in terms.items()}
         self.log_dict(terms, batch_size=size, prog_bar=True)  # each term live on the progress bar
@@ -195,7 +202,7 @@ class DistillationModule(LightningModule):
         }
         if schedules:
             self.log_dict(schedules, batch_size=size)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        self.log(f"train/{TOTAL_LOSS}", loss.detach(), prog_bar=True, batch_size=size)
         return loss
 
     def progress(self) -> float:
@@ -254,13 +261,15 @@ class DistillationModule(LightningModule):
     @override
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW over the trainable parameters, grouped by weight decay and by the learning rates that
-        compression methods ask for their own parts."""
+        compression methods and loss terms ask for their own parts."""
         exempt = {f"student.{name}" for name in self.student.no_weight_decay()}
         rates = {
             f"student.{path}.": rate
             for asked in self.run_hooks.hook.distill_learning_rates(student=self.student)
             for path, rate in asked.items()
         }
+        for index, term in enumerate(self.losses):
+            rates |= {f"losses.{index}.{path}.": rate for path, rate in term.learning_rates().items()}
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:
@@ -299,11 +308,42 @@ class DistillationModule(LightningModule):
             checkpoint["state_dict"] = {**checkpoint["state_dict"], **teacher_state}
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    """Log names for the terms: a repeated kind gets a numeric suffix (hidden_states, hidden_states_2)."""
+def term_log_names(terms: list[LossTerm]) -> list[str]:
+    """Each term's log name (`train/<name>`): its class's `name`, with a numeric suffix when the same kind is used
+    again (hidden_states, hidden_states_2).
+
+    Raises:
+        DistillError: a term takes the total's name, or two different kinds share a name, so one would
+            silently overwrite the other in the logs.
+    """
+    kinds: dict[str, type[LossTerm]] = {}
     seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return unique
+    names = []
+    for term in terms:
+        kind = type(term)
+        if term.name == TOTAL_LOSS:
+            raise DistillError(
+                f"loss term {kind.__name__} is named {TOTAL_LOSS!r}, the name the total objective is logged as "
+                f"(train/{TOTAL_LOSS}): give the class a name of its own, e.g. name = {kind.__name__.lower()!r}"
+            )
+        if kinds.setdefault(term.name, kind) is not kind:
+            raise DistillError(
+                f"loss terms {kinds[term.name].__name__} and {kind.__name__} are both named {term.name!r}, so one "
+                f"would overwrite the other in the logs: give one of the classes another `name`"
+            )
+        seen[term.name] = seen.get(term.name, 0) + 1
+        names.append(term.name if seen[term.name] == 1 else f"{term.name}_{seen[term.name]}")
+    if len(set(names)) < len(names):
+        clash = next(name for name in names if names.count(name) > 1)
+        raise DistillError(f"two loss terms are logged as {clash!r}: give one of their classes another `name`")
+    return names
+
+
+def non_finite_message(terms: dict[str, Tensor], step: int) -> str:
+    """Which terms went NaN or infinite, for the error that stops the run."""
+    bad = [f"train/{name} = {value.item()}" for name, value in terms.items() if not torch.isfinite(value)]
+    culprit = ", ".join(bad) if bad else f"every term is finite, but their weighted sum (train/{TOTAL_LOSS}) is not"
+    return (
+        f"the loss went non-finite at optimizer step {step} ({culprit}); training stopped and nothing was exported. "
+        f"Lower model.learning_rate, or check the teacher and the data"
+    )

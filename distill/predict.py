@@ -17,12 +17,33 @@ from distill.tasks import GlueTask, get_task
 
 
 def _task_of(model_dir: Path, task: str | None) -> GlueTask:
-    if task is not None:
-        return get_task(task)
+    """The task to label for: the card's, or `--task` where it has the same labels as the card's."""
     card = model_dir / CARD_NAME
-    if not card.is_file():
-        raise DistillError(f"{model_dir} has no {CARD_NAME} naming its task: pass --task")
-    return get_task(json.loads(card.read_text())["task"])
+    trained = get_task(json.loads(card.read_text())["task"]) if card.is_file() else None
+    if task is None:
+        if trained is None:
+            raise DistillError(f"{model_dir} has no {CARD_NAME} naming its task: pass --task")
+        return trained
+    asked = get_task(task)
+    if trained is not None and asked.labels != trained.labels:
+        raise DistillError(
+            f"--task {asked.name} has labels {_labels(asked)}, but {model_dir} was trained on {trained.name} "
+            f"with labels {_labels(trained)}: drop --task, or give a model trained for {asked.name}"
+        )
+    return asked
+
+
+def _labels(task: GlueTask) -> str:
+    return "a regression score" if task.labels is None else ", ".join(task.labels)
+
+
+def check_label_space(model_dir: Path, width: int, task: GlueTask) -> None:
+    """The model's own output width decides: a task with another number of labels is refused."""
+    if width != task.num_labels:
+        raise DistillError(
+            f"{model_dir} predicts {width} value(s) per row, but task {task.name} needs {task.num_labels} "
+            f"({_labels(task)}): drop --task, or pass the task the model was trained on"
+        )
 
 
 def read_inputs(path: Path, task: GlueTask) -> tuple[list[str], list[list[str]]]:
@@ -50,8 +71,8 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
     Returns:
         The number of rows labelled.
     """
+    model, tokenizer = load_model(model_dir)  # first: a folder that holds no model is the problem to report
     glue = _task_of(model_dir, task)
-    model, tokenizer = load_model(model_dir)
     header, rows = read_inputs(input_path, glue)
     texts = [tuple(row[header.index(c)] for c in glue.text_columns) for row in rows]
     outputs = []
@@ -59,6 +80,8 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
         result = model(**batch)
         outputs.append(result.logits if hasattr(result, "logits") else result)
     logits = torch.cat(outputs) if outputs else torch.empty(0, glue.num_labels)
+    if outputs:
+        check_label_space(model_dir, logits.shape[-1], glue)
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
     if glue.labels is None:

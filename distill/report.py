@@ -48,22 +48,37 @@ def compare(measured: dict[str, dict], task: GlueTask, teacher: str = "teacher")
     return rows
 
 
+def signed_change(drop_points: float) -> str:
+    """Student minus teacher, signed so that a loss reads as a loss: "-1.15" lost, "+0.23" gained."""
+    return f"{-drop_points:+.2f}"
+
+
+def change_in_words(drop_points: float) -> str:
+    """ "a loss of 1.15 points" or "a gain of 0.23 points" against the teacher."""
+    if round(drop_points, 2) == 0:
+        return "the same score as the teacher"
+    kind = "a loss" if drop_points > 0 else "a gain"
+    return f"{kind} of {abs(drop_points):.2f} points against the teacher"
+
+
 def _fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else format(value, pattern)
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """The survey's Table 1 layout: size with and without embeddings, speedups, metric and drop."""
+    """The survey's Table 1 layout: size with and without embeddings, speedups, metric, and its change against
+    the teacher (negative: points lost)."""
     metric = rows[0]["metric"]
     lines = [
-        f"| model | params | params w/o emb. | non-zero | MB on disk | speedup @1 | speedup @32 | {metric} | drop |",
+        f"| model | params | params w/o emb. | non-zero | MB on disk | speedup @1 | speedup @32 | {metric} "
+        "| vs teacher (pts) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['parameters'] / 1e6:.2f}M | {r['parameters_without_embeddings'] / 1e6:.2f}M "
             f"| {r['nonzero_parameters'] / 1e6:.2f}M | {_fmt(r['size_mb'], '.1f')} | {r['speedup_batch1']:.2f}x "
-            f"| {r['speedup_batch32']:.2f}x | {100 * r['value']:.2f} | {r['drop_points']:+.2f} |"
+            f"| {r['speedup_batch32']:.2f}x | {100 * r['value']:.2f} | {signed_change(r['drop_points'])} |"
         )
     return "\n".join(lines)
 
@@ -133,7 +148,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# Report card: {report['task']}",
         "",
         f"The student keeps **{100 * student['value']:.2f}** {student['metric']} on dev "
-        f"({student['drop_points']:+.2f} points against the teacher), is **{speed1:.2f}x** faster at batch 1 "
+        f"({change_in_words(student['drop_points'])}), is **{speed1:.2f}x** faster at batch 1 "
         f"and **{speed32:.2f}x** at batch 32, and is {smaller}x smaller on disk.",
         "",
         table_markdown(rows),

@@ -51,6 +51,10 @@ class ResumableLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
+        """Where the next batch comes from. After an epoch's last batch that is the start of the next epoch: a
+        checkpoint saved then (say, by every_n_train_steps) must not resume into an empty remainder."""
+        if self.served >= len(self):
+            return {"epoch": self.sampler.epoch + 1, "served": 0}
         return {"epoch": self.sampler.epoch, "served": self.served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

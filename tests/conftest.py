@@ -105,3 +105,17 @@ def cli_error(*argv: str) -> str:
         run_cli(*argv)
     assert failure.value.code not in (0, None)
     return str(failure.value.code)
+
+
+@pytest.fixture(scope="session")
+def fitted_run(tiny_teacher, tmp_path_factory) -> Path:
+    """One real `distill fit` through the CLI (runs/tiny, config tiny.yaml beside it), shared by many checks."""
+    root = tmp_path_factory.mktemp("runs")
+    config = write_config(root / "tiny.yaml", base_config(tiny_teacher, root))
+    run_cli("fit", "--config", str(config), "--run_name", "tiny")
+    return root / "tiny"
+
+
+def tree(folder: Path) -> set[Path]:
+    """Every path under `folder`: what a command that must write nothing is compared against."""
+    return set(Path(folder).rglob("*"))

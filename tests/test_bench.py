@@ -29,6 +29,8 @@ def test_bench_writes_a_table_a_json_and_a_plot(tiny_teacher, students, tmp_path
         *map(str, students),
         "--names",
         "[one, two]",
+        "--task",
+        "sst2",
         "--data_dir",
         str(SST2),
         "--out",
@@ -49,6 +51,41 @@ def test_bench_writes_a_table_a_json_and_a_plot(tiny_teacher, students, tmp_path
 
 def test_bench_refuses_mismatched_names_and_missing_folders(tiny_teacher, students, tmp_path):
     assert "one distinct name per student" in cli_error(
-        "bench", "--teacher", str(tiny_teacher), *map(str, students), "--names", "[one]", "--out", str(tmp_path)
+        "bench",
+        "--teacher",
+        str(tiny_teacher),
+        *map(str, students),
+        "--names",
+        "[one]",
+        "--task",
+        "sst2",
+        "--data_dir",
+        str(SST2),
+        "--out",
+        str(tmp_path),
     )
     assert "does not exist" in cli_error("bench", "--teacher", str(tmp_path / "nope"), str(students[0]))
+
+
+def test_bench_as_the_readme_writes_it_takes_task_and_data_from_the_card(tiny_teacher, fitted_run, tmp_path):
+    run_cli(
+        "bench",
+        "--teacher",
+        str(tiny_teacher),
+        str(fitted_run / "student"),
+        "--out",
+        str(tmp_path),
+        "--latency_rows",
+        "16",
+    )
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["task"] == "sst2" and [r["model"] for r in result["rows"]] == ["teacher", "tiny"]
+
+
+def test_bench_without_cards_asks_for_the_task(tiny_teacher, students, tmp_path):
+    assert "pass --task: no student folder has a card.json" in cli_error(
+        "bench", "--teacher", str(tiny_teacher), str(students[0]), "--out", str(tmp_path)
+    )
+    assert "could not load glue/sst2" in cli_error(
+        "bench", "--teacher", str(tiny_teacher), str(students[0]), "--task", "sst2", "--out", str(tmp_path)
+    )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +126,28 @@ def test_cache_refuses_per_token_losses_and_unknown_features(tiny_teacher, tmp_p
         fit(module, data, tmp_path, epochs=1)
     with pytest.raises(DistillError, match="cannot be cached"):
         TeacherCache(features=["logits", "attentions"])
+
+
+def test_a_damaged_cache_is_detected_by_its_checksum_and_rebuilt(tiny_teacher, tmp_path):
+    """Random bytes over the logits, with shape and dtype intact, made every loss NaN; now they are caught."""
+    module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path)
+    fit(module, data, tmp_path, epochs=1)
+    folder, reference = module.cache.folder, np.array(module.cache.arrays["logits"])
+    header = len((folder / "logits.npy").read_bytes()) - reference.nbytes
+    noise = np.random.default_rng(0).integers(0, 256, reference.nbytes, dtype=np.uint8).tobytes()
+    with open(folder / "logits.npy", "r+b") as handle:  # the .npy header (shape, dtype) stays intact
+        handle.seek(header)
+        handle.write(noise)
+    assert np.load(folder / "logits.npy").shape == reference.shape
+    assert not np.isfinite(np.load(folder / "logits.npy").astype(np.float32)).all()
+
+    module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path)
+    counter = CountingTeacher(module)
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        fit(module, data, tmp_path, epochs=1)
+    assert counter.calls == 3  # every row computed afresh
+    np.testing.assert_array_equal(np.array(module.cache.arrays["logits"]), reference)
+    assert all(torch.isfinite(p).all() for p in module.student.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CacheStore(folder, 96, {"logits": 2})  # sealed again at the epoch's end: it opens without a warning

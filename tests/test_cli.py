@@ -12,15 +12,6 @@ from distill.module import DistillationModule
 from tests.conftest import RTE, SST2, base_config, cli_error, run_cli, write_config
 
 
-@pytest.fixture(scope="module")
-def fitted_run(tiny_teacher, tmp_path_factory) -> Path:
-    """One real `distill fit` through the CLI, shared by the checks below."""
-    root = tmp_path_factory.mktemp("runs")
-    config = write_config(root / "tiny.yaml", base_config(tiny_teacher, root))
-    run_cli("fit", "--config", str(config), "--run_name", "tiny")
-    return root / "tiny"
-
-
 def test_fit_writes_checkpoints_and_an_export_with_its_card(fitted_run):
     assert (fitted_run / "checkpoints" / "last.ckpt").is_file()
     assert list((fitted_run / "checkpoints").glob("best-step=*.ckpt"))
@@ -187,3 +178,44 @@ def test_student_that_cannot_be_built(tiny_teacher, tmp_path):
 
     message, _ = _bad(tiny_teacher, tmp_path, edit)
     assert "hidden_size 30 is not divisible by num_heads 4" in message
+
+
+def test_an_empty_training_file_is_refused(tiny_teacher, tmp_path):
+    folder = tmp_path / "empty_train"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("sentence\tlabel\n")
+    (folder / "dev.tsv").write_text((SST2 / "dev.tsv").read_text())
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["data"].update(data_dir=str(folder)))
+    assert "the train split of" in message and "has no rows" in message
+
+
+def test_a_run_that_trains_no_step_exports_nothing(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["trainer"].update(limit_train_batches=0))
+    assert "finished no optimizer step, so there is nothing to export" in message
+
+
+def test_a_validation_interval_longer_than_an_epoch(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["trainer"].update(val_check_interval=100))
+    assert "val_check_interval 100 is longer than an epoch (8 batches)" in message
+    assert "check_val_every_n_epoch: null" in message
+
+
+def test_no_data_dir_while_the_hub_is_unreachable_says_how_to_use_local_files(tiny_teacher, tmp_path):
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["data"].pop("data_dir"))
+    assert "could not load glue/sst2" in message and "data.data_dir" in message
+
+
+def test_a_loss_named_like_the_total_is_refused(tiny_teacher, tmp_path):
+    unnamed = {"class_path": "tests.test_module.UnnamedLoss"}
+    message, _ = _bad(tiny_teacher, tmp_path, lambda c: c["model"]["losses"].append(unnamed))
+    assert "UnnamedLoss is named 'loss', the name the total objective is logged as" in message
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_term_and_exports_nothing(tiny_teacher, tmp_path):
+    config = base_config(tiny_teacher, tmp_path)
+    config["model"]["losses"].append({"class_path": "tests.test_module.NaNAfter", "init_args": {"calls": 5}})
+    message = cli_error("fit", "--config", str(write_config(tmp_path / "nan.yaml", config)), "--run_name", "nan")
+    assert "the loss went non-finite at optimizer step 5 (train/nan_after = nan)" in message
+    run = tmp_path / "nan"
+    assert list((run / "checkpoints").glob("best-step=4.ckpt"))  # what it saved before is kept, for inspection
+    assert not (run / "student").exists() and not (run / "report.json").exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_predict_writes_labels_and_probabilities(run, tmp_path):
 
 
 def test_export_and_predict_refuse_bad_input_clearly(run, tmp_path):
-    assert "does not exist" in cli_error("export", "--checkpoint", str(tmp_path / "none.ckpt"))
+    assert "no such file" in cli_error("export", "--checkpoint", str(tmp_path / "none.ckpt"))
     assert "exactly one of --checkpoint" in cli_error("export")
     assert "unknown compression method 'Int9'" in cli_error(
         "export", "--model", str(run / "student"), "--variants", "[Int9]"
@@ -84,3 +85,26 @@ def test_export_and_predict_refuse_bad_input_clearly(run, tmp_path):
     assert "does not exist" in cli_error(
         "predict", "--model", str(tmp_path / "nope"), "--input", "x.tsv", "--task", "sst2"
     )
+
+
+def test_predict_refuses_a_task_whose_labels_the_model_does_not_have(run, tmp_path):
+    source = tmp_path / "in.tsv"
+    source.write_text("sentence1\tsentence2\tsentence\n" + "a\tb\tc\n")
+    output = tmp_path / "o.tsv"
+    for task, expected in (("mnli", "was trained on sst2 with labels 0, 1"), ("stsb", "a regression score")):
+        message = cli_error(
+            "predict", "--model", str(run / "student"), "--input", str(source), "--task", task, "--output", str(output)
+        )
+        assert expected in message and not output.exists()
+    cardless = tmp_path / "cardless"  # a plain Hugging Face folder: its output width decides
+    shutil.copytree(run / "student", cardless, ignore=shutil.ignore_patterns("card.json"))
+    message = cli_error(
+        "predict", "--model", str(cardless), "--input", str(source), "--task", "mnli", "--output", str(output)
+    )
+    assert "predicts 2 value(s) per row, but task mnli needs 3" in message and not output.exists()
+
+
+def test_predict_on_a_folder_that_is_not_a_model_says_so_first(tmp_path):
+    (tmp_path / "notes").mkdir()
+    message = cli_error("predict", "--model", str(tmp_path / "notes"), "--input", "x.tsv")
+    assert "holds neither a Hugging Face model" in message

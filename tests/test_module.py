@@ -6,6 +6,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 from distill.data import GlueDataModule
 from distill.errors import DistillError
+from distill.loss import LossTerm
 from distill.module import DistillationModule
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
@@ -110,3 +111,65 @@ def test_setup_refuses_mismatches_with_one_message(tiny_teacher, tiny_teacher_3_
         make_module(tiny_teacher, losses=[])
     with pytest.raises(DistillError, match="unknown lr_schedule 'triangle'"):
         make_module(tiny_teacher, lr_schedule="triangle")
+
+
+class UnnamedLoss(LossTerm):
+    """A plugin loss that forgot to set `name`."""
+
+    def forward(self, student, teacher, batch):
+        return student.logits.sum() * 0
+
+
+class NaNAfter(LossTerm):
+    """Finite for the first `calls` training steps, NaN after: a run gone wrong, on cue."""
+
+    name = "nan_after"
+
+    def __init__(self, calls: int = 0, weight: float = 1.0) -> None:
+        super().__init__(weight=weight)
+        self.calls, self.seen = calls, 0
+
+    def forward(self, student, teacher, batch):
+        self.seen += 1
+        return student.logits.sum() * (float("nan") if self.seen > self.calls else 0.0)
+
+
+class OtherLogits(LossTerm):
+    name = "logits"
+
+    def forward(self, student, teacher, batch):
+        return student.logits.sum() * 0
+
+
+def test_loss_names_must_not_collide(tiny_teacher):
+    with pytest.raises(DistillError, match="named 'loss', the name the total objective is logged as"):
+        make_module(tiny_teacher, losses=[HardLabelCE(), UnnamedLoss()])
+    with pytest.raises(DistillError, match="LogitsKD and OtherLogits are both named 'logits'"):
+        make_module(tiny_teacher, losses=[LogitsKD(), OtherLogits()])
+    twice = make_module(tiny_teacher, losses=[LogitsKD(), LogitsKD(temperature=4.0)])
+    assert twice.log_names == ["logits", "logits_2"]  # the same kind twice is numbered, not refused
+
+
+class FastProjection(LossTerm):
+    """A term with a trainable part that asks for its own learning rate."""
+
+    name = "fast_projection"
+
+    def setup(self, student, teacher):
+        self.projection = torch.nn.Linear(2, 2)
+
+    def learning_rates(self):
+        return {"projection": 0.5}
+
+    def forward(self, student, teacher, batch):
+        return self.projection(student.logits).pow(2).mean()
+
+
+def test_a_loss_term_gives_its_own_parts_their_learning_rate(tiny_teacher, tmp_path):
+    module = make_module(tiny_teacher, losses=[HardLabelCE(), FastProjection()])
+    trainer = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(module, datamodule=make_data(module, tmp_path, rows=32))
+    rates = {id(p): group["initial_lr"] for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    projection = module.losses[1].projection
+    assert {rates[id(p)] for p in projection.parameters()} == {0.5}
+    assert rates[id(next(module.student.parameters()))] == 1e-3

@@ -43,7 +43,8 @@ def test_table_has_one_row_per_model(rows):
     lines = table_markdown(rows).splitlines()
     assert len(lines) == 2 + 3
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["teacher", "bert_l3", "bilstm"]
-    assert "| 2.00x | 2.00x | 89.00 | +1.00 |" in lines[3]
+    assert "| 2.00x | 2.00x | 89.00 | -1.00 |" in lines[3]  # a loss reads as a loss
+    assert "vs teacher (pts)" in lines[0]
 
 
 def test_pareto_plot_is_a_valid_png(rows, tmp_path):
@@ -64,4 +65,5 @@ def test_report_markdown_states_the_measured_costs(rows):
     }
     text = report_markdown(report)
     assert "**89.00** accuracy" in text and "**2.00x** faster at batch 1" in text and "1.29x smaller" in text
+    assert "(a loss of 1.00 points against the teacher)" in text
     assert "64.0 samples/s" in text and "a: 1" in text

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import torch
 from safetensors.torch import load_file
 
 from tests.conftest import ROOT, base_config, run_cli, write_config
@@ -41,6 +42,8 @@ def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path):
     assert not (tmp_path / "cut" / "student").exists()  # killed before it could export
 
     (checkpoint,) = (tmp_path / "cut").rglob("preempt-step=13.ckpt")
+    stale = tmp_path / "cut" / "checkpoints" / "best-step=999.ckpt"  # a best the killed process saved later
+    stale.write_bytes((tmp_path / "cut" / "checkpoints" / "last.ckpt").read_bytes())
     run_cli("fit", "--config", str(path), "--ckpt_path", str(checkpoint))
 
     whole, cut = (json.loads((tmp_path / name / "student" / "card.json").read_text()) for name in ("whole", "cut"))
@@ -49,3 +52,32 @@ def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path):
     expected, got = (load_file(tmp_path / name / "student" / "model.safetensors") for name in ("whole", "cut"))
     assert expected.keys() == got.keys()
     assert all((expected[k] == got[k]).all() for k in expected)  # the same student, bit for bit
+    (best,) = (tmp_path / "cut" / "checkpoints").glob("best-step=*.ckpt")  # no stale best beside the new one
+    assert str(best) == cut["checkpoint"]
+
+
+def _final_weights(run) -> dict:
+    """The weights after the last step (the export is the best checkpoint, which a new folder selects afresh)."""
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 24  # last.ckpt is the latest validation's, not the best's copy
+    return last["state_dict"]
+
+
+def test_a_checkpoint_saved_on_a_validation_step_resumes_bit_exactly(tiny_teacher, tmp_path, capsys):
+    """every_n_train_steps saves before that step's validation runs; the resumed run must not drift for it."""
+    config = base_config(tiny_teacher, tmp_path)
+    config["trainer"].update(max_steps=24, val_check_interval=8)  # 8 batches an epoch
+    config["data"]["eval_limit"] = 16
+    periodic = {"filename": "periodic-{step}", "every_n_train_steps": 4, "save_top_k": -1}
+    config["trainer"]["callbacks"] = [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": periodic}
+    ]
+    path = write_config(tmp_path / "c.yaml", config)
+    run_cli("fit", "--config", str(path), "--run_name", "whole")
+    expected = _final_weights(tmp_path / "whole")
+    for step in (8, 12):  # on a validation step, and between validations
+        (checkpoint,) = (tmp_path / "whole").rglob(f"periodic-step={step}.ckpt")
+        run_cli("fit", "--config", str(path), "--ckpt_path", str(checkpoint), "--run_name", f"from_{step}")
+        got = _final_weights(tmp_path / f"from_{step}")
+        assert all((expected[k] == got[k]).all() for k in expected), f"resumed from step {step}, the weights drifted"
+    assert "in a new run folder" in capsys.readouterr().err  # whole/ has exported, so it is never written over

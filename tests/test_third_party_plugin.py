@@ -83,3 +83,17 @@ def test_blocking_or_disabling_autoload_hides_it(site, tiny_teacher, tmp_path):
         site, "fit", "--config", str(write_config(tmp_path / "c.yaml", config)), DISTILL_BLOCK_PLUGINS="example"
     )
     assert result.returncode != 0 and "unknown loss 'CosineLogitsKD'" in result.stderr
+    # Blocking acts on entry points only: a full import path still imports the class directly.
+    config["model"]["losses"] = [{"class_path": "distill_example_plugin.CosineLogitsKD"}]
+    config["trainer"].update(max_steps=2, val_check_interval=2)
+    result = distill(
+        site,
+        "fit",
+        "--config",
+        str(write_config(tmp_path / "full.yaml", config)),
+        "--run_name",
+        "full_path",
+        DISTILL_BLOCK_PLUGINS="example",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "example" not in json.loads((tmp_path / "full_path" / "student" / "card.json").read_text())["plugins"]

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill import Features, LossTerm, Student, hookimpl
-from distill.compression import Compression, Stage
+from distill import Compression, Features, LossTerm, Stage, Student, hookimpl
 
 
 class CosineLogitsKD(LossTerm):
