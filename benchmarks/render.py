@@ -13,7 +13,12 @@ from pathlib import Path
 from distill.report import pareto_plot, signed_change
 
 HERE = Path(__file__).resolve().parent
-SPECIAL = {"train_speed", "cache_speed", "torchdistill"}  # result files that are not one recipe's run
+SPECIAL = {
+    "train_speed",
+    "train_speed_end_to_end",
+    "cache_speed",
+    "torchdistill",
+}  # result files that are not one recipe's run
 
 
 def _name(r: dict) -> str:
@@ -51,17 +56,18 @@ def _ratios(r: dict, s: dict | None = None) -> dict:
 def recipe_table(records: list[dict]) -> list[str]:
     lines = [
         "| recipe | dev acc | vs teacher (pts) | params | params w/o emb. | MB on disk | speedup @1 | speedup @32 "
-        "| train samples/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| train samples/s | batches |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         for position, (name, measured) in enumerate(_models(r)):
             q, p = _ratios(r, measured), measured["parameters"]
             rate = f"{r['training']['samples_per_second']:.0f}" if position == 0 else ""
+            batching = r.get("batching", "random").replace("_", "-") if position == 0 else ""
             lines.append(
                 f"| {name} | {100 * q['value']:.2f} | {signed_change(q['drop'])} | {p['total'] / 1e6:.2f}M "
                 f"| {p['without_embeddings'] / 1e6:.2f}M | {q['size']:.1f} | {q['speed1']:.2f}x | {q['speed32']:.2f}x "
-                f"| {rate} |"
+                f"| {rate} | {batching} |"
             )
     teacher = records[0]["teacher"]
     lines += [
@@ -69,7 +75,8 @@ def recipe_table(records: list[dict]) -> list[str]:
         f"Teacher: dev accuracy {100 * teacher['dev']['accuracy']:.2f}, "
         f"{teacher['parameters']['total'] / 1e6:.2f}M parameters "
         f"({teacher['parameters']['without_embeddings'] / 1e6:.2f}M without embeddings), "
-        f"{teacher['size_on_disk_bytes'] / 1e6:.1f} MB on disk.",
+        f'{teacher["size_on_disk_bytes"] / 1e6:.1f} MB on disk. "batches" is how the run\'s training batches '
+        "were drawn: random (rows made before length grouping became the default) or length-grouped.",
     ]
     return lines
 
@@ -124,6 +131,38 @@ def speed_table(record: dict) -> list[str]:
     for variant, runners in record["results"].items():
         for runner, m in runners.items():
             lines.append(f"| {variant} | {runner} | {m['median_step_ms']:.0f} | {m['vs_hand_loop']:.3f} |")
+    return lines
+
+
+def end_to_end_table(record: dict) -> list[str]:
+    """distill, the hand loop and TextBrewer on the quickstart's steps, from start to exit; then where distill's
+    time goes, from a separate profiled run."""
+    lines = [
+        f"Measured {record['date']}, one runner after the other in one sitting: {record['steps']} steps of batch 32 "
+        f"each, {record['threads']} threads, each runner a process of its own timed from start to exit (loading, "
+        f"tokenising, training, validating, checkpointing, exporting). Command: `{record['command']}`.",
+        "",
+        "| runner | wall time (s) | vs hand-written loop | dev accuracy |",
+        "|---|---|---|---|",
+    ]
+    for runner, r in record["results"].items():
+        if "wall_seconds" in r:
+            lines.append(
+                f"| {runner} | {r['wall_seconds']:.0f} | {r['vs_hand_loop']:.2f}x | {100 * r['dev_accuracy']:.2f} |"
+            )
+    profiled = record["results"].get("distill (profiled)")
+    if profiled:
+        steps = profiled["training"]["seconds"]
+        lines += [
+            "",
+            f"Where distill's time goes (a separate run under Lightning's SimpleProfiler; its training batches took "
+            f"{steps:.0f} s by distill's own clock). The largest actions, in seconds; nested actions are counted "
+            "inside their parents too:",
+            "",
+            "| action | seconds |",
+            "|---|---|",
+            *(f"| `{action}` | {seconds:.1f} |" for action, seconds in list(profiled["actions"].items())[:14]),
+        ]
     return lines
 
 
@@ -351,6 +390,13 @@ def main() -> None:
             "## Training-step speed: distill against a hand-written loop and TextBrewer",
             "",
             *speed_table(results["train_speed"]),
+            "",
+        ]
+    if "train_speed_end_to_end" in results:
+        lines += [
+            "## End to end: the quickstart against a hand-written loop and TextBrewer",
+            "",
+            *end_to_end_table(results["train_speed_end_to_end"]),
             "",
         ]
     if "torchdistill" in results:

@@ -104,6 +104,7 @@ def main(argv: list[str]) -> None:
         "task": card["task"],
         "epochs_or_steps": {k: card["config"]["trainer"][k] for k in ("max_epochs", "max_steps")},
         "training": {**card["training"], "wall_seconds": round(seconds, 1)},
+        "batching": data.get("batching", "random"),  # exports from before length grouping have no such key
         "teacher": measured.pop("teacher"),
         "student": measured.pop("student"),
         "variants": measured,

@@ -1,21 +1,44 @@
-"""Training-step speed on identical work: distill (DistillationModule under Lightning), a minimal hand-written
-PyTorch loop doing the same maths, and TextBrewer's GeneralDistiller when it is installed.
+"""Training speed, two ways.
+
+Per step, on identical work: distill (DistillationModule under Lightning), a minimal hand-written PyTorch loop
+doing the same maths, and TextBrewer's GeneralDistiller when it is installed.
 
     python benchmarks/train_speed.py [--steps 40] [--rounds 2]
 
 Same reference teacher, same student (3 layers copied from teacher layers 0, 2, 4), same fixed SST-2 batches,
 same AdamW and schedule. A step's time is the interval between two consecutive batch fetches, so everything a
 framework does per step is inside it; the first steps are warm-up. Runners alternate order across rounds.
-Writes benchmarks/results/train_speed.json; benchmarks/render.py puts it into RESULTS.md.
+Writes benchmarks/results/train_speed.json.
+
+End to end, everything included: the quickstart (`configs/sst2/bert_l3.yaml` + `configs/quickstart.yaml`, 600
+steps, `--report.enabled false`) as `distill fit` runs it, against a hand-written loop that sorts batches by
+length within pools of 50, and TextBrewer fed that loop's batches. Each runs in a process of its own, timed from
+start to exit, and reports its dev accuracy. Lightning's SimpleProfiler splits distill's time into its parts.
+
+    python benchmarks/train_speed.py --end_to_end [--steps 600]
+
+TextBrewer needs tensorboard, which would change Lightning's default logger, so it lives in a venv of its own
+that also sees the main one's packages:
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install tensorboard && \
+    .venv-bench/bin/pip install --no-deps textbrewer==0.2.1.post1 && \
+    echo "import site; site.addsitedir('$PWD/.venv/lib/python3.11/site-packages')" \
+        > .venv-bench/lib/python3.11/site-packages/distill-venv.pth
+
+Without it, the end-to-end table has no TextBrewer row.
+Writes benchmarks/results/train_speed_end_to_end.json; benchmarks/render.py puts both into RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import random
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
-from transformers import get_linear_schedule_with_warmup
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from distill.data import read_glue_tsv
 from distill.module import DistillationModule
@@ -40,6 +63,7 @@ HERE = Path(__file__).resolve().parent
 TEACHER = HERE.parent.parent / "shared" / "teachers" / "minilm-l6-sst2"
 SST2 = HERE.parent.parent / "shared" / "data" / "glue" / "SST-2"
 TEMPERATURE, LR = 2.0, 5e-5
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline"}
 PAIRS = [(0, 0), (1, 2), (2, 4), (3, 6)]  # hidden states: embeddings and uniform layers; attention uses 1..3
 
 
@@ -223,12 +247,222 @@ def run_textbrewer(batches: list[dict], steps: int, intermediate: bool) -> Clock
     return clock
 
 
+# --- end to end: the quickstart's 600 steps, every cost included ------------------------------------------------
+
+ROOT = HERE.parent
+QUICKSTART = ["--config", "configs/sst2/bert_l3.yaml", "--config", "configs/quickstart.yaml"]
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"  # where TextBrewer is installed (see the docstring)
+SEED, MAX_LENGTH = 42, 66
+
+
+def length_grouped_batches(tokenizer, steps: int, size: int = 32, pool: int = 50) -> list[dict]:
+    """The hand loop's batches: each epoch shuffled, sorted by length within pools of `pool` batches, and the
+    batches shuffled; padded to each batch's longest sentence."""
+    rows = read_glue_tsv(SST2 / "train.tsv", get_task("sst2"))
+    ids = tokenizer(rows["sentence"], truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    rng, chosen = random.Random(SEED), []
+    while len(chosen) < steps:
+        order = list(range(len(ids)))
+        rng.shuffle(order)
+        epoch = []
+        for start in range(0, len(order), size * pool):
+            pooled = sorted(order[start : start + size * pool], key=lambda i: len(ids[i]), reverse=True)
+            epoch += [pooled[i : i + size] for i in range(0, len(pooled), size)]
+        rng.shuffle(epoch)
+        chosen += epoch
+    return [
+        {
+            **tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt"),
+            "labels": torch.tensor([rows["labels"][i] for i in batch]),
+        }
+        for batch in chosen[:steps]
+    ]
+
+
+def copy_of_teacher_layers(teacher, layers: list[int]):
+    """DistilBERT's initialisation by hand: embeddings, the chosen layers, pooler and classifier."""
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layers)
+    student = type(teacher)(config)
+    student.bert.embeddings.load_state_dict(teacher.bert.embeddings.state_dict())
+    for mine, theirs in zip(student.bert.encoder.layer, layers, strict=True):
+        mine.load_state_dict(teacher.bert.encoder.layer[theirs].state_dict())
+    student.bert.pooler.load_state_dict(teacher.bert.pooler.state_dict())
+    student.classifier.load_state_dict(teacher.classifier.state_dict())
+    return student
+
+
+@torch.no_grad()
+def dev_accuracy(model, tokenizer) -> float:
+    rows = read_glue_tsv(SST2 / "dev.tsv", get_task("sst2"))
+    model.eval()
+    correct = 0
+    for start in range(0, len(rows["labels"]), 64):
+        encoded = tokenizer(
+            rows["sentence"][start : start + 64],
+            truncation=True,
+            max_length=MAX_LENGTH,
+            padding=True,
+            return_tensors="pt",
+        )
+        gold = torch.tensor(rows["labels"][start : start + 64])
+        correct += int((model(**encoded).logits.argmax(-1) == gold).sum())
+    return correct / len(rows["labels"])
+
+
+def setup_by_hand(steps: int):
+    """Teacher, student, the length-grouped batches, and AdamW (no decay on biases and norms) with warm-up."""
+    torch.manual_seed(SEED)
+    tokenizer = AutoTokenizer.from_pretrained(TEACHER)
+    teacher = AutoModelForSequenceClassification.from_pretrained(TEACHER).eval()
+    student = copy_of_teacher_layers(teacher, [0, 2, 4]).train()
+    exempt = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in student.named_parameters() if not n.endswith(exempt)], "weight_decay": 0.01},
+        {"params": [p for n, p in student.named_parameters() if n.endswith(exempt)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=LR)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
+    return tokenizer, teacher, student, length_grouped_batches(tokenizer, steps), optimizer, scheduler
+
+
+def hand_end_to_end(steps: int) -> float:
+    """0.5 · CE + 0.5 · T² · KL at T = 2, the quickstart's objective, in a plain loop; dev accuracy at the end."""
+    tokenizer, teacher, student, batches, optimizer, scheduler = setup_by_hand(steps)
+    for batch in batches:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+        with torch.no_grad():
+            soft = F.log_softmax(teacher(**inputs).logits / TEMPERATURE, -1)
+        logits = student(**inputs).logits
+        kd = F.kl_div(F.log_softmax(logits / TEMPERATURE, -1), soft, log_target=True, reduction="batchmean")
+        loss = 0.5 * F.cross_entropy(logits, batch["labels"]) + 0.5 * kd * TEMPERATURE**2
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return dev_accuracy(student, tokenizer)
+
+
+def textbrewer_end_to_end(steps: int) -> float:
+    """TextBrewer's GeneralDistiller on the hand loop's batches and optimizer; dev accuracy at the end."""
+    from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
+
+    tokenizer, teacher, student, batches, optimizer, scheduler = setup_by_hand(steps)
+
+    def adaptor(batch, outputs):
+        return {"logits": outputs.logits, "losses": [outputs.loss]}
+
+    with tempfile.TemporaryDirectory() as scratch:
+        distiller = GeneralDistiller(
+            train_config=TrainingConfig(device="cpu", log_dir=scratch, output_dir=scratch, ckpt_steps=10**9),
+            distill_config=DistillationConfig(
+                temperature=TEMPERATURE, hard_label_weight=0.5, kd_loss_type="ce", kd_loss_weight=0.5
+            ),
+            model_T=teacher,
+            model_S=student,
+            adaptor_T=adaptor,
+            adaptor_S=adaptor,
+        )
+        distiller.train(optimizer, batches, num_steps=steps, scheduler=scheduler)
+    return dev_accuracy(student, tokenizer)
+
+
+def distill_end_to_end(steps: int, scratch: Path, name: str, *overrides: str, profiled: bool = False) -> dict:
+    """The quickstart as a user runs it; returns its card (and, profiled, Lightning's time per action)."""
+    command = [
+        "distill",
+        "fit",
+        *QUICKSTART,
+        *overrides,
+        "--trainer.max_steps",
+        str(steps),
+        "--report.enabled",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(scratch),
+        "--run_name",
+        name,
+    ]
+    if profiled:
+        profiler = {
+            "class_path": "lightning.pytorch.profilers.SimpleProfiler",
+            "init_args": {"dirpath": str(scratch), "filename": "profile"},
+        }
+        command += ["--trainer.profiler", json.dumps(profiler)]
+    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, **OFFLINE})
+    card = json.loads((scratch / name / "student" / "card.json").read_text())
+    result = {"dev_accuracy": card["dev_metrics"]["accuracy"], "training": card["training"]}
+    if profiled:
+        result["actions"] = profile_actions(scratch / "fit-profile.txt")
+    return result
+
+
+def profile_actions(report: Path) -> dict[str, float]:
+    """SimpleProfiler's table as {action: total seconds}, largest first."""
+    totals = {}
+    for line in report.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] not in ("Action", "") and cells[3].replace(".", "", 1).isdigit():
+            totals[cells[0]] = float(cells[3])
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    output = subprocess.run(
+        command, check=True, cwd=ROOT, env={**os.environ, **OFFLINE}, capture_output=True, text=True
+    ).stdout
+    return time.perf_counter() - started, output
+
+
+def end_to_end(steps: int) -> None:
+    """distill, the hand loop and TextBrewer, one after the other in this sitting, each in its own process."""
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, overrides in (("distill", ()), ("distill, random batches", ("--data.batching", "random"))):
+            started = time.perf_counter()
+            card = distill_end_to_end(steps, Path(scratch), name.replace(", ", "-").replace(" ", "_"), *overrides)
+            results[name] = {"wall_seconds": time.perf_counter() - started, **card}
+        runners = {"hand-written loop": [sys.executable]}
+        if BENCH_PYTHON.exists():
+            runners["textbrewer 0.2.1.post1"] = [str(BENCH_PYTHON)]
+        for name, python in runners.items():
+            which = "hand" if name.startswith("hand") else "textbrewer"
+            seconds, output = timed([*python, __file__, "--one", which, "--steps", str(steps)])
+            results[name] = {"wall_seconds": seconds, "dev_accuracy": json.loads(output.splitlines()[-1])}
+        results["distill (profiled)"] = distill_end_to_end(steps, Path(scratch), "profiled", profiled=True)
+    hand = results["hand-written loop"]["wall_seconds"]
+    for result in results.values():
+        if "wall_seconds" in result:
+            result["vs_hand_loop"] = result["wall_seconds"] / hand
+    record = {
+        "date": date.today().isoformat(),
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "command": shlex.join(["python", "benchmarks/train_speed.py", *sys.argv[1:]]),
+        "results": results,
+    }
+    (HERE / "results" / "train_speed_end_to_end.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=None, help="default: 40 per step, 600 end to end")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--end_to_end", action="store_true", help="the quickstart's steps, every cost included")
+    parser.add_argument("--one", choices=["hand", "textbrewer"], help=argparse.SUPPRESS)  # a child of --end_to_end
     args = parser.parse_args()
+    args.steps = args.steps or (600 if args.end_to_end or args.one else 40)
+    if args.one:
+        print(json.dumps((hand_end_to_end if args.one == "hand" else textbrewer_end_to_end)(args.steps)))
+        return
+    if args.end_to_end:
+        end_to_end(args.steps)
+        return
     torch.manual_seed(0)
     batches = fixed_batches(Teacher(str(TEACHER)).tokenizer, count=args.steps)
     runners: dict[str, Callable] = {"distill": run_distill, "hand-written loop": run_hand}

@@ -7,15 +7,17 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import datasets
+import pyarrow.compute
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
-from distill.sampling import EpochSeededSampler, ResumableLoader
+from distill.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
 from distill.tasks import GlueTask, get_task
 from distill.teacher import Teacher
 from distill.transfer import TransferSet, build_transfer_set
@@ -23,6 +25,7 @@ from distill.transfer import TransferSet, build_transfer_set
 csv.field_size_limit(sys.maxsize)  # some GLUE rows hold long passages
 
 MODEL_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "labels", "idx"]
+Batching = Literal["length_grouped", "random"]
 
 
 def read_glue_tsv(path: Path, task: GlueTask, limit: int | None = None) -> dict[str, list]:
@@ -140,6 +143,8 @@ class GlueDataModule(LightningDataModule):
         transfer: TransferSet | None = None,
         teacher: Teacher | None = None,
         seed: int = 0,
+        batching: Batching = "length_grouped",
+        length_pool: int = 50,
     ) -> None:
         """Args:
         task: GLUE task name (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte).
@@ -155,6 +160,10 @@ class GlueDataModule(LightningDataModule):
         transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
         teacher: set by the CLI from the model; the transfer set finds neighbour words in its embeddings.
         seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree.
+        batching: "length_grouped" batches training sentences of similar length, so little compute goes into
+            padding; "random" draws every batch from the whole shuffle.
+        length_pool: with length grouping, how many batches of shuffled examples are sorted by length together:
+            larger pools pad less but make batches less random.
         """
         super().__init__()
         self.task = get_task(task)
@@ -174,6 +183,9 @@ class GlueDataModule(LightningDataModule):
         self.transfer = transfer
         self.teacher = teacher
         self.seed = seed
+        if length_pool < 1:
+            raise DistillError(f"data.length_pool must be at least 1 batch, got {length_pool}")
+        self.batching, self.length_pool = batching, length_pool
         self.splits: dict[str, datasets.Dataset] = {}
         self.fingerprints: dict[str, str] = {}  # split -> key of its exact tokenised contents
 
@@ -278,10 +290,9 @@ class GlueDataModule(LightningDataModule):
         """Shuffled by (seed, epoch), sharded across ranks, resumable mid-epoch: an interrupted run continues
         exactly. The samplers shard themselves, so the CLI sets `use_distributed_sampler: false`."""
         train = self.splits["train"]
-        rank, replicas = self._replicas()
         loader = ResumableLoader(
             train,
-            sampler=EpochSeededSampler(len(train), seed=self.seed, rank=rank, replicas=replicas),
+            sampler=self._train_sampler(),
             batch_size=self.batch_size,
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
@@ -290,6 +301,15 @@ class GlueDataModule(LightningDataModule):
         )
         self._check_validation_interval(len(loader))
         return loader
+
+    def _train_sampler(self) -> EpochSeededSampler:
+        rank, replicas = self._replicas()
+        train = self.splits["train"]
+        if self.batching == "random":
+            return EpochSeededSampler(len(train), seed=self.seed, rank=rank, replicas=replicas)
+        ids = train.with_format("arrow")["input_ids"]
+        lengths = torch.tensor(pyarrow.compute.list_value_length(ids).to_numpy(zero_copy_only=False))
+        return LengthGroupedSampler(lengths, self.batch_size, self.seed, rank, replicas, self.length_pool)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("dev")

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 
 class EpochSeededSampler(Sampler[int]):
     """A shuffle drawn from (seed, epoch) alone; it can start partway through its epoch.
 
-    Under data parallelism every rank draws the same shuffle and takes every `replicas`-th example from
+    Under data parallelism every rank draws the same epoch order and takes every `replicas`-th example from
     position `rank`, so the ranks share out each epoch with no overlap (the last few examples of an uneven
     epoch are dropped, keeping every rank's step count equal).
     """
@@ -30,11 +31,42 @@ class EpochSeededSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.length // self.replicas
 
+    def epoch_order(self, generator: torch.Generator) -> Tensor:
+        """Every example index once, in this epoch's order (the same on every rank)."""
+        return torch.randperm(self.length, generator=generator)
+
     def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        order = self.epoch_order(torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
         mine = order[self.rank : len(self) * self.replicas : self.replicas]
         start, self.start = self.start, 0
         yield from mine[start:]
+
+
+class LengthGroupedSampler(EpochSeededSampler):
+    """Batches of sentences of similar length, so padding to a batch's longest sentence wastes little.
+
+    Each epoch shuffles the examples, cuts the shuffle into pools of `pool` global batches, sorts each pool
+    by length and cuts it into global batches (`batch_size` x `replicas`), then shuffles the batches; the one
+    short batch, if any, comes last. Rank r takes every replicas-th example, so its k-th batch is its share
+    of global batch k: two ranks of 16 train on the batch one process of 32 would. Seeded, resumable and
+    sharded exactly as EpochSeededSampler.
+    """
+
+    def __init__(
+        self, lengths: Tensor, batch_size: int, seed: int, rank: int = 0, replicas: int = 1, pool: int = 50
+    ) -> None:
+        super().__init__(len(lengths), seed, rank, replicas)
+        self.lengths, self.global_batch, self.pool = lengths, batch_size * replicas, pool
+
+    def epoch_order(self, generator: torch.Generator) -> Tensor:
+        shuffled = torch.randperm(self.length, generator=generator)
+        batches: list[Tensor] = []
+        for pool in shuffled.split(self.global_batch * self.pool):
+            longest_first = pool[self.lengths[pool].argsort(descending=True, stable=True)]
+            batches += longest_first.split(self.global_batch)
+        short = batches.pop() if batches and len(batches[-1]) < self.global_batch else None
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        return torch.cat([*batches, *([short] if short is not None else [])])
 
 
 class ResumableLoader(DataLoader):
