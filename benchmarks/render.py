@@ -161,9 +161,17 @@ def end_to_end_table(record: dict) -> list[str]:
             "",
             "| action | seconds |",
             "|---|---|",
-            *(f"| `{action}` | {seconds:.1f} |" for action, seconds in list(profiled["actions"].items())[:14]),
+            *(f"| `{_action(action)}` | {seconds:.1f} |" for action, seconds in list(profiled["actions"].items())[:14]),
         ]
     return lines
+
+
+def _action(name: str) -> str:
+    """A profiler action, with ModelCheckpoint's settings dict shortened to which of the run's two it is."""
+    if not name.startswith("[Callback]ModelCheckpoint{"):
+        return name
+    which = "best" if "'val/selection'" in name else "last"
+    return f"[Callback]ModelCheckpoint({which}){name[name.index('}') + 1 :]}"
 
 
 def cache_table(record: dict) -> list[str]:

@@ -96,8 +96,8 @@ def load_glue_from_hub(task: GlueTask, split: str) -> datasets.Dataset:
     except Exception as error:  # datasets raises a different type for each way of being offline
         raise DistillError(
             f"could not load glue/{task.name} ({split}) from the Hugging Face hub ({type(error).__name__}); "
-            f"offline, point data.data_dir at a local folder in GLUE's TSV layout (train.tsv, {task.dev_file}), "
-            f"e.g. data.data_dir: ../shared/data/glue/{task.folder}"
+            f"offline, point data.data_dir (for distill bench: --data_dir) at a local folder in GLUE's TSV layout "
+            f"(train.tsv, {task.dev_file}), e.g. ../shared/data/glue/{task.folder}"
         ) from None
 
 

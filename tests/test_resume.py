@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from tests.conftest import ROOT, base_config, run_cli, write_config
 
 
-def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path):
+def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path, capsys):
     config = base_config(tiny_teacher, tmp_path)
     config["trainer"].update(max_steps=40, val_check_interval=8)  # 8 batches an epoch: step 13 is mid-epoch
     preempt = {"filename": "preempt-{step}", "every_n_train_steps": 13, "save_top_k": -1}  # saved in the run folder
@@ -44,7 +44,11 @@ def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path):
     (checkpoint,) = (tmp_path / "cut").rglob("preempt-step=13.ckpt")
     stale = tmp_path / "cut" / "checkpoints" / "best-step=999.ckpt"  # a best the killed process saved later
     stale.write_bytes((tmp_path / "cut" / "checkpoints" / "last.ckpt").read_bytes())
+    capsys.readouterr()
     run_cli("fit", "--config", str(path), "--ckpt_path", str(checkpoint))
+    logs = tmp_path / "cut" / "lightning_logs"
+    assert f"resumed: metrics from here on are logged in {logs / 'version_1'}" in capsys.readouterr().err
+    assert (logs / "version_1" / "metrics.csv").is_file()
 
     whole, cut = (json.loads((tmp_path / name / "student" / "card.json").read_text()) for name in ("whole", "cut"))
     assert cut["dev_metrics"] == whole["dev_metrics"]
