@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from distill.bench import dev_texts, measure_models
+from distill.bench import compression_kinds, dev_texts, measure_models
 from distill.loading import load_model
-from distill.registry import get_plugin_manager
 from distill.tasks import get_task
 
 HERE = Path(__file__).resolve().parent
@@ -73,10 +72,9 @@ def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path
     folders = {"teacher": teacher_dir, "student": student_dir}
     folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
     models = {name: (*load_model(folder), folder) for name, folder in folders.items()}
-    hooks = get_plugin_manager().hook
     for name, (model, tokenizer, folder) in list(models.items())[1:]:
-        for variants in hooks.distill_bench_variants(name=name, model=model):
-            models |= {variant: (copy, tokenizer, folder) for variant, copy in variants}
+        for kind in compression_kinds():
+            models |= {variant: (copy, tokenizer, folder) for variant, copy in kind.bench_variants(name, model)}
     measured = measure_models(models, task, texts, labels, latency_rows=len(texts))
     return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}
 

@@ -1,25 +1,51 @@
-"""distill: knowledge distillation for BERT-style Transformers, on PyTorch Lightning, extended by plugins."""
+"""distill: knowledge distillation for BERT-style Transformers, on PyTorch Lightning, extended by plugins.
+
+Everything a plugin needs is importable from here; the built-ins under students/ and plugins/ use nothing else.
+"""
 
 from __future__ import annotations
 
 from distill.compression import Compression, Stage
+from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
-from distill.features import Anatomy, Features
+from distill.export import atomic_directory
+from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
+from distill.hf import load_classifier, load_tokenizer
 from distill.hookspecs import hookimpl
+from distill.layers import LayerMap, resolve_layer_map
+from distill.loading import SLIMMED, load_model, load_transformer
 from distill.loss import LossTerm
 from distill.schedule import Ramp
 from distill.student import Student, StudentConfig
+from distill.tasks import GlueTask
+from distill.teacher import Teacher
+from distill.transfer import UNLABELLED
 
 __version__ = "0.1.0"
 __all__ = [
+    "FEATURE_NAMES",
+    "SLIMMED",
+    "UNLABELLED",
     "Anatomy",
     "Compression",
     "DistillError",
     "Features",
+    "GlueTask",
+    "LayerMap",
     "LossTerm",
     "Ramp",
     "Stage",
     "Student",
     "StudentConfig",
+    "Teacher",
+    "TransformerTap",
+    "atomic_directory",
     "hookimpl",
+    "load_classifier",
+    "load_model",
+    "load_tokenizer",
+    "load_transformer",
+    "pca_basis",
+    "reduce_to",
+    "resolve_layer_map",
 ]

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from distill.compression import Compression, method_kinds
 from distill.data import load_glue_from_hub, read_glue_tsv
 from distill.errors import DistillError
 from distill.export import write_json_atomic, write_text_atomic
@@ -96,6 +97,13 @@ def compare_latency(
     }
 
 
+def compression_kinds() -> list[type[Compression]]:
+    """Every installed compression method's class, once per distinct report and bench implementation."""
+    from distill.registry import registered
+
+    return method_kinds([cls for cls, _ in registered("compression").values()])
+
+
 def measure_models(
     models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
     task: GlueTask,
@@ -111,9 +119,7 @@ def measure_models(
         texts, labels: the evaluation split; the first `latency_rows` texts are the latency mix.
         latency_rows: how many examples make up the fixed sequence-length mix that is timed.
     """
-    from distill.registry import get_plugin_manager
-
-    hooks = get_plugin_manager().hook
+    kinds = compression_kinds()
     results: dict[str, dict] = {}
     for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring on dev", unit="model"):
         results[name] = {
@@ -121,7 +127,7 @@ def measure_models(
             "parameters": count_parameters(model),
             "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
             # read right after evaluation: e.g. the exit-layer histogram of the dev set
-            "sections": [section for group in hooks.distill_report_sections(model=model) for section in group],
+            "sections": [section for kind in kinds for section in kind.report_sections(model)],
         }
     mix = texts[:latency_rows]
     for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
@@ -159,19 +165,18 @@ def run_bench(
         DistillError: a folder holds no loadable model, or names and students differ in number.
     """
     from distill.loading import load_model
-    from distill.registry import get_plugin_manager
     from distill.report import compare, latency_markdown, pareto_plot, table_markdown
 
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
-    hooks = get_plugin_manager().hook
+    kinds = compression_kinds()
     models = {"teacher": (*load_model(teacher), Path(teacher))}
     for name, folder in zip(names, students, strict=True):
         model, tokenizer = load_model(folder)
         models[name] = (model, tokenizer, Path(folder))
-        for variants in hooks.distill_bench_variants(name=name, model=model):
-            models |= {variant_name: (variant, tokenizer, Path(folder)) for variant_name, variant in variants}
+        for kind in kinds:
+            models |= {label: (variant, tokenizer, Path(folder)) for label, variant in kind.bench_variants(name, model)}
     texts, labels = dev_texts(task, data_dir)
     rows = compare(measure_models(models, task, texts, labels, latency_rows), task)
     mix = latency_mix(models["teacher"][1], texts, latency_rows)

@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from distill.bench import run_bench
 from distill.checkpoints import check_checkpoint
-from distill.compression import Compression, run_plugin_manager
+from distill.compression import Compression
 from distill.data import GlueDataModule
 from distill.errors import DistillError
 from distill.export import CARD_NAME, export_checkpoint, export_onnx_variants
@@ -329,12 +329,7 @@ def export_command(argv: list[str]) -> None:
     for name in [*args.variants, *(["DynamicQuantization"] if args.int8 else [])]:
         if name not in methods:
             raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
-        method = methods[name][0]()
-        written += [
-            path
-            for group in run_plugin_manager([method]).hook.distill_export_variants(directory=folder)
-            for path in group
-        ]
+        written += methods[name][0]().export_variants(folder)
     if args.onnx:
         written += export_onnx_variants(folder, get_task(card["task"]).is_pair)
     print("\n".join(f"written: {path}" for path in written))

@@ -1,22 +1,31 @@
-"""Compression methods: the objects named under `model.compression`, each a pluggy plugin for one run.
+"""Compression methods: the objects named under `model.compression`.
 
-A method implements any of the run hooks in distill.hookspecs as `@hookimpl` methods. The run's plugin
-manager calls them in stage order (structure, masks, fake-quant, exits), and in the declared order within
-a stage; the distillation losses act last, on whatever the methods made of the student.
+A method is a Compression subclass that overrides the lifecycle methods it needs, as a Lightning Callback
+overrides hooks; every one does nothing by default. The core calls them in stage order (structure, masks,
+fake-quant, exits), in the declared order within a stage, and `finalize` in reverse; the distillation
+losses act last, on whatever the methods made of the student. Per-step work belongs in the Lightning
+callbacks a method returns from `callbacks`.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from enum import IntEnum
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pluggy
+from torch import Tensor, nn
 
-from distill import hookspecs
 from distill.errors import DistillError
 from distill.features import Anatomy
 from distill.student import Student
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback, LightningDataModule
+
+    from distill.loss import LossTerm
+    from distill.teacher import Teacher
 
 
 class Stage(IntEnum):
@@ -49,6 +58,61 @@ class Compression:
     def name(self) -> str:
         return type(self).__name__
 
+    # --- before training ------------------------------------------------------------------------------------
+
+    def configure_student(self, student: Student, teacher: Teacher | None, data: LightningDataModule | None) -> None:
+        """Prepare the student before the optimizers exist (Lightning's configure_model). Must be idempotent.
+
+        Keep state in fixed-shape parameters and buffers (masks, gates), so checkpoints load before `data` is known.
+        """
+
+    def loss_terms(self, student: Student) -> list[LossTerm]:
+        """Loss terms this method trains with (e.g. exit-ramp losses); called after `configure_student`."""
+        return []
+
+    def learning_rates(self, student: Student) -> dict[str, float]:
+        """Learning rates for parts this method added, by attribute path within the student (e.g. "exit_ramps"):
+        fresh heads on a trained student need more than the fine-tuning rate. Other parameters keep the run's."""
+        return {}
+
+    def callbacks(self) -> list[Callback]:
+        """Lightning callbacks for per-step work (masks after each optimizer step, schedules), state included."""
+        return []
+
+    # --- validation -----------------------------------------------------------------------------------------
+
+    def served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
+        """The logits the exported model will give on `batch`, where this method makes them differ from the
+        student's own (early exit answers from a ramp); None leaves them. Validation scores these, so the best
+        checkpoint is the best model as it will be served. The first method (in stage order) to answer wins."""
+        return None
+
+    # --- export ---------------------------------------------------------------------------------------------
+
+    def finalize(self, student: Student) -> None:
+        """Make the method permanent before the student is saved: remove masks, gates and fake-quant, and cut
+        pruned units out. Called in reverse stage order, so each method finds the student as it left it."""
+
+    def export_extras(self, student: Student, directory: Path) -> None:
+        """Write what this method adds to the export folder after the student is saved (ramps, settings)."""
+
+    def export_variants(self, directory: Path) -> list[Path]:
+        """Further exports made from the saved folder (e.g. an int8 copy); returns their folders."""
+        return []
+
+    # --- reading exports (class methods: a loaded model does not know the method instance that made it) -----
+
+    @classmethod
+    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
+        """Report-card sections about a loaded export this kind of method shaped, measured after its evaluation:
+        dicts with a "title" and a flat "data" mapping (heads kept per layer, the exit-layer histogram)."""
+        return []
+
+    @classmethod
+    def bench_variants(cls, name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """Variants of a loaded model to measure beside it (e.g. early exit at several thresholds)."""
+        return []
+
 
 def ordered(methods: list[Compression]) -> list[Compression]:
     """Stage order, declared order within a stage."""
@@ -75,20 +139,30 @@ def check_combination(methods: list[Compression], student: Anatomy) -> None:
             raise DistillError(f"{first.name} and {second.name} cannot run together: {reason}")
 
 
-def finalize(manager: pluggy.PluginManager, student: Student) -> None:
-    """Call distill_finalize_student in reverse compounding order: the last method applied is undone first
-    (fake-quant comes off before masked units are cut out of the weights)."""
-    for implementation in manager.hook.distill_finalize_student.get_hookimpls():  # registration order = reverse
-        implementation.function(student=student)
+def finalize(methods: list[Compression], student: Student) -> None:
+    """Finalize in reverse compounding order: the last method applied is undone first (fake-quant comes off
+    before masked units are cut out of the weights)."""
+    for method in reversed(ordered(methods)):
+        method.finalize(student)
 
 
-def run_plugin_manager(methods: list[Compression]) -> pluggy.PluginManager:
-    """A plugin manager holding only this run's methods, so hooks call them in compounding order.
+def served_logits(methods: list[Compression], student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
+    """The first answer, in stage order, of a method that changes what the export serves; None if none does."""
+    return next(
+        (logits for method in ordered(methods) if (logits := method.served_logits(student, batch)) is not None),
+        None,
+    )
 
-    pluggy calls the last registered implementation first, so methods are registered in reverse order.
-    """
-    manager = pluggy.PluginManager("distill")
-    manager.add_hookspecs(hookspecs)
-    for position, method in reversed(list(enumerate(ordered(methods)))):
-        manager.register(method, name=f"{position}:{method.name}")
-    return manager
+
+def export_variants(methods: list[Compression], directory: Path) -> list[Path]:
+    """Every method's further exports of the saved folder, in stage order."""
+    return [path for method in ordered(methods) for path in method.export_variants(directory)]
+
+
+def method_kinds(classes: list[type[Compression]]) -> list[type[Compression]]:
+    """One class per distinct implementation of the class-level readers, so a subclass that inherits its
+    parent's `report_sections` and `bench_variants` does not report or bench a model twice."""
+    seen: dict[tuple[Any, Any], type[Compression]] = {}
+    for cls in classes:
+        seen.setdefault((cls.report_sections.__func__, cls.bench_variants.__func__), cls)
+    return list(seen.values())

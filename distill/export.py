@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pluggy
 from transformers import PreTrainedTokenizerBase
 
+from distill.compression import Compression, export_variants, finalize, ordered
 from distill.errors import DistillError
 from distill.measure import count_parameters, weights_size_on_disk
 from distill.registry import plugin_versions
@@ -67,7 +67,7 @@ def export_student(
     tokenizer: PreTrainedTokenizerBase,
     target: Path,
     card: dict[str, Any],
-    run_hooks: pluggy.PluginManager | None = None,
+    methods: list[Compression] = (),
 ) -> dict[str, Any]:
     """Save the student, its tokenizer, what the compression methods add, and its card into `target`;
     then let the methods derive further variants (such as int8) from the saved folder.
@@ -77,8 +77,8 @@ def export_student(
     """
     with atomic_directory(target) as scratch:
         student.save(scratch)
-        if run_hooks is not None:
-            run_hooks.hook.distill_export_extras(student=student, directory=scratch)
+        for method in ordered(list(methods)):
+            method.export_extras(student, scratch)
         (student.tokenizer or tokenizer).save_pretrained(scratch)
         card = {
             **card,
@@ -89,8 +89,7 @@ def export_student(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_json_atomic(scratch / CARD_NAME, card)
-    if run_hooks is not None:
-        variants = [path for group in run_hooks.hook.distill_export_variants(directory=target) for path in group]
+    if variants := export_variants(list(methods), target):
         card["variants"] = {path.name: weights_size_on_disk(path) for path in variants}
         write_json_atomic(target / CARD_NAME, card)
     return card
@@ -102,15 +101,14 @@ def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
     Raises:
         DistillError: the checkpoint does not exist.
     """
-    from distill.compression import finalize
     from distill.module import DistillationModule
 
     if not checkpoint.is_file():
         raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
     module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
-    finalize(module.run_hooks, module.student)
+    finalize(module.compression, module.student)
     card = {"task": module.task.name, "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
-    return export_student(module.student, module.tokenizer, target, card, module.run_hooks)
+    return export_student(module.student, module.tokenizer, target, card, module.compression)
 
 
 def export_onnx_variants(folder: Path, pair: bool) -> list[Path]:

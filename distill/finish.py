@@ -63,8 +63,8 @@ def finish_fit(
         "config": config,
     }
     target = run_dir / EXPORT_NAME
-    finalize(module.run_hooks, module.student)
-    export_student(module.student, module.tokenizer, target, card, module.run_hooks)
+    finalize(module.compression, module.student)
+    export_student(module.student, module.tokenizer, target, card, module.compression)
     if module.teacher is not None and report.enabled:
         card = report_card(module, target, data, training, config, report.latency_rows)
         write_report(card, run_dir)

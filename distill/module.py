@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from distill.cache import CacheStore, TeacherCache, at_cache_precision
 from distill.callbacks import ResumeRandomState, TrainingThroughput
-from distill.compression import Compression, check_combination, run_plugin_manager
+from distill.compression import Compression, check_combination, ordered, served_logits
 from distill.errors import DistillError
 from distill.features import Features
 from distill.loss import LossTerm
@@ -77,9 +77,8 @@ class DistillationModule(LightningModule):
         for term in self.losses:
             term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
         self.log_names = term_log_names(list(self.losses))
-        self.compression = list(compression or [])
+        self.compression = ordered(list(compression or []))  # the order every lifecycle method is called in
         check_combination(self.compression, self.student.anatomy)
-        self.run_hooks = run_plugin_manager(self.compression)
         self._configured = False
         self.tokenizer = self.teacher.tokenizer if self.teacher is not None else self.student.tokenizer
         if self.tokenizer is None:
@@ -117,10 +116,11 @@ class DistillationModule(LightningModule):
         if self._configured:
             return
         data = self._trainer.datamodule if self._trainer is not None else None
-        self.run_hooks.hook.distill_configure_student(student=self.student, teacher=self.teacher, data=data)
+        for method in self.compression:
+            method.configure_student(self.student, self.teacher, data)
         teacher = self.teacher.anatomy if self.teacher is not None else None
-        for terms in self.run_hooks.hook.distill_loss_terms(student=self.student):
-            for term in terms:
+        for method in self.compression:
+            for term in method.loss_terms(self.student):
                 term.setup(student=self.student.anatomy, teacher=teacher)
                 self.losses.append(term)
         self.log_names = term_log_names(list(self.losses))
@@ -213,7 +213,7 @@ class DistillationModule(LightningModule):
 
     def _evaluate(self, batch: Mapping[str, Tensor], metrics: nn.Module, stage: str) -> None:
         """Score the student as it will be served (a compression method may answer for it, e.g. from exits)."""
-        logits = self.run_hooks.hook.distill_served_logits(student=self.student, batch=batch)
+        logits = served_logits(self.compression, self.student, batch)
         if logits is None:
             logits = self.student(batch, frozenset({"logits"})).logits
         labels = batch["labels"]
@@ -265,8 +265,8 @@ class DistillationModule(LightningModule):
         exempt = {f"student.{name}" for name in self.student.no_weight_decay()}
         rates = {
             f"student.{path}.": rate
-            for asked in self.run_hooks.hook.distill_learning_rates(student=self.student)
-            for path, rate in asked.items()
+            for method in self.compression
+            for path, rate in method.learning_rates(self.student).items()
         }
         for index, term in enumerate(self.losses):
             rates |= {f"losses.{index}.{path}.": rate for path, rate in term.learning_rates().items()}
@@ -293,7 +293,7 @@ class DistillationModule(LightningModule):
     @override
     def configure_callbacks(self) -> list[Callback]:
         """Time the training, and run the compression methods' per-step callbacks."""
-        methods = [callback for group in self.run_hooks.hook.distill_callbacks() for callback in group]
+        methods = [callback for method in self.compression for callback in method.callbacks()]
         return [TrainingThroughput(), ResumeRandomState(), *methods]
 
     @override

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from distill.errors import DistillError
-from distill.student import Student
+from distill import DistillError, Student
 
 
 def hf_model(student: Student, method: str) -> nn.Module:

@@ -22,14 +22,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from typing_extensions import override
 
-from distill import hookimpl
-from distill.compression import Compression, Stage
-from distill.errors import DistillError
-from distill.features import Features
-from distill.loss import LossTerm
+from distill import Compression, DistillError, Features, LossTerm, Stage, Student, hookimpl, load_transformer
 from distill.plugins._bert_layout import encoder_layers, hf_model
-from distill.student import Student
 
 SETTINGS = "distill_early_exit.json"
 RAMPS = "exit_ramps.safetensors"
@@ -198,29 +194,29 @@ class EarlyExit(Compression):
             raise DistillError(f"EarlyExit needs 0 <= settle < 1, got {self.settle}")
         self.settled_at = self.settle
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         model = hf_model(student, self.name)
         if not hasattr(student, "exit_ramps"):
             hidden, labels = model.config.hidden_size, model.config.num_labels
             student.exit_ramps = nn.ModuleList(Ramp(hidden, labels) for _ in encoder_layers(model)[:-1])
 
-    @hookimpl
-    def distill_loss_terms(self, student: Student) -> list[LossTerm]:
+    @override
+    def loss_terms(self, student: Student) -> list[LossTerm]:
         return [RampLoss(student.exit_ramps, self.target, self.temperature, self.weight)]
 
-    @hookimpl
-    def distill_learning_rates(self, student: Student) -> dict[str, float]:
+    @override
+    def learning_rates(self, student: Student) -> dict[str, float]:
         return {} if self.ramp_learning_rate is None else {"exit_ramps": self.ramp_learning_rate}
 
-    @hookimpl
-    def distill_served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor:
+    @override
+    def served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor:
         features = student(batch, frozenset({"logits", "hidden_states"}))
         rule = ExitRule(self.criterion, self.threshold, self.patience)
         return rule.answers(_ramp_logits(student.exit_ramps, features), features.logits)
 
-    @hookimpl
-    def distill_export_extras(self, student: Student, directory: Path) -> None:
+    @override
+    def export_extras(self, student: Student, directory: Path) -> None:
         save_file({k: v.contiguous() for k, v in student.exit_ramps.state_dict().items()}, str(directory / RAMPS))
         settings = {
             "criterion": self.criterion,
@@ -229,6 +225,38 @@ class EarlyExit(Compression):
             "ramps": len(student.exit_ramps),
         }
         (directory / SETTINGS).write_text(json.dumps(settings, indent=2))
+
+    @classmethod
+    @override
+    def bench_variants(cls, name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """The speed/accuracy curve: the same weights at several exit thresholds (or patiences)."""
+        if not isinstance(model, EarlyExitModel):
+            return []
+        variants = []
+        if model.criterion == "entropy":  # threshold 0: the same weights run to full depth, for the speedup
+            settings = [("threshold", t) for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)]
+        else:
+            settings = [("patience", p) for p in (1, 2, 3, len(model.ramps) + 1)]
+        for attribute, value in settings:
+            variant = copy.copy(model)  # shares the weights
+            setattr(variant, attribute, value)
+            variant.reset_exits()
+            variants.append((f"{name}@{attribute}={value}", variant))
+        return variants
+
+    @classmethod
+    @override
+    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
+        if not isinstance(model, EarlyExitModel) or not model.exits.sum():
+            return []
+        total = int(model.exits.sum())
+        layers = torch.arange(1, len(model.exits) + 1, dtype=torch.float)
+        data = {
+            f"exited after layer {i}": f"{int(n)} ({100 * int(n) / total:.1f}%)"
+            for i, n in enumerate(model.exits, start=1)
+        }
+        data["mean exit layer"] = round(float((model.exits * layers).sum()) / total, 3)
+        return [{"title": f"Early exit ({model.criterion}, threshold {model.threshold})", "data": data}]
 
 
 @hookimpl
@@ -240,42 +268,9 @@ def distill_register_compression() -> list[type]:
 def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
     if not (folder / SETTINGS).is_file():
         return None
-    from distill.loading import load_transformer
-
     settings = json.loads((folder / SETTINGS).read_text())
     model = load_transformer(folder)
     ramps = nn.ModuleList(Ramp(model.config.hidden_size, model.config.num_labels) for _ in range(settings["ramps"]))
     ramps.load_state_dict(load_file(str(folder / RAMPS)))
     exiting = EarlyExitModel(model, ramps, settings["criterion"], settings["threshold"], settings["patience"])
     return exiting, AutoTokenizer.from_pretrained(folder)
-
-
-@hookimpl
-def distill_bench_variants(name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The speed/accuracy curve: the same weights at several exit thresholds (or patiences)."""
-    if not isinstance(model, EarlyExitModel):
-        return []
-    variants = []
-    if model.criterion == "entropy":  # threshold 0: the same weights run to full depth, for the speedup
-        settings = [("threshold", t) for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)]
-    else:
-        settings = [("patience", p) for p in (1, 2, 3, len(model.ramps) + 1)]
-    for attribute, value in settings:
-        variant = copy.copy(model)  # shares the weights
-        setattr(variant, attribute, value)
-        variant.reset_exits()
-        variants.append((f"{name}@{attribute}={value}", variant))
-    return variants
-
-
-@hookimpl
-def distill_report_sections(model: nn.Module) -> list[dict[str, Any]]:
-    if not isinstance(model, EarlyExitModel) or not model.exits.sum():
-        return []
-    total = int(model.exits.sum())
-    layers = torch.arange(1, len(model.exits) + 1, dtype=torch.float)
-    data = {
-        f"exited after layer {i}": f"{int(n)} ({100 * int(n) / total:.1f}%)" for i, n in enumerate(model.exits, start=1)
-    }
-    data["mean exit layer"] = round(float((model.exits * layers).sum()) / total, 3)
-    return [{"title": f"Early exit ({model.criterion}, threshold {model.threshold})", "data": data}]

@@ -26,11 +26,9 @@ from torch.ao.quantization import (
 )
 from torch.nn.utils import parametrize
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from typing_extensions import override
 
-from distill import hookimpl
-from distill.compression import Compression, Stage
-from distill.export import atomic_directory
-from distill.student import Student
+from distill import Compression, Stage, Student, atomic_directory, hookimpl, load_model
 
 QUANTIZED = "distill_int8.json"
 WEIGHTS = "model_int8.pt"
@@ -110,10 +108,8 @@ class DynamicQuantization(Compression):
     stage: ClassVar[Stage] = Stage.FAKE_QUANT
     excludes: ClassVar[dict[str, str]] = {"QuantizationAwareTraining": "QAT already exports an int8 copy"}
 
-    @hookimpl
-    def distill_export_variants(self, directory: Path) -> list[Path]:
-        from distill.loading import load_model
-
+    @override
+    def export_variants(self, directory: Path) -> list[Path]:
         model, tokenizer = load_model(directory)
         quantized = quantize(model, self.per_channel, self.embeddings)
         target = directory / "int8"
@@ -140,8 +136,8 @@ class QuantizationAwareTraining(DynamicQuantization):
 
     excludes: ClassVar[dict[str, str]] = {"DynamicQuantization": "QAT already exports an int8 copy"}
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         for module in student.modules():
             if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module, "weight"):
                 parametrize.register_parametrization(module, "weight", FakeQuantWeight(self.per_channel))
@@ -151,8 +147,8 @@ class QuantizationAwareTraining(DynamicQuantization):
         if table and not parametrize.is_parametrized(table[1], "weight"):
             parametrize.register_parametrization(table[1], "weight", FakeQuantRows())
 
-    @hookimpl
-    def distill_finalize_student(self, student: Student) -> None:
+    @override
+    def finalize(self, student: Student) -> None:
         """Back to plain float weights (the export quantises them for real)."""
         for module in student.modules():
             if isinstance(module, nn.Linear | nn.Embedding) and parametrize.is_parametrized(module, "weight"):
@@ -171,8 +167,6 @@ def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase
     """An `int8/` export: its float model comes from the folder it was made from, then is quantised and loaded."""
     if not (folder / QUANTIZED).is_file():
         return None
-    from distill.loading import load_model
-
     settings = json.loads((folder / QUANTIZED).read_text())
     base, _ = load_model(folder / settings["base"])
     model = quantize(base, settings["per_channel"], settings["embeddings"])

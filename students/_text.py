@@ -10,12 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from distill.embeddings import reduce_to
-from distill.errors import DistillError
-from distill.features import Anatomy, Features
-from distill.student import Student, StudentConfig
-from distill.tasks import GlueTask
-from distill.teacher import Teacher
+from distill import Anatomy, DistillError, Features, GlueTask, Student, StudentConfig, Teacher, reduce_to
 
 EmbeddingInit = Literal["teacher", "random"]
 Reduction = Literal["pca", "linear"]

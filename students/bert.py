@@ -8,13 +8,8 @@ from typing import ClassVar, Literal
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from distill import hookimpl
-from distill.embeddings import pca_basis, reduce_to
-from distill.errors import DistillError
-from distill.student import StudentConfig
+from distill import DistillError, GlueTask, StudentConfig, Teacher, hookimpl, pca_basis, reduce_to
 from distill.students.transformer import TransformerStudent
-from distill.tasks import GlueTask
-from distill.teacher import Teacher
 
 
 @dataclass

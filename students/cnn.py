@@ -9,8 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from distill import hookimpl
-from distill.errors import DistillError
+from distill import DistillError, hookimpl
 from distill.students._text import TextClassifier, TextStudentConfig, masked_max
 
 

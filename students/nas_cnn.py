@@ -18,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill import hookimpl
-from distill.errors import DistillError
-from distill.features import Features
-from distill.loss import LossTerm
+from distill import DistillError, Features, LossTerm, hookimpl
 from distill.students._text import TextClassifier, TextStudentConfig, masked_max
 
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from distill import hookimpl
-from distill.hf import load_classifier, load_tokenizer
-from distill.student import StudentConfig
+from distill import GlueTask, StudentConfig, Teacher, hookimpl, load_classifier, load_tokenizer
 from distill.students.transformer import TransformerStudent
-from distill.tasks import GlueTask
-from distill.teacher import Teacher
 
 
 @dataclass

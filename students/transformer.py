@@ -8,8 +8,7 @@ from pathlib import Path
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
-from distill.student import Student
+from distill import FEATURE_NAMES, Anatomy, Features, Student, TransformerTap
 
 
 class TransformerStudent(Student):

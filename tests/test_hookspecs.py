@@ -12,7 +12,7 @@ HOOKS = {name: fn for name, fn in vars(hookspecs).items() if name.startswith("di
 
 
 def test_every_hook_is_named_documented_and_typed():
-    assert len(HOOKS) >= 12
+    assert len(HOOKS) >= 4  # registration of losses, students and methods; loading
     for name, spec in HOOKS.items():
         assert spec.__doc__ and len(spec.__doc__.split()) >= 6, name
         signature = inspect.signature(spec)

@@ -7,12 +7,8 @@ from typing import Literal
 
 from torch import Tensor
 
-from distill.errors import DistillError
-from distill.features import Anatomy, Features
-from distill.layers import LayerMap, resolve_layer_map
-from distill.loss import LossTerm
+from distill import Anatomy, DistillError, Features, LayerMap, LossTerm, Ramp, resolve_layer_map
 from distill.plugins.losses._masking import key_log_probs, masked_kl, masked_mse
-from distill.schedule import Ramp
 
 
 class AttentionKD(LossTerm):

@@ -7,9 +7,7 @@ from collections.abc import Mapping
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.features import Features
-from distill.loss import LossTerm
-from distill.transfer import UNLABELLED
+from distill import UNLABELLED, Features, LossTerm
 
 
 class HardLabelCE(LossTerm):

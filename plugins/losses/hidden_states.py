@@ -8,10 +8,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.features import Anatomy, Features
-from distill.layers import LayerMap, resolve_layer_map
-from distill.loss import LossTerm
-from distill.schedule import Ramp
+from distill import Anatomy, Features, LayerMap, LossTerm, Ramp, resolve_layer_map
 
 
 class HiddenStatesKD(LossTerm):

@@ -8,10 +8,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.errors import DistillError
-from distill.features import Anatomy, Features
-from distill.loss import LossTerm
-from distill.schedule import Ramp
+from distill import Anatomy, DistillError, Features, LossTerm, Ramp
 
 
 class LogitsKD(LossTerm):

@@ -8,9 +8,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.features import Anatomy, Features
-from distill.loss import LossTerm
-from distill.schedule import Ramp
+from distill import Anatomy, Features, LossTerm, Ramp
 
 
 class PooledKD(LossTerm):

@@ -6,12 +6,8 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from distill.errors import DistillError
-from distill.features import Anatomy, Features
-from distill.layers import LayerMap, resolve_layer_map
-from distill.loss import LossTerm
+from distill import Anatomy, DistillError, Features, LayerMap, LossTerm, Ramp, resolve_layer_map
 from distill.plugins.losses._masking import key_log_probs, masked_kl
-from distill.schedule import Ramp
 
 
 def value_relations(values: Tensor, relation_heads: int, attention_mask: Tensor) -> Tensor:

@@ -18,12 +18,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import hookimpl
-from distill.compression import Compression, Stage
-from distill.errors import DistillError
-from distill.loading import SLIMMED
+from distill import SLIMMED, Compression, DistillError, Stage, Student
 from distill.plugins._bert_layout import encoder_layers, head_size, heads_in, hf_model, slice_linear
-from distill.student import Student
 
 
 def _gate_heads(module: nn.Linear, args: tuple) -> tuple:
@@ -123,12 +119,26 @@ class _GatedPruning(Compression):
     def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
         raise NotImplementedError
 
-    @hookimpl
-    def distill_callbacks(self) -> list[Callback]:
+    @override
+    def callbacks(self) -> list[Callback]:
         return [GateScoring(self)]
 
-    @hookimpl
-    def distill_export_extras(self, student: Student, directory: Path) -> None:
+    @classmethod
+    @override
+    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
+        """Heads and feed-forward neurons left in each layer, for BERT-style models that were slimmed."""
+        base = getattr(model, "base_model", None)
+        if base is None or not hasattr(base, "encoder") or slimmed_shapes(model) is None:
+            return []
+        size = head_size(model)
+        data = {
+            f"layer {i} heads / neurons": f"{heads_in(layer, size)} / {layer.intermediate.dense.out_features}"
+            for i, layer in enumerate(encoder_layers(model), start=1)
+        }
+        return [{"title": "Structure after pruning", "data": data}]
+
+    @override
+    def export_extras(self, student: Student, directory: Path) -> None:
         """Layers narrower than config.json says can only be read by distill's resizing loader: mark them."""
         shapes = slimmed_shapes(hf_model(student, self.name))
         if shapes is not None:
@@ -163,8 +173,8 @@ class HeadPruning(_GatedPruning):
     def gates(self, model: nn.Module) -> list[Tensor]:
         return [layer.attention.output.dense.head_gate for layer in encoder_layers(model)]
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         model = hf_model(student, self.name)
         for layer in encoder_layers(model):
             _install(layer.attention.output.dense, "head_gate", model.config.num_attention_heads, _gate_heads, True)
@@ -175,8 +185,8 @@ class HeadPruning(_GatedPruning):
         for gate, removed in zip(gates, _lowest(normalised, int(self.fraction * total)), strict=True):
             gate[removed] = 0.0
 
-    @hookimpl
-    def distill_finalize_student(self, student: Student) -> None:
+    @override
+    def finalize(self, student: Student) -> None:
         model = hf_model(student, self.name)
         size = head_size(model)
         for layer in encoder_layers(model):
@@ -206,8 +216,8 @@ class NeuronPruning(_GatedPruning):
     def gates(self, model: nn.Module) -> list[Tensor]:
         return [layer.output.dense.neuron_gate for layer in encoder_layers(model)]
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         model = hf_model(student, self.name)
         for layer in encoder_layers(model):
             _install(layer.output.dense, "neuron_gate", model.config.intermediate_size, _gate_neurons, True)
@@ -223,8 +233,8 @@ class NeuronPruning(_GatedPruning):
         ):
             gate[removed] = 0.0
 
-    @hookimpl
-    def distill_finalize_student(self, student: Student) -> None:
+    @override
+    def finalize(self, student: Student) -> None:
         model = hf_model(student, self.name)
         sizes = []
         for layer in encoder_layers(model):
@@ -251,8 +261,8 @@ class LayerPruning(Compression):
     stage: ClassVar[Stage] = Stage.STRUCTURE
     requires: ClassVar[frozenset[str]] = frozenset({"hidden_states"})
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         model = hf_model(student, self.name)
         layers = encoder_layers(model)
         if (
@@ -266,8 +276,8 @@ class LayerPruning(Compression):
             if position in self.layers:
                 layer.layer_gate.zero_()
 
-    @hookimpl
-    def distill_finalize_student(self, student: Student) -> None:
+    @override
+    def finalize(self, student: Student) -> None:
         model = hf_model(student, self.name)
         kept = [layer for layer in encoder_layers(model) if layer.layer_gate.item() != 0]
         for layer in kept:

@@ -16,10 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from typing_extensions import override
 
-from distill import hookimpl
-from distill.compression import Compression, Stage
-from distill.errors import DistillError
-from distill.student import Student
+from distill import Compression, DistillError, Stage, Student
 
 
 def cubic_sparsity(progress: float, target: float, begin: float, end: float) -> float:
@@ -85,8 +82,8 @@ class MagnitudePruning(Compression):
             raise DistillError(f"{self.name} needs 0 <= sparsity < 1 and 0 <= begin < end <= 1")
         self.settled_at = self.end
 
-    @hookimpl
-    def distill_callbacks(self) -> list[Callback]:
+    @override
+    def callbacks(self) -> list[Callback]:
         return [UnstructuredMasks(self)]
 
     def scores(self, weights: dict[str, nn.Parameter], movement: dict[str, Tensor]) -> dict[str, Tensor]:

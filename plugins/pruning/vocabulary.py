@@ -17,11 +17,9 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from typing_extensions import override
 
-from distill import hookimpl
-from distill.compression import Compression, Stage
-from distill.errors import DistillError
-from distill.student import Student
+from distill import Compression, DistillError, Stage, Student
 
 
 def word_embedding(student: Student, vocabulary: int) -> tuple[nn.Module, str, nn.Embedding]:
@@ -65,8 +63,8 @@ class VocabularyPruning(Compression):
 
     stage: ClassVar[Stage] = Stage.STRUCTURE
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         self._tokenizer = teacher.tokenizer if teacher is not None else student.tokenizer
         vocabulary = len(self._tokenizer)
         word_embedding(student, vocabulary)  # fail early if there is none
@@ -92,8 +90,8 @@ class VocabularyPruning(Compression):
         flat = torch.tensor([i for row in ids for i in row], dtype=torch.long)
         return torch.bincount(flat, minlength=vocabulary)
 
-    @hookimpl
-    def distill_finalize_student(self, student: Student) -> None:
+    @override
+    def finalize(self, student: Student) -> None:
         kept = student.vocabulary_kept.nonzero().flatten()
         if kept.numel() <= len(self._tokenizer.all_special_ids):
             raise DistillError(

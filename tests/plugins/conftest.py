@@ -65,8 +65,8 @@ def compress(
 
 def export(module: DistillationModule, folder: Path) -> Path:
     """What `distill fit` does after training: make the methods permanent, then save."""
-    finalize(module.run_hooks, module.student)
-    export_student(module.student, module.tokenizer, folder, {}, module.run_hooks)
+    finalize(module.compression, module.student)
+    export_student(module.student, module.tokenizer, folder, {}, module.compression)
     return folder
 
 

@@ -6,9 +6,8 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from distill.compression import Compression, Stage, finalize, run_plugin_manager
+from distill.compression import Compression, Stage, finalize, ordered
 from distill.data import GlueDataModule
-from distill.hookspecs import hookimpl
 from distill.module import DistillationModule
 from distill.plugins.early_exit import EarlyExit
 from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD
@@ -77,21 +76,20 @@ class Recorder(Compression):
     def __init__(self, stage: Stage, log: list[str]) -> None:
         self.stage, self.log = stage, log
 
-    @hookimpl
-    def distill_configure_student(self, student, teacher, data) -> None:
+    def configure_student(self, student, teacher, data) -> None:
         self.log.append(self.stage.name)
 
-    @hookimpl
-    def distill_finalize_student(self, student) -> None:
+    def finalize(self, student) -> None:
         self.log.append(self.stage.name)
 
 
 def test_methods_compound_in_stage_order_and_unwind_in_reverse():
     log: list[str] = []
     stages = [Stage.EXITS, Stage.MASKS, Stage.STRUCTURE, Stage.FAKE_QUANT, Stage.MASKS]
-    manager = run_plugin_manager([type(f"M{i}", (Recorder,), {})(stage, log) for i, stage in enumerate(stages)])
-    manager.hook.distill_configure_student(student=None, teacher=None, data=None)
+    methods = [type(f"M{i}", (Recorder,), {})(stage, log) for i, stage in enumerate(stages)]
+    for method in ordered(methods):  # as DistillationModule calls every lifecycle method
+        method.configure_student(None, None, None)
     assert log == ["STRUCTURE", "MASKS", "MASKS", "FAKE_QUANT", "EXITS"]
     log.clear()
-    finalize(manager, student=None)
+    finalize(methods, student=None)
     assert log == ["EXITS", "FAKE_QUANT", "MASKS", "MASKS", "STRUCTURE"]

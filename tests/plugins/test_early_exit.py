@@ -8,10 +8,10 @@ from lightning.pytorch import Callback
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distill.bench import run_bench
+from distill.compression import served_logits
 from distill.loading import load_model
 from distill.module import SELECTION
 from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
-from distill.registry import get_plugin_manager
 from distill.students.bert import BertStudent
 from distill.tasks import get_task
 from tests.conftest import REFERENCE_TEACHER, SST2
@@ -96,7 +96,7 @@ def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
     folder, _ = exported
     model, tokenizer = load_model(folder)
     logits(model, tokenizer, DEV_TEXTS)
-    sections = [s for group in get_plugin_manager().hook.distill_report_sections(model=model) for s in group]
+    sections = EarlyExit.report_sections(model)
     assert sections and sections[0]["data"]["mean exit layer"] >= 1.0
     rows = run_bench(str(tiny_teacher), [str(folder)], get_task("sst2"), SST2, tmp_path, ["ee"], latency_rows=16)
     names = [r["model"] for r in rows]
@@ -131,7 +131,7 @@ def test_validation_scores_what_the_export_serves(exported, criterion, threshold
         monkeypatch.setattr(method, name, value)
     batch = dict(tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"))
     with torch.no_grad():
-        scored = module.run_hooks.hook.distill_served_logits(student=module.student, batch=batch)
+        scored = served_logits(module.compression, module.student, batch)
     exiting = with_setting(served, **settings)
     torch.testing.assert_close(scored, logits(exiting, tokenizer, DEV_TEXTS), atol=1e-4, rtol=1e-4)
     full_depth = logits(module, tokenizer, DEV_TEXTS)

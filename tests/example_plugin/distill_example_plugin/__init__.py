@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing_extensions import override
 
 from distill import Compression, Features, LossTerm, Stage, Student, hookimpl
 
@@ -32,8 +33,8 @@ class FreezeEmbeddings(Compression):
 
     stage = Stage.STRUCTURE
 
-    @hookimpl
-    def distill_configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         for module in student.modules():
             if isinstance(module, torch.nn.Embedding):
                 module.weight.requires_grad_(False)
