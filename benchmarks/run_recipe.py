@@ -6,7 +6,7 @@
 Writes benchmarks/results/<name>.json (numbers, command, date, machine; the name defaults to the recipe's) and
 regenerates benchmarks/RESULTS.md. Any student family works: the export is loaded with distill's own loader.
 `--remeasure` skips training and measures the existing export again, e.g. after `distill export --model
-benchmarks/out/<name>/student --int8 true` added an int8 copy; the training record is kept.
+benchmarks/out/<name>/student --variants [DynamicQuantization]` added an int8 copy; the training record is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from distill.bench import compression_kinds, dev_texts, measure_models
+from distill.bench import dev_texts, measure_models
+from distill.compression import installed_kinds
 from distill.loading import load_model
 from distill.tasks import get_task
 
@@ -73,7 +74,7 @@ def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path
     folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
     models = {name: (*load_model(folder), folder) for name, folder in folders.items()}
     for name, (model, tokenizer, folder) in list(models.items())[1:]:
-        for kind in compression_kinds():
+        for kind in installed_kinds():
             models |= {variant: (copy, tokenizer, folder) for variant, copy in kind.bench_variants(name, model)}
     measured = measure_models(models, task, texts, labels, latency_rows=len(texts))
     return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}

@@ -15,6 +15,7 @@ from distill.hookspecs import hookimpl
 from distill.layers import LayerMap, resolve_layer_map
 from distill.loading import SLIMMED, load_model, load_transformer
 from distill.loss import LossTerm
+from distill.measure import sparsity
 from distill.schedule import Ramp
 from distill.student import Student, StudentConfig
 from distill.tasks import GlueTask
@@ -48,4 +49,5 @@ __all__ = [
     "pca_basis",
     "reduce_to",
     "resolve_layer_map",
+    "sparsity",
 ]

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from distill.compression import Compression, method_kinds
+from distill.compression import installed_kinds
 from distill.data import load_glue_from_hub, read_glue_tsv
 from distill.errors import DistillError
 from distill.export import write_json_atomic, write_text_atomic
@@ -97,13 +97,6 @@ def compare_latency(
     }
 
 
-def compression_kinds() -> list[type[Compression]]:
-    """Every installed compression method's class, once per distinct report and bench implementation."""
-    from distill.registry import registered
-
-    return method_kinds([cls for cls, _ in registered("compression").values()])
-
-
 def measure_models(
     models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
     task: GlueTask,
@@ -119,7 +112,7 @@ def measure_models(
         texts, labels: the evaluation split; the first `latency_rows` texts are the latency mix.
         latency_rows: how many examples make up the fixed sequence-length mix that is timed.
     """
-    kinds = compression_kinds()
+    kinds = installed_kinds()
     results: dict[str, dict] = {}
     for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring on dev", unit="model"):
         results[name] = {
@@ -170,7 +163,7 @@ def run_bench(
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
-    kinds = compression_kinds()
+    kinds = installed_kinds()
     models = {"teacher": (*load_model(teacher), Path(teacher))}
     for name, folder in zip(names, students, strict=True):
         model, tokenizer = load_model(folder)

@@ -297,15 +297,13 @@ def bench_data(students: list[str], task: str | None, data_dir: str | None) -> t
 
 
 def export_command(argv: list[str]) -> None:
-    """`distill export`: export a checkpoint like `distill fit` does, and/or add ONNX and int8 copies."""
+    """`distill export`: export a checkpoint like `distill fit` does, and/or add ONNX copies and the export
+    variants of compression methods (`--variants [DynamicQuantization]` adds int8/)."""
     parser = ArgumentParser(prog="distill export", exit_on_error=False, description=export_command.__doc__)
     parser.add_argument("--checkpoint", type=str | None, default=None, help="a .ckpt written by distill fit")
     parser.add_argument("--model", type=str | None, default=None, help="an existing export folder to add to")
     parser.add_argument("--out", type=str | None, default=None, help="export folder (default: <run>/student)")
     parser.add_argument("--onnx", type=bool, default=False, help="add onnx/model.onnx and onnx/model_int8.onnx")
-    parser.add_argument(
-        "--int8", type=bool, default=False, help="add int8/: shorthand for --variants [DynamicQuantization]"
-    )
     parser.add_argument(
         "--variants",
         type=list[str],
@@ -326,7 +324,7 @@ def export_command(argv: list[str]) -> None:
         card = json.loads((folder / "card.json").read_text())
     written = [folder]
     methods = registered("compression")
-    for name in [*args.variants, *(["DynamicQuantization"] if args.int8 else [])]:
+    for name in args.variants:
         if name not in methods:
             raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
         written += methods[name][0]().export_variants(folder)

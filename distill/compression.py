@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from distill.errors import DistillError
 from distill.features import Anatomy
+from distill.registry import registered
 from distill.student import Student
 
 if TYPE_CHECKING:
@@ -113,6 +114,13 @@ class Compression:
         """Variants of a loaded model to measure beside it (e.g. early exit at several thresholds)."""
         return []
 
+    @classmethod
+    def onnx_network(cls, model: nn.Module) -> nn.Module | None:
+        """What a static graph (ONNX) can hold in place of a loaded model this method shaped, where the model
+        itself cannot be traced (early exit: the full-depth network, since rows cannot leave a graph); None
+        leaves the model as it is."""
+        return None
+
 
 def ordered(methods: list[Compression]) -> list[Compression]:
     """Stage order, declared order within a stage."""
@@ -159,10 +167,16 @@ def export_variants(methods: list[Compression], directory: Path) -> list[Path]:
     return [path for method in ordered(methods) for path in method.export_variants(directory)]
 
 
-def method_kinds(classes: list[type[Compression]]) -> list[type[Compression]]:
-    """One class per distinct implementation of the class-level readers, so a subclass that inherits its
-    parent's `report_sections` and `bench_variants` does not report or bench a model twice."""
-    seen: dict[tuple[Any, Any], type[Compression]] = {}
-    for cls in classes:
-        seen.setdefault((cls.report_sections.__func__, cls.bench_variants.__func__), cls)
-    return list(seen.values())
+def installed_kinds() -> list[type[Compression]]:
+    """Every installed method class, once per distinct implementation of the class-level readers, so a subclass
+    that inherits its parent's `report_sections` or `bench_variants` does not report or bench a model twice."""
+    readers = ("report_sections", "bench_variants", "onnx_network")
+    kinds: dict[tuple[Any, ...], type[Compression]] = {}
+    for cls, _ in registered("compression").values():
+        kinds.setdefault(tuple(getattr(cls, reader).__func__ for reader in readers), cls)
+    return list(kinds.values())
+
+
+def onnx_network(model: nn.Module) -> nn.Module:
+    """The module to trace into ONNX for a loaded model: an installed method's stand-in, or the model itself."""
+    return next((net for kind in installed_kinds() if (net := kind.onnx_network(model)) is not None), model)

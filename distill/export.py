@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from distill.compression import Compression, export_variants, finalize, ordered
+from distill.compression import Compression, export_variants, finalize, onnx_network, ordered
 from distill.errors import DistillError
 from distill.measure import count_parameters, weights_size_on_disk
 from distill.registry import plugin_versions
@@ -120,7 +120,7 @@ def export_onnx_variants(folder: Path, pair: bool) -> list[Path]:
     from distill.onnx import export_onnx
 
     model, tokenizer = load_model(folder)
-    network = getattr(model, "exportable", model)  # early exit: the full-depth network; rows cannot leave in ONNX
+    network = onnx_network(model)
     with atomic_directory(folder / "onnx") as scratch:
         export_onnx(network, tokenizer, scratch / "model.onnx", pair)
         # The exporter records intermediate shapes from its sample batch; the quantizer re-infers them, so drop them.

@@ -15,7 +15,6 @@ from distill.callbacks import TrainingThroughput
 from distill.compression import finalize
 from distill.export import export_student, write_json_atomic
 from distill.loading import load_model
-from distill.measure import sparsity
 from distill.module import SELECTION, DistillationModule
 from distill.registry import plugin_versions
 from distill.report import compare, pareto_plot, write_report
@@ -115,10 +114,7 @@ def report_card(
     for variant in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         models[f"student-{variant.name}"] = (*load_model(variant), variant)  # e.g. the int8 copy
     measured = measure_models(models, task, texts, labels, latency_rows)
-    student_sparsity = sparsity(student)
     sections = measured["student"]["sections"]
-    if student_sparsity["overall"] > 0.01:
-        sections = [{"title": "Sparsity of the student's Linear weights", "data": student_sparsity}, *sections]
     return {
         "task": task.name,
         "rows": compare(measured, task),

@@ -123,11 +123,6 @@ class EarlyExitModel(nn.Module):
         self.criterion, self.threshold, self.patience = criterion, threshold, patience
         self.reset_exits()
 
-    @property
-    def exportable(self) -> nn.Module:
-        """What a static graph (ONNX) can hold: the full-depth classifier, without exits."""
-        return self.model
-
     def reset_exits(self) -> None:
         self.exits = torch.zeros(len(encoder_layers(self.model)), dtype=torch.long)
 
@@ -243,6 +238,12 @@ class EarlyExit(Compression):
             variant.reset_exits()
             variants.append((f"{name}@{attribute}={value}", variant))
         return variants
+
+    @classmethod
+    @override
+    def onnx_network(cls, model: nn.Module) -> nn.Module | None:
+        """A static graph cannot let rows leave: ONNX holds the full-depth classifier, without exits."""
+        return model.model if isinstance(model, EarlyExitModel) else None
 
     @classmethod
     @override
