@@ -220,6 +220,9 @@ class GlueDataModule(LightningDataModule):
             batched=True,
             remove_columns=list(self.task.text_columns),
             cache_file_name=str(self.cache_dir / f"{self.task.name}-{split}-{key}.arrow"),
+            # `key` already names the exact result; without it datasets pickles this whole module (the teacher
+            # included) to fingerprint the transform, seconds of every run spent outside training.
+            new_fingerprint=key,
             desc=f"tokenising {self.task.name} {split}",
         )
         tokenised = tokenised.select_columns([c for c in MODEL_COLUMNS if c in tokenised.column_names])

@@ -62,7 +62,7 @@ def test_movement_and_magnitude_choose_different_weights(tiny_teacher, tmp_path)
         module, _ = compress(tiny_teacher, tmp_path / method.__name__, [method(sparsity=0.5, end=0.5)])
         masks.append(torch.cat([(w != 0).flatten() for w in prunable(module.student).values()]))
     agreement = (masks[0] == masks[1]).float().mean().item()
-    assert 0.5 < agreement < 0.99
+    assert 0.4 < agreement < 0.99  # masks of 50% agree by chance on half the weights; they must differ
 
 
 def test_head_pruning_shrinks_the_export_which_reloads_and_runs_as_onnx_with_the_masked_outputs(tiny_teacher, tmp_path):
