@@ -42,6 +42,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+    _as_umask_allows(scratch, 0o777)
     os.rename(scratch, target)  # fails rather than replaces if the target appeared meanwhile
 
 
@@ -51,7 +52,15 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "wb") as stream:
         stream.write(payload)
+    _as_umask_allows(Path(scratch), 0o666)
     os.replace(scratch, path)
+
+
+def _as_umask_allows(path: Path, mode: int) -> None:
+    """tempfile makes scratch files 0600 and folders 0700; give the result the mode a plain write would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(mode & ~umask)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

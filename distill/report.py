@@ -50,7 +50,7 @@ def compare(measured: dict[str, dict], task: GlueTask, teacher: str = "teacher")
 
 def signed_change(drop_points: float) -> str:
     """Student minus teacher, signed so that a loss reads as a loss: "-1.15" lost, "+0.23" gained."""
-    return f"{-drop_points:+.2f}"
+    return f"{0.0 - drop_points:+.2f}"  # 0.0 - x, not -x: the teacher's own row reads +0.00, not -0.00
 
 
 def change_in_words(drop_points: float) -> str:

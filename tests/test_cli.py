@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,12 @@ def test_a_non_finite_loss_stops_the_run_naming_the_term_and_exports_nothing(tin
     run = tmp_path / "nan"
     assert list((run / "checkpoints").glob("best-step=4.ckpt"))  # what it saved before is kept, for inspection
     assert not (run / "student").exists() and not (run / "report.json").exists()
+
+
+def test_exports_and_reports_get_the_permissions_a_plain_write_would(fitted_run):
+    """Atomic writes go through tempfile, whose 0600/0700 would hide an export from the rest of a team."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (fitted_run / "student").stat().st_mode & 0o777 == 0o777 & ~umask
+    for path in (fitted_run / "student" / "card.json", fitted_run / "report.md"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
