@@ -1,0 +1,118 @@
+"""Contract tests over the whole registry, as timm tests every model: a plugin is covered the day it registers.
+
+Every registered student family builds with its defaults, trains a step, exports and reloads to the same outputs;
+every loss runs on every family that provides what it reads; every compression method trains, finalises, exports
+and reloads to what the run served.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distill import DistillError, Teacher
+from distill.compression import finalize, served_logits
+from distill.export import export_student
+from distill.loading import load_model
+from distill.module import DistillationModule
+from distill.registry import registered
+from distill.tasks import get_task
+from tests.conftest import REFERENCE_TEACHER, ROOT, SST2
+from tests.plugins.conftest import compress
+
+STUDENTS, LOSSES, METHODS = (sorted(registered(kind)) for kind in ("students", "losses", "compression"))
+TEXTS = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:9]]
+
+
+def offline_settings(name: str, tiny_teacher) -> dict:
+    """Defaults, except where a default names the hub (unreachable here) or a file a search writes."""
+    return {
+        "PretrainedStudent": {"model": str(tiny_teacher)},
+        "NasCnnStudent": {"genotype": str(ROOT / "configs" / "sst2" / "nas_cnn_genotype.json")},
+    }.get(name, {})
+
+
+METHOD_SETTINGS = {"LayerPruning": {"layers": [2]}}  # which layers to drop has no sensible default
+
+
+@pytest.fixture(scope="module")
+def teacher() -> Teacher:
+    """The reference teacher: families' defaults are sized for a real encoder (a 300-wide BiLSTM table)."""
+    return Teacher(str(REFERENCE_TEACHER))
+
+
+@pytest.fixture(scope="module")
+def batch(teacher) -> dict:
+    encoded = dict(teacher.tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    return {**encoded, "labels": torch.tensor([0, 1] * 4), "idx": torch.arange(len(TEXTS))}
+
+
+def build(name: str, teacher: Teacher, tiny_teacher):
+    config = registered("students")[name][0](**offline_settings(name, tiny_teacher))
+    return config.build(teacher, get_task("sst2"))
+
+
+def served(model, batch: dict) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    output = model(**inputs)
+    return output.logits if hasattr(output, "logits") else output
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_every_student_family_trains_a_step_exports_and_reloads(name, teacher, tiny_teacher, batch, tmp_path):
+    torch.manual_seed(0)
+    student = build(name, teacher, tiny_teacher).train()
+    loss = F.cross_entropy(student(batch, frozenset({"logits"})).logits, batch["labels"])
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3).step()
+    student.eval()
+    with torch.no_grad():
+        expected = student(batch, frozenset({"logits"})).logits
+    export_student(student, teacher.tokenizer, tmp_path / "export", {"task": "sst2"})
+    model, _ = load_model(tmp_path / "export")
+    with torch.no_grad():
+        torch.testing.assert_close(served(model, batch), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("student_name", STUDENTS)
+@pytest.mark.parametrize("loss_name", LOSSES)
+def test_every_loss_runs_on_every_student_that_provides_what_it_reads(
+    loss_name, student_name, teacher, tiny_teacher, batch
+):
+    student = build(student_name, teacher, tiny_teacher).train()
+    term = registered("losses")[loss_name][0]()
+    if not term.needs <= student.anatomy.provides:  # then the run is refused at set-up, naming the loss
+        config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
+        with pytest.raises(DistillError, match=f"loss '{term.name}' needs"):
+            DistillationModule(student=config, losses=[term], teacher=str(REFERENCE_TEACHER))
+        return
+    try:
+        term.setup(student=student.anatomy, teacher=teacher.anatomy)
+    except DistillError as refusal:  # a pair the maths rules out is refused before training, in one line
+        assert str(refusal) and "\n" not in str(refusal)
+        return
+    teacher_features = teacher(batch, term.from_teacher) if term.from_teacher else None
+    value = term(student(batch, frozenset({"logits"}) | term.needs), teacher_features, batch)
+    assert value.ndim == 0 and torch.isfinite(value)
+    value.backward()
+    assert any(p.grad is not None for p in student.parameters())
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_compression_method_trains_finalises_exports_and_reloads(name, tiny_teacher, tmp_path):
+    method = registered("compression")[name][0](**METHOD_SETTINGS.get(name, {}))
+    module, _ = compress(tiny_teacher, tmp_path, [method], steps=40)  # enough for the defaults' schedules
+    finalize(module.compression, module.student)
+    card = export_student(module.student, module.tokenizer, tmp_path / "export", {}, module.compression)
+    model, tokenizer = load_model(tmp_path / "export")  # its own tokenizer: vocabulary pruning renumbers pieces
+    batch = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    with torch.no_grad():  # what the finalised student serves: through a method (exits) or its own classifier
+        expected = served_logits(module.compression, module.student, batch)
+        if expected is None:
+            expected = module.student(batch, frozenset({"logits"})).logits
+        torch.testing.assert_close(served(model, batch), expected, atol=1e-4, rtol=1e-4)
+    for variant in card.get("variants", {}):  # e.g. int8/: it loads and answers on the same rows
+        quantized, _ = load_model(tmp_path / "export" / variant)
+        assert served(quantized, batch).shape == expected.shape
