@@ -1,0 +1,31 @@
+"""Every shipped recipe resolves: its keys, class names and shared data blocks are what distill fit reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, run_cli
+
+OVERLAYS = {"quickstart.yaml"}  # stacked on a recipe, never run alone
+SHARED = {"data.yaml", "data_transfer.yaml"}  # data blocks that recipes name (`data: data.yaml`)
+RECIPES = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml") if p.name not in OVERLAYS | SHARED)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=str)
+def test_every_recipe_resolves_with_its_shared_data_block(recipe: Path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)  # recipes give paths relative to the repository root, as the README runs them
+    overlay = ["--config", "configs/quickstart.yaml"] if recipe.parent.name == "sst2" else []
+    with pytest.raises(SystemExit) as done:
+        run_cli("fit", "--config", str(recipe), *overlay, "--print_config")
+    assert done.value.code in (0, None)
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["data"]["task"] and Path(resolved["data"]["data_dir"]).is_dir()
+    assert resolved["model"]["losses"]
+
+
+def test_the_sst2_recipes_share_their_data_block():
+    inline = [p.name for p in (ROOT / "configs" / "sst2").glob("*.yaml") if "\n  data_dir:" in p.read_text()]
+    assert inline == ["nas_cnn_search.yaml"]  # the search alone trains on batches of 64 without the transfer set
