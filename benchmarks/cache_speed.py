@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
-from distill.cache import TeacherCache
-from distill.data import GlueDataModule
-from distill.module import DistillationModule
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
+from distill.training.cache import TeacherCache
+from distill.training.data import GlueDataModule
+from distill.training.module import DistillationModule
 
 HERE = Path(__file__).resolve().parent
 TEACHER = HERE.parent.parent / "shared" / "teachers" / "minilm-l6-sst2"

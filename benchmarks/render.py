@@ -10,7 +10,7 @@ import json
 import shlex
 from pathlib import Path
 
-from distill.report import pareto_plot, signed_change
+from distill.delivery.report import pareto_plot, signed_change
 
 HERE = Path(__file__).resolve().parent
 SPECIAL = {

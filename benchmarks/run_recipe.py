@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from distill.bench import dev_texts, measure_models
 from distill.compression import installed_kinds
-from distill.loading import load_model
+from distill.delivery.bench import dev_texts, measure_models
+from distill.delivery.loading import load_model
 from distill.tasks import get_task
 
 HERE = Path(__file__).resolve().parent

@@ -52,12 +52,12 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from distill.data import read_glue_tsv
-from distill.module import DistillationModule
 from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.students.bert import BertStudent
 from distill.tasks import get_task
 from distill.teacher import Teacher
+from distill.training.data import read_glue_tsv
+from distill.training.module import DistillationModule
 
 HERE = Path(__file__).resolve().parent
 TEACHER = HERE.parent.parent / "shared" / "teachers" / "minilm-l6-sst2"

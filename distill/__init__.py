@@ -6,21 +6,21 @@ Everything a plugin needs is importable from here; the built-ins under students/
 from __future__ import annotations
 
 from distill.compression import Compression, Stage
+from distill.delivery.export import atomic_directory
+from distill.delivery.loading import SLIMMED, load_model, load_transformer
+from distill.delivery.measure import sparsity
 from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
-from distill.export import atomic_directory
 from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
 from distill.hf import load_classifier, load_tokenizer
 from distill.hookspecs import hookimpl
 from distill.layers import LayerMap, resolve_layer_map
-from distill.loading import SLIMMED, load_model, load_transformer
 from distill.loss import LossTerm
-from distill.measure import sparsity
 from distill.schedule import Ramp
 from distill.student import Student, StudentConfig
 from distill.tasks import GlueTask
 from distill.teacher import Teacher
-from distill.transfer import UNLABELLED
+from distill.training.transfer import UNLABELLED
 
 __version__ = "0.1.0"
 __all__ = [

@@ -18,18 +18,20 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
-from distill.bench import run_bench
-from distill.checkpoints import check_checkpoint
 from distill.compression import Compression
-from distill.data import GlueDataModule
+from distill.delivery.bench import run_bench
+from distill.delivery.export import CARD_NAME, export_checkpoint, export_onnx_variants
+from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
+from distill.delivery.predict import predict
+from distill.delivery.report import table_markdown
 from distill.errors import DistillError
-from distill.export import CARD_NAME, export_checkpoint, export_onnx_variants
-from distill.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
-from distill.module import SELECTION, DistillationModule
-from distill.predict import predict
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
-from distill.report import table_markdown
-from distill.run_folder import (
+from distill.student import StudentConfig
+from distill.tasks import GlueTask, get_task
+from distill.training.checkpoints import check_checkpoint
+from distill.training.data import GlueDataModule
+from distill.training.module import SELECTION, DistillationModule
+from distill.training.run_folder import (
     BEST_PATTERN,
     CHECKPOINTS,
     EXPORT_NAME,
@@ -37,8 +39,6 @@ from distill.run_folder import (
     find_run_folder,
     remove_superseded_best,
 )
-from distill.student import StudentConfig
-from distill.tasks import GlueTask, get_task
 
 DEFAULT_ROOT = "runs"
 RUN_DIR_ENV = "DISTILL_RUN_DIR"
@@ -198,7 +198,7 @@ class DistillCLI(LightningCLI):
 
     def _discard_unfinished_run(self) -> None:
         """A run stopped by bad input leaves nothing behind, unless it already saved a checkpoint. Only a folder
-        this invocation created and marked is ever removed (see distill.run_folder)."""
+        this invocation created and marked is ever removed (see distill.training.run_folder)."""
         if self._created is not None:
             self._created.discard()
 

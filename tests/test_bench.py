@@ -6,7 +6,7 @@ import matplotlib.image
 import pytest
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from distill.measure import count_parameters
+from distill.delivery.measure import count_parameters
 from tests.conftest import REFERENCE_TEACHER, SST2, cli_error, run_cli, tiny_bert_config
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from distill.cache import CacheStore, TeacherCache, at_cache_precision
-from distill.data import GlueDataModule
 from distill.errors import DistillError
-from distill.module import DistillationModule
 from distill.plugins.losses import HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.students.bert import BertStudent
+from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
+from distill.training.data import GlueDataModule
+from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
 

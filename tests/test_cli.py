@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distill.measure import count_parameters
-from distill.module import DistillationModule
+from distill.delivery.measure import count_parameters
+from distill.training.module import DistillationModule
 from tests.conftest import RTE, SST2, base_config, cli_error, run_cli, write_config
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from distill.data import GlueDataModule, read_glue_tsv
 from distill.errors import DistillError
 from distill.tasks import get_task
+from distill.training.data import GlueDataModule, read_glue_tsv
 from tests.conftest import REFERENCE_TEACHER, RTE, SST2
 
 

@@ -10,8 +10,8 @@ import onnxruntime
 import pytest
 import torch
 
-from distill.loading import load_model
-from distill.onnx import export_onnx
+from distill.delivery.loading import load_model
+from distill.delivery.onnx import export_onnx
 from distill.student import StudentClassifier
 from distill.students.bilstm import BiLSTMStudent
 from distill.students.cnn import CNNStudent

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from distill.measure import count_parameters, sparsity, weights_size_on_disk
+from distill.delivery.measure import count_parameters, sparsity, weights_size_on_disk
 
 
 def test_known_model_gives_exactly_its_parameter_counts():

@@ -4,12 +4,12 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
-from distill.data import GlueDataModule
 from distill.errors import DistillError
 from distill.loss import LossTerm
-from distill.module import DistillationModule
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
+from distill.training.data import GlueDataModule
+from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
 

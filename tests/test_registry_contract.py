@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from distill import DistillError, Teacher
 from distill.compression import finalize, served_logits
-from distill.export import export_student
-from distill.loading import load_model
-from distill.module import DistillationModule
+from distill.delivery.export import export_student
+from distill.delivery.loading import load_model
 from distill.registry import registered
 from distill.tasks import get_task
+from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, ROOT, SST2
 from tests.plugins.conftest import compress
 

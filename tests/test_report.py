@@ -3,7 +3,7 @@ from __future__ import annotations
 import matplotlib.image
 import pytest
 
-from distill.report import compare, pareto_plot, report_markdown, table_markdown
+from distill.delivery.report import compare, pareto_plot, report_markdown, table_markdown
 from distill.tasks import get_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.run_folder import MARKER, CreatedRunFolder, find_run_folder
+from distill.training.run_folder import MARKER, CreatedRunFolder, find_run_folder
 from tests.conftest import ROOT, base_config, cli_error, tree, write_config
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from distill.data import GlueDataModule
+from distill.training.data import GlueDataModule
 from tests.conftest import REFERENCE_TEACHER, SST2
 
 ROWS, BATCH = 640, 16

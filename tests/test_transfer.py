@@ -4,11 +4,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from distill.data import GlueDataModule
 from distill.features import Features
 from distill.plugins.losses import HardLabelCE
 from distill.teacher import Teacher
-from distill.transfer import UNLABELLED, TransferSet, nearest_neighbours
+from distill.training.data import GlueDataModule
+from distill.training.transfer import UNLABELLED, TransferSet, nearest_neighbours
 from tests.conftest import RTE, SST2
 
 

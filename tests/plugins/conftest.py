@@ -8,11 +8,11 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from distill.compression import finalize
-from distill.data import GlueDataModule
-from distill.export import export_student
-from distill.module import DistillationModule
+from distill.delivery.export import export_student
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
+from distill.training.data import GlueDataModule
+from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
 DEV_TEXTS = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:33]]

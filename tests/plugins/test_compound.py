@@ -7,13 +7,13 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from distill.compression import Compression, Stage, finalize, ordered
-from distill.data import GlueDataModule
-from distill.module import DistillationModule
 from distill.plugins.early_exit import EarlyExit
 from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.plugins.pruning import HeadPruning, MagnitudePruning
 from distill.plugins.quantization import QuantizationAwareTraining
 from distill.students.bert import BertStudent
+from distill.training.data import GlueDataModule
+from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
 

@@ -7,13 +7,13 @@ import torch
 from lightning.pytorch import Callback
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distill.bench import run_bench
 from distill.compression import served_logits
-from distill.loading import load_model
-from distill.module import SELECTION
+from distill.delivery.bench import run_bench
+from distill.delivery.loading import load_model
 from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
 from distill.students.bert import BertStudent
 from distill.tasks import get_task
+from distill.training.module import SELECTION
 from tests.conftest import REFERENCE_TEACHER, SST2
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
 

@@ -5,11 +5,10 @@ import torch
 from lightning.pytorch import Callback
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from distill.delivery.loading import load_model
+from distill.delivery.measure import count_parameters
+from distill.delivery.onnx import export_onnx
 from distill.errors import DistillError
-from distill.loading import load_model
-from distill.measure import count_parameters
-from distill.module import DistillationModule
-from distill.onnx import export_onnx
 from distill.plugins.losses import LogitsKD
 from distill.plugins.pruning import (
     HeadPruning,
@@ -21,6 +20,7 @@ from distill.plugins.pruning import (
 )
 from distill.plugins.pruning.unstructured import prunable
 from distill.students.bilstm import BiLSTMStudent
+from distill.training.module import DistillationModule
 from tests.conftest import SST2
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
 

@@ -4,8 +4,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from distill.loading import load_model
-from distill.measure import weights_size_on_disk
+from distill.delivery.loading import load_model
+from distill.delivery.measure import weights_size_on_disk
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.plugins.pruning import MagnitudePruning
 from distill.plugins.pruning.unstructured import prunable

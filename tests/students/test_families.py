@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from distill.delivery.loading import load_model
 from distill.errors import DistillError
-from distill.loading import load_model
-from distill.module import DistillationModule
 from distill.plugins.losses import AttentionKD, HardLabelCE, LogitsKD, PooledKD
 from distill.students._text import combine, segments
 from distill.students.bilstm import BiLSTMStudent
 from distill.students.cnn import CNNStudent
 from distill.tasks import get_task
 from distill.teacher import Teacher
+from distill.training.module import DistillationModule
 from tests.conftest import RTE, SST2, base_config, run_cli, write_config
 
 FAMILIES = {

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from distill.loading import load_model
-from distill.module import DistillationModule
+from distill.delivery.loading import load_model
 from distill.plugins.losses import LogitsKD
 from distill.students.nas_cnn import NAMES, ArchitectureCost, NasCnnSearch, NasCnnStudent
 from distill.tasks import get_task
 from distill.teacher import Teacher
+from distill.training.module import DistillationModule
 from tests.conftest import base_config, cli_error, run_cli, write_config
 
 SEARCH = {"embedding_dim": 16, "channels": 8, "cells": 2, "nodes": 2}

@@ -13,11 +13,11 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from distill.compression import installed_kinds
-from distill.data import load_glue_from_hub, read_glue_tsv
+from distill.delivery.export import write_json_atomic, write_text_atomic
+from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
-from distill.export import write_json_atomic, write_text_atomic
-from distill.measure import count_parameters, weights_size_on_disk
 from distill.tasks import GlueTask
+from distill.training.data import load_glue_from_hub, read_glue_tsv
 
 Batch = dict[str, Tensor]
 MAX_LENGTH = 128
@@ -157,8 +157,8 @@ def run_bench(
     Raises:
         DistillError: a folder holds no loadable model, or names and students differ in number.
     """
-    from distill.loading import load_model
-    from distill.report import compare, latency_markdown, pareto_plot, table_markdown
+    from distill.delivery.loading import load_model
+    from distill.delivery.report import compare, latency_markdown, pareto_plot, table_markdown
 
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:

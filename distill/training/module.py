@@ -11,8 +11,6 @@ from torch import Tensor, nn
 from transformers import SchedulerType, get_scheduler
 from typing_extensions import override
 
-from distill.cache import CacheStore, TeacherCache, at_cache_precision
-from distill.callbacks import ResumeRandomState, TrainingThroughput
 from distill.compression import Compression, check_combination, ordered, served_logits
 from distill.errors import DistillError
 from distill.features import Features
@@ -20,6 +18,8 @@ from distill.loss import LossTerm
 from distill.student import StudentConfig
 from distill.tasks import get_task
 from distill.teacher import Teacher
+from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
+from distill.training.callbacks import ResumeRandomState, TrainingThroughput
 
 SELECTION = "val/selection"  # what the best checkpoint is chosen on
 TOTAL_LOSS = "loss"  # train/loss: the weighted sum of the terms; no term may take this name

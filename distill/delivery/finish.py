@@ -10,15 +10,15 @@ from huggingface_hub import snapshot_download
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
 
-from distill.bench import dev_texts, latency_mix, measure_models
-from distill.callbacks import TrainingThroughput
 from distill.compression import finalize
-from distill.export import export_student, write_json_atomic
-from distill.loading import load_model
-from distill.module import SELECTION, DistillationModule
+from distill.delivery.bench import dev_texts, latency_mix, measure_models
+from distill.delivery.export import export_student, write_json_atomic
+from distill.delivery.loading import load_model
+from distill.delivery.report import compare, pareto_plot, write_report
 from distill.registry import plugin_versions
-from distill.report import compare, pareto_plot, write_report
-from distill.run_folder import EXPORT_NAME
+from distill.training.callbacks import TrainingThroughput
+from distill.training.module import SELECTION, DistillationModule
+from distill.training.run_folder import EXPORT_NAME
 
 
 @dataclass

@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
-from distill.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
 from distill.tasks import GlueTask, get_task
 from distill.teacher import Teacher
-from distill.transfer import TransferSet, build_transfer_set
+from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
+from distill.training.transfer import TransferSet, build_transfer_set
 
 csv.field_size_limit(sys.maxsize)  # some GLUE rows hold long passages
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from distill.bench import make_batches
+from distill.delivery.bench import make_batches
+from distill.delivery.export import CARD_NAME, write_text_atomic
+from distill.delivery.loading import load_model
 from distill.errors import DistillError
-from distill.export import CARD_NAME, write_text_atomic
-from distill.loading import load_model
 from distill.tasks import GlueTask, get_task
 
 

@@ -15,8 +15,8 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from distill.compression import Compression, export_variants, finalize, onnx_network, ordered
+from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
-from distill.measure import count_parameters, weights_size_on_disk
 from distill.registry import plugin_versions
 from distill.student import Student
 
@@ -110,7 +110,7 @@ def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
     Raises:
         DistillError: the checkpoint does not exist.
     """
-    from distill.module import DistillationModule
+    from distill.training.module import DistillationModule
 
     if not checkpoint.is_file():
         raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
@@ -125,8 +125,8 @@ def export_onnx_variants(folder: Path, pair: bool) -> list[Path]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from distill.loading import load_model
-    from distill.onnx import export_onnx
+    from distill.delivery.loading import load_model
+    from distill.delivery.onnx import export_onnx
 
     model, tokenizer = load_model(folder)
     network = onnx_network(model)

@@ -1,0 +1,1 @@
+"""Everything after fit: export, ONNX, loading, the report card, bench and predict."""
