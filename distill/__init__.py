@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from distill.compression import Compression, Stage
 from distill.delivery.export import atomic_directory
-from distill.delivery.loading import SLIMMED, load_model, load_transformer
+from distill.delivery.loading import load_model, load_transformer
 from distill.delivery.measure import sparsity
 from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
@@ -25,7 +25,6 @@ from distill.training.transfer import UNLABELLED
 __version__ = "0.1.0"
 __all__ = [
     "FEATURE_NAMES",
-    "SLIMMED",
     "UNLABELLED",
     "Anatomy",
     "Compression",

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from transformers import (
@@ -19,8 +20,6 @@ from transformers import (
 from distill.errors import DistillError
 from distill.registry import get_plugin_manager, registered
 from distill.student import STUDENT_META, Student, StudentClassifier
-
-SLIMMED = "distill_slimmed.json"  # marks exports whose layers are narrower than config.json describes
 
 
 def _registered_family(folder: Path) -> type[Student]:
@@ -60,14 +59,29 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     return model.eval(), tokenizer
 
 
-def load_transformer(folder: Path) -> PreTrainedModel:
-    """A Hugging Face classifier from `folder`, also when distill slimmed its layers below what config.json says.
+def _narrower_than_config(folder: Path) -> bool:
+    """True when a saved tensor's shape differs from the one its config implies (read from headers and a
+    weightless model on the meta device, so nothing is loaded twice)."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return False
+    with safe_open(str(weights), framework="pt") as saved:
+        shapes = {key: list(saved.get_slice(key).get_shape()) for key in saved.keys()}
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+    expected = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
+    return any(key in expected and expected[key] != shape for key, shape in shapes.items())
 
-    Per-layer head and neuron counts cannot be written in a BertConfig, so a slimmed export (marked by
-    SLIMMED) is built from its config and each Linear and Embedding is resized to the saved tensor before
-    loading; attention infers its head count from the projection width.
+
+def load_transformer(folder: Path) -> PreTrainedModel:
+    """A Hugging Face classifier from `folder`, also when its saved layers are narrower than config.json says.
+
+    Per-layer widths (heads and neurons a structured pruning removed) cannot be written in a config such as
+    BertConfig. When the saved tensors differ from the config's shapes, the model is built from its config and
+    each Linear and Embedding is resized to the saved tensor before loading; attention infers its head count
+    from the projection width.
     """
-    if not (folder / SLIMMED).is_file():
+    if not _narrower_than_config(folder):
         return AutoModelForSequenceClassification.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
     state = load_file(str(folder / "model.safetensors"))

@@ -8,9 +8,7 @@ the rest adapts. At export the units are cut out of the weights, so the exported
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -18,7 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import SLIMMED, Compression, DistillError, Stage, Student
+from distill import Compression, DistillError, Stage, Student
 from distill.plugins._bert_layout import encoder_layers, head_size, heads_in, hf_model, slice_linear
 
 
@@ -136,13 +134,6 @@ class _GatedPruning(Compression):
             for i, layer in enumerate(encoder_layers(model), start=1)
         }
         return [{"title": "Structure after pruning", "data": data}]
-
-    @override
-    def export_extras(self, student: Student, directory: Path) -> None:
-        """Layers narrower than config.json says can only be read by distill's resizing loader: mark them."""
-        shapes = slimmed_shapes(hf_model(student, self.name))
-        if shapes is not None:
-            (directory / SLIMMED).write_text(json.dumps(shapes, indent=2))
 
 
 def _lowest(scores: list[Tensor], count: int, floor: int = 1) -> list[list[int]]:
