@@ -10,7 +10,7 @@ callbacks a method returns from `callbacks`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -122,12 +122,12 @@ class Compression:
         return None
 
 
-def ordered(methods: list[Compression]) -> list[Compression]:
+def ordered(methods: Sequence[Compression]) -> list[Compression]:
     """Stage order, declared order within a stage."""
     return sorted(methods, key=lambda method: method.stage)
 
 
-def check_combination(methods: list[Compression], student: Anatomy) -> None:
+def check_combination(methods: Sequence[Compression], student: Anatomy) -> None:
     """Refuse, before any training, a method the student cannot host or two methods that cannot compound.
 
     Raises:
@@ -147,14 +147,14 @@ def check_combination(methods: list[Compression], student: Anatomy) -> None:
             raise DistillError(f"{first.name} and {second.name} cannot run together: {reason}")
 
 
-def finalize(methods: list[Compression], student: Student) -> None:
+def finalize(methods: Sequence[Compression], student: Student) -> None:
     """Finalize in reverse compounding order: the last method applied is undone first (fake-quant comes off
     before masked units are cut out of the weights)."""
     for method in reversed(ordered(methods)):
         method.finalize(student)
 
 
-def served_logits(methods: list[Compression], student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
+def served_logits(methods: Sequence[Compression], student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
     """The first answer, in stage order, of a method that changes what the export serves; None if none does."""
     return next(
         (logits for method in ordered(methods) if (logits := method.served_logits(student, batch)) is not None),
@@ -162,7 +162,7 @@ def served_logits(methods: list[Compression], student: Student, batch: Mapping[s
     )
 
 
-def export_variants(methods: list[Compression], directory: Path) -> list[Path]:
+def export_variants(methods: Sequence[Compression], directory: Path) -> list[Path]:
     """Every method's further exports of the saved folder, in stage order."""
     return [path for method in ordered(methods) for path in method.export_variants(directory)]
 

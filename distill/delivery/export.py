@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ def export_student(
     tokenizer: PreTrainedTokenizerBase,
     target: Path,
     card: dict[str, Any],
-    methods: list[Compression] = (),
+    methods: Sequence[Compression] = (),
 ) -> dict[str, Any]:
     """Save the student, its tokenizer, what the compression methods add, and its card into `target`;
     then let the methods derive further variants (such as int8) from the saved folder.
@@ -86,7 +86,7 @@ def export_student(
     """
     with atomic_directory(target) as scratch:
         student.save(scratch)
-        for method in ordered(list(methods)):
+        for method in ordered(methods):
             method.export_extras(student, scratch)
         (student.tokenizer or tokenizer).save_pretrained(scratch)
         card = {
@@ -98,7 +98,7 @@ def export_student(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_json_atomic(scratch / CARD_NAME, card)
-    if variants := export_variants(list(methods), target):
+    if variants := export_variants(methods, target):
         card["variants"] = {path.name: weights_size_on_disk(path) for path in variants}
         write_json_atomic(target / CARD_NAME, card)
     return card
