@@ -26,7 +26,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
 from distill.training.cache import TeacherCache
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 
 HERE = Path(__file__).resolve().parent
@@ -66,7 +66,7 @@ def run(student: BertStudent, rows: int, epochs: int, cache: Path | None) -> Epo
         learning_rate=2e-4,
         teacher_cache=TeacherCache(directory=str(cache)) if cache else None,
     )
-    data = GlueDataModule(
+    data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=module.tokenizer,

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from distill.compression import installed_kinds
-from distill.delivery.bench import dev_texts, measure_models
+from distill.delivery.bench import evaluation_rows, measure_models
 from distill.delivery.loading import load_model
-from distill.tasks import get_task
+from distill.training.data import resolve_data
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -68,8 +68,8 @@ def train(recipe: Path, extra: list[str], name: str) -> tuple[list[str], float]:
 def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path) -> dict:
     """Teacher, student, the student's export variants (int8) and bench variants (early-exit thresholds),
     on the same dev examples, timed interleaved in this one process."""
-    task = get_task(task_name)
-    texts, labels = dev_texts(task, data_dir)
+    task, source = resolve_data(task_name, None, None, str(data_dir))
+    texts, labels = evaluation_rows(task, task.read(source, "validation"))
     folders = {"teacher": teacher_dir, "student": student_dir}
     folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
     models = {name: (*load_model(folder), folder) for name, folder in folders.items()}

@@ -53,10 +53,10 @@ from lightning.pytorch.loggers import CSVLogger
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD
+from distill.registry import task_from_spec
+from distill.sources import DataFiles
 from distill.students.bert import BertStudent
-from distill.tasks import get_task
 from distill.teacher import Teacher
-from distill.training.data import read_glue_tsv
 from distill.training.module import DistillationModule
 
 HERE = Path(__file__).resolve().parent
@@ -82,8 +82,13 @@ class Clock:
         return [b - a for a, b in zip(self.stamps[warmup:], self.stamps[warmup + 1 :], strict=False)]
 
 
+def sst2_rows(file_name: str):
+    """One SST-2 file as distill's sst2 preset reads it: `sentence`, `labels` (class ids) and `idx`."""
+    return task_from_spec("sst2").read(DataFiles(train=str(SST2 / file_name)), "train")
+
+
 def fixed_batches(tokenizer, count: int, size: int = 32) -> list[dict]:
-    rows = read_glue_tsv(SST2 / "train.tsv", get_task("sst2"))
+    rows = sst2_rows("train.tsv")
     chosen = random.Random(0).sample(range(len(rows["labels"])), count * size)
     batches = []
     for start in range(0, len(chosen), size):
@@ -162,7 +167,7 @@ def scores(store: list, layer: int):
 
 def run_hand(batches: list[dict], steps: int, intermediate: bool) -> Clock:
     teacher = Teacher(str(TEACHER)).model
-    student = student_config().build(Teacher(str(TEACHER)), get_task("sst2")).model
+    student = student_config().build(Teacher(str(TEACHER)), task_from_spec("sst2")).model
     t_store, s_store = [], []
     if intermediate:
         qk_hooks(teacher, t_store)
@@ -198,7 +203,7 @@ def run_textbrewer(batches: list[dict], steps: int, intermediate: bool) -> Clock
     from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 
     teacher = Teacher(str(TEACHER)).model
-    student = student_config().build(Teacher(str(TEACHER)), get_task("sst2")).model
+    student = student_config().build(Teacher(str(TEACHER)), task_from_spec("sst2")).model
     extra = {}
     matches = []
     if intermediate:  # TextBrewer reads attention maps from model outputs, which needs the eager attention path
@@ -258,7 +263,7 @@ SEED, MAX_LENGTH = 42, 66
 def length_grouped_batches(tokenizer, steps: int, size: int = 32, pool: int = 50) -> list[dict]:
     """The hand loop's batches: each epoch shuffled, sorted by length within pools of `pool` batches, and the
     batches shuffled; padded to each batch's longest sentence."""
-    rows = read_glue_tsv(SST2 / "train.tsv", get_task("sst2"))
+    rows = sst2_rows("train.tsv")
     ids = tokenizer(rows["sentence"], truncation=True, max_length=MAX_LENGTH)["input_ids"]
     rng, chosen = random.Random(SEED), []
     while len(chosen) < steps:
@@ -294,7 +299,7 @@ def copy_of_teacher_layers(teacher, layers: list[int]):
 
 @torch.no_grad()
 def dev_accuracy(model, tokenizer) -> float:
-    rows = read_glue_tsv(SST2 / "dev.tsv", get_task("sst2"))
+    rows = sst2_rows("dev.tsv")
     model.eval()
     correct = 0
     for start in range(0, len(rows["labels"]), 64):

@@ -17,8 +17,9 @@ from distill.hookspecs import hookimpl
 from distill.layers import LayerMap, resolve_layer_map
 from distill.loss import LossTerm
 from distill.schedule import Ramp
+from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import Student, StudentConfig
-from distill.tasks import GlueTask
+from distill.task import Preset, Task
 from distill.teacher import Teacher
 from distill.training.transfer import UNLABELLED
 
@@ -30,13 +31,17 @@ __all__ = [
     "Compression",
     "DistillError",
     "Features",
-    "GlueTask",
+    "DataFiles",
+    "DataSource",
+    "HubDataset",
     "LayerMap",
     "LossTerm",
+    "Preset",
     "Ramp",
     "Stage",
     "Student",
     "StudentConfig",
+    "Task",
     "Teacher",
     "TransformerTap",
     "atomic_directory",

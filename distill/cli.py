@@ -10,6 +10,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
+import datasets
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace, set_parsing_settings
 from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -20,16 +21,18 @@ from typing_extensions import override
 
 from distill.compression import Compression
 from distill.delivery.bench import run_bench
-from distill.delivery.export import CARD_NAME, export_checkpoint, export_onnx_variants
+from distill.delivery.export import export_checkpoint, export_onnx_variants
 from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
+from distill.delivery.loading import CARD_NAME, card_task
 from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
-from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered
+from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered, task_from_spec
+from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import StudentConfig
-from distill.tasks import GlueTask, get_task
+from distill.task import Task
 from distill.training.checkpoints import check_checkpoint
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule, resolve_data
 from distill.training.module import SELECTION, DistillationModule
 from distill.training.run_folder import (
     BEST_PATTERN,
@@ -44,6 +47,7 @@ DEFAULT_ROOT = "runs"
 RUN_DIR_ENV = "DISTILL_RUN_DIR"
 # Which registry answers for a YAML key, so a misspelt class name gets the list of valid ones.
 _REGISTRY_FOR_KEY = {
+    "data.task": ("tasks", "task"),
     "model.losses": ("losses", "loss"),
     "model.student": ("students", "student"),
     "model.compression": ("compression", "compression method"),
@@ -78,7 +82,7 @@ class DistillCLI(LightningCLI):
         try:
             super().__init__(
                 DistillationModule,
-                GlueDataModule,
+                TaskDataModule,
                 args=args,
                 seed_everything_default=42,
                 save_config_callback=LoggedConfig,
@@ -104,9 +108,9 @@ class DistillCLI(LightningCLI):
             help="Name of the run folder under trainer.default_root_dir (default: config name + time)",
         )
         parser.add_class_arguments(ReportSettings, "report")
-        parser.link_arguments("data.task", "model.task")
-        parser.link_arguments("model.tokenizer", "data.tokenizer", apply_on="instantiate")
-        parser.link_arguments("model.teacher", "data.teacher", apply_on="instantiate")
+        # The data is read first: its training split fixes the label space the model's head is built for. The data
+        # takes the tokenizer (and the teacher, for a transfer set) from the model when training starts.
+        parser.link_arguments("data.task", "model.task", compute_fn=task_spec, apply_on="instantiate")
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str] | dict | Namespace | None) -> None:
@@ -182,7 +186,7 @@ class DistillCLI(LightningCLI):
         if self.trainer.is_global_zero:
             remove_superseded_best(self.run_dir, best_checkpoint_path(self.trainer))
         self._dump_config()
-        for wired in ("tokenizer", "teacher"):  # filled from the model at instantiation; not YAML keys
+        for wired in ("tokenizer", "teacher"):  # filled from the model when training starts; not YAML keys
             self.config_dump["data"].pop(wired, None)
         if self.search:
             path = finish_search(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)
@@ -201,6 +205,11 @@ class DistillCLI(LightningCLI):
         this invocation created and marked is ever removed (see distill.training.run_folder)."""
         if self._created is not None:
             self._created.discard()
+
+
+def task_spec(task: Task) -> dict:
+    """The data's task as the model receives it and checkpoints keep it: a spec with its labels fixed."""
+    return task.spec()
 
 
 def _close_runs(trainer: Trainer) -> None:
@@ -253,47 +262,65 @@ def bench_command(argv: list[str]) -> None:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("students", nargs="+", type=str, help="exported student folders")
     parser.add_argument("--teacher", type=str, required=True, help="the fine-tuned teacher folder")
-    parser.add_argument("--task", type=str | None, default=None, help="default: the task in the students' cards")
     parser.add_argument(
-        "--data_dir", type=str | None, default=None, help="GLUE task folder (default: the cards' data.data_dir)"
+        "--task", type=str | None, default=None, help="a task preset such as sst2 (default: the students' cards)"
+    )
+    parser.add_argument(
+        "--data_dir", type=str | None, default=None, help="the preset's data folder (default: the cards' data)"
+    )
+    parser.add_argument(
+        "--validation", type=str | None, default=None, help="a validation file to score on instead of the cards'"
     )
     parser.add_argument("--out", type=str, default="bench", help="folder for bench.json, bench.md, pareto.png")
     parser.add_argument("--names", type=list[str] | None, default=None, help="one display name per student")
-    parser.add_argument("--latency_rows", type=int, default=256, help="dev examples in the timed mix")
+    parser.add_argument("--latency_rows", type=int, default=256, help="validation examples in the timed mix")
     args = parser.parse_args(argv)
     for folder in (args.teacher, *args.students):
         if not Path(folder).expanduser().is_dir():
             raise DistillError(
                 f"model folder {folder} does not exist: give folders written by distill or save_pretrained"
             )
-    task, data_dir = bench_data(args.students, args.task, args.data_dir)
-    rows = run_bench(
-        args.teacher,
-        args.students,
-        task,
-        data_dir,
-        Path(args.out),
-        args.names,
-        args.latency_rows,
-    )
+    task, examples = bench_data(args.students, args.task, args.data_dir, args.validation)
+    rows = run_bench(args.teacher, args.students, task, examples, Path(args.out), args.names, args.latency_rows)
     print(table_markdown(rows))
     print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
 
 
-def bench_data(students: list[str], task: str | None, data_dir: str | None) -> tuple[GlueTask, Path | None]:
-    """The task and dev data to bench on: as given, else what the students were trained on (their cards).
+def bench_data(
+    students: list[str], task: str | None, data_dir: str | None, validation: str | None
+) -> tuple[Task, datasets.Dataset]:
+    """The task and the validation examples to bench on: a preset as given, else the task and data the students
+    were trained on (their cards), optionally with another validation file.
 
-    A card's data_dir is kept only if it exists here; with none, the hub is tried (and its error says what to pass).
+    A card's data is used only where its files exist here; with none, a preset tries the hub (whose error
+    says what to pass).
     """
     cards = [json.loads(card.read_text()) for card in (Path(s) / CARD_NAME for s in students) if card.is_file()]
-    tasks = {card["task"] for card in cards}
-    if task is None and len(tasks) != 1:
-        found = f"the cards name {sorted(tasks)}" if tasks else "no student folder has a card.json"
-        raise DistillError(f"pass --task: {found}")
-    if data_dir is None:
-        folders = [card.get("config", {}).get("data", {}).get("data_dir") for card in cards]
-        data_dir = next((folder for folder in folders if folder and Path(folder).expanduser().is_dir()), None)
-    return get_task(task or tasks.pop()), Path(data_dir).expanduser() if data_dir else None
+    if task is not None:
+        chosen, source = resolve_data(task, None, None, data_dir)
+    else:
+        names = {card["task"] for card in cards}
+        if len(names) != 1:
+            found = f"the cards name {sorted(names)}" if names else "no student folder has a card.json"
+            raise DistillError(f"pass --task: {found}")
+        chosen, source = card_data(cards[0], data_dir)
+    if validation is not None:
+        source = DataFiles(validation=validation)
+    return chosen, chosen.read(source, "validation")
+
+
+def card_data(card: dict, data_dir: str | None) -> tuple[Task, DataSource]:
+    """The task of a card and the data its config was trained on (files kept only where they exist here)."""
+    task = task_from_spec(card.get("task_spec") or card["task"])
+    data = card.get("config", {}).get("data", {})
+    if data_dir is None and data.get("data_dir") and Path(data["data_dir"]).expanduser().is_dir():
+        data_dir = data["data_dir"]
+    if data.get("files"):
+        return task, DataFiles(**data["files"])
+    if data.get("hub"):
+        return task, HubDataset(**data["hub"])
+    _, source = resolve_data(card["task"], None, None, data_dir)
+    return task, source
 
 
 def export_command(argv: list[str]) -> None:
@@ -316,12 +343,11 @@ def export_command(argv: list[str]) -> None:
     if args.checkpoint is not None:
         checkpoint = check_checkpoint(args.checkpoint, "--checkpoint")
         folder = _export_folder(checkpoint, args.out)
-        card = export_checkpoint(checkpoint, folder)
+        export_checkpoint(checkpoint, folder)
     else:
         folder = Path(args.model)
-        if not (folder / "card.json").is_file():
+        if not (folder / CARD_NAME).is_file():
             raise DistillError(f"{folder} is not a distill export (no card.json): use --checkpoint to make one")
-        card = json.loads((folder / "card.json").read_text())
     written = [folder]
     methods = registered("compression")
     for name in args.variants:
@@ -329,7 +355,7 @@ def export_command(argv: list[str]) -> None:
             raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
         written += methods[name][0]().export_variants(folder)
     if args.onnx:
-        written += export_onnx_variants(folder, get_task(card["task"]).is_pair)
+        written += export_onnx_variants(folder, card_task(folder).is_pair)
     print("\n".join(f"written: {path}" for path in written))
 
 
@@ -346,27 +372,30 @@ def _export_folder(checkpoint: Path, out: str | None) -> Path:
 
 
 def predict_command(argv: list[str]) -> None:
-    """`distill predict`: label a TSV file with an exported model."""
+    """`distill predict`: label a CSV, TSV, JSON, JSONL or Parquet file with an exported model."""
     parser = ArgumentParser(prog="distill predict", exit_on_error=False, description=predict_command.__doc__)
     parser.add_argument("--model", type=str, required=True, help="an export folder (or its int8/ copy)")
-    parser.add_argument("--input", type=str, required=True, help="TSV with a header naming the task's text columns")
-    parser.add_argument("--output", type=str | None, default=None, help="default: <input>.predictions.tsv")
-    parser.add_argument("--task", type=str | None, default=None, help="default: the task in the model's card")
+    parser.add_argument("--input", type=str, required=True, help="a file holding the task's text columns")
+    parser.add_argument("--output", type=str | None, default=None, help="default: <input>.predictions.<suffix>")
+    parser.add_argument("--task", type=str | None, default=None, help="a preset (default: the model card's task)")
     parser.add_argument("--batch_size", type=int, default=64)
     args = parser.parse_args(argv)
     source = Path(args.input)
-    output = Path(args.output) if args.output else source.with_suffix(".predictions.tsv")
+    output = Path(args.output) if args.output else source.with_suffix(f".predictions{source.suffix}")
     count = predict(Path(args.model), source, output, args.task, args.batch_size)
     print(f"{count} rows labelled: {output}")
 
 
 def list_plugins() -> None:
-    """`distill plugins`: each installed plugin, its distribution, and the YAML names it provides."""
+    """`distill plugins`: each installed plugin, its distribution, and the YAML names it provides (tasks with
+    their presets)."""
     versions = plugin_versions()
     provided: dict[str, list[str]] = {}
     for kind in KINDS:
-        for name, (_, plugin) in registered(kind).items():
-            provided.setdefault(plugin, []).append(f"{kind}: {name}")
+        for name, (cls, plugin) in registered(kind).items():
+            presets = sorted(cls.presets()) if kind == "tasks" else []
+            line = f"{kind}: {name}" + (f" (presets: {', '.join(presets)})" if presets else "")
+            provided.setdefault(plugin, []).append(line)
     for plugin in sorted(versions):
         print(f"{plugin}  ({versions[plugin]})")
         for line in provided.get(plugin, []):
@@ -408,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
         if command and command[0] in commands:
             commands[command[0]](rest)
             return
-        set_parsing_settings(subclasses_enabled=[StudentConfig, Compression])
+        set_parsing_settings(subclasses_enabled=[StudentConfig, Compression, Task])
         if command == ["search"]:
             DistillCLI(args=["fit", *rest], search=True)
             return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+import transformers
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
 
@@ -27,12 +28,15 @@ def check_source(source: str, role: str) -> Path | str:
     return path
 
 
-def load_classifier(source: str, role: str, num_labels: int | None = None) -> PreTrainedModel:
-    """A sequence classifier; `num_labels` adds a fresh head when `source` is a bare pretrained encoder."""
+def load_classifier(
+    source: str, role: str, num_labels: int | None = None, head: str = "AutoModelForSequenceClassification", **config
+) -> PreTrainedModel:
+    """A model with a task head (`head` names the transformers Auto class). `num_labels` and `config` (such as
+    id2label) set up a fresh head when `source` is a bare pretrained encoder."""
     location = check_source(source, role)
-    extra = {} if num_labels is None else {"num_labels": num_labels}
+    extra = {**config, **({} if num_labels is None else {"num_labels": num_labels})}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(location, **extra)
+        return getattr(transformers, head).from_pretrained(location, **extra)
     except (OSError, ValueError) as error:
         raise DistillError(f"could not load {role} {source!r}: {error}") from None
 

@@ -23,12 +23,19 @@ if TYPE_CHECKING:
     from distill.compression import Compression
     from distill.loss import LossTerm
     from distill.student import StudentConfig
+    from distill.task import Task
 
 hookspec = pluggy.HookspecMarker("distill")
 hookimpl = pluggy.HookimplMarker("distill")
 
 
 # --- registration: names usable in YAML as soon as the plugin is pip-installed -------------------------------
+
+
+@hookspec
+def distill_register_tasks() -> list[type[Task]]:
+    """Contribute Task subclasses; YAML names them under `data.task` (by class_path, or by a preset name that
+    the class's `presets()` offers, such as `sst2`)."""
 
 
 @hookspec

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from distill.features import Anatomy, Features
 from distill.schedule import Ramp
+from distill.task import Task
 
 
 class LossTerm(nn.Module):
@@ -21,6 +22,7 @@ class LossTerm(nn.Module):
     """
 
     name: ClassVar[str] = "loss"
+    task: Task | None = None  # the run's task, set by the core before `setup`: its label loss, compared logits
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
     teacher_needs: ClassVar[frozenset[str] | None] = None
 

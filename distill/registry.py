@@ -5,16 +5,18 @@ from __future__ import annotations
 import functools
 import os
 from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
 from distill import hookspecs
 from distill.errors import DistillError
+from distill.task import Preset, Task
 
 ENTRY_POINT_GROUP = "distill.plugins"
 AUTOLOAD_OFF_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"  # "1": load only the plugins that ship with distill
 BLOCK_ENV = "DISTILL_BLOCK_PLUGINS"  # comma-separated entry-point names never to load
-KINDS = ("losses", "students", "compression")
+KINDS = ("tasks", "losses", "students", "compression")
 
 
 def _blocked_names() -> set[str]:
@@ -53,7 +55,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def registered(kind: str) -> dict[str, tuple[type, str]]:
-    """Every name of one kind ("losses", "students", "compression") with its class and the plugin providing it.
+    """Every name of one kind ("tasks", "losses", "students", "compression") with its class and the plugin providing it.
 
     Raises:
         DistillError: two plugins register the same name.
@@ -77,3 +79,58 @@ def plugin_versions() -> dict[str, str]:
     return {
         manager.get_name(plugin): f"{dist.name} {dist.version}" for plugin, dist in manager.list_plugin_distributions()
     }
+
+
+def task_presets() -> dict[str, tuple[type[Task], Preset]]:
+    """Every task preset name (`data.task: sst2`) with its task class.
+
+    Raises:
+        DistillError: two task classes offer the same preset name.
+    """
+    presets: dict[str, tuple[type[Task], Preset]] = {}
+    for cls, plugin in registered("tasks").values():
+        for name, preset in cls.presets().items():
+            if name in presets:
+                raise DistillError(
+                    f"task preset {name!r} is offered by both {presets[name][0].__name__} and {cls.__name__} "
+                    f"({plugin!r}): uninstall one, or block it with {BLOCK_ENV}"
+                )
+            presets[name] = (cls, preset)
+    return presets
+
+
+def find_preset(name: str) -> tuple[type[Task], Preset]:
+    """A preset by name; case and dashes do not matter ("SST-2" is sst2).
+
+    Raises:
+        DistillError: no installed task offers that preset.
+    """
+    presets = task_presets()
+    key = name.lower().replace("-", "")
+    if key not in presets:
+        tasks = ", ".join(sorted(registered("tasks")))
+        raise DistillError(
+            f"unknown task {name!r} in data.task: presets are {', '.join(sorted(presets))}; for your own data "
+            f"name a task class ({tasks}) with class_path and init_args (see configs/custom/)"
+        )
+    return presets[key]
+
+
+def task_from_spec(spec: str | dict[str, Any]) -> Task:
+    """A task from a preset name or a {"class_path", "init_args"} spec, as `Task.spec()` writes it into
+    checkpoints and cards.
+
+    Raises:
+        DistillError: the name or class is unknown.
+    """
+    if isinstance(spec, str):
+        cls, preset = find_preset(spec)
+        return cls(**preset.init_args)
+    path = spec.get("class_path", "")
+    tasks = registered("tasks")
+    cls = next((c for name, (c, _) in tasks.items() if path in (name, f"{c.__module__}.{c.__qualname__}")), None)
+    if cls is None:
+        raise DistillError(
+            f"unknown task class {path!r}: installed tasks are {', '.join(sorted(tasks))} (`distill plugins`)"
+        )
+    return cls(**spec.get("init_args", {}))

@@ -16,7 +16,7 @@ from distill.features import Anatomy, Features
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from distill.tasks import GlueTask
+    from distill.task import Task
     from distill.teacher import Teacher
 
 STUDENT_META = "distill_student.json"
@@ -81,7 +81,7 @@ class StudentConfig(ABC):
     student_class: ClassVar[type[Student]]
 
     @abstractmethod
-    def build(self, teacher: Teacher | None, task: GlueTask) -> Student:
+    def build(self, teacher: Teacher | None, task: Task) -> Student:
         """Make the student for `task`, initialised from `teacher` where the family supports it.
 
         Raises:

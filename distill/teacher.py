@@ -1,4 +1,4 @@
-"""The frozen teacher: any Hugging Face sequence classifier, run without gradients in eval mode."""
+"""The frozen teacher: any Hugging Face model with the task's head, run without gradients in eval mode."""
 
 from __future__ import annotations
 
@@ -7,19 +7,35 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from distill.errors import DistillError
 from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
 from distill.hf import load_classifier, load_tokenizer
+from distill.task import Task
 
 
 class Teacher(nn.Module):
-    """Wraps a fine-tuned classifier. It has no trainable parameters and stays in eval mode for good."""
+    """Wraps a fine-tuned model. It has no trainable parameters and stays in eval mode for good.
 
-    def __init__(self, source: str) -> None:
+    Its outputs are checked against the task's labels by name, and put in the task's order when the teacher
+    lists the same labels in another order.
+    """
+
+    def __init__(self, source: str, task: Task | None = None) -> None:
+        """Args:
+        source: folder or hub id of the fine-tuned model.
+        task: the task it teaches: it picks the head class and checks (and orders) the labels; None loads a
+            sequence classifier as it is.
+        """
         super().__init__()
         self.source = source
-        self.model = load_classifier(source, role="teacher").eval().requires_grad_(False)
+        head = task.head if task is not None else "AutoModelForSequenceClassification"
+        self.model = load_classifier(source, role="teacher", head=head).eval().requires_grad_(False)
         self.tokenizer = load_tokenizer(source, role="teacher")
         config = self.model.config
+        order = task.teacher_order(config.id2label, source) if task is not None else None
+        if order is not None:
+            reorder_head(self.model, order)
+            config.id2label, config.label2id = task.head_config()["id2label"], task.head_config()["label2id"]
         self.tap = TransformerTap(self.model, head_size=config.hidden_size // config.num_attention_heads)
         self.anatomy = Anatomy(
             family="teacher",
@@ -42,3 +58,22 @@ class Teacher(nn.Module):
     @torch.no_grad()
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
         return self.tap.run(self.model, batch, needs)
+
+
+@torch.no_grad()
+def reorder_head(model: nn.Module, order: list[int]) -> None:
+    """Permute the output layer (the last Linear as wide as the label space) so output i is label `order[i]`.
+
+    Raises:
+        DistillError: the model has no such layer to permute.
+    """
+    width = len(order)
+    head = next(
+        (m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear) and m.out_features == width), None
+    )
+    if head is None:
+        raise DistillError(f"found no output layer of width {width} to put the teacher's labels in the task's order")
+    index = torch.tensor(order)
+    head.weight.copy_(head.weight[index])
+    if head.bias is not None:
+        head.bias.copy_(head.bias[index])

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from distill import Anatomy, DistillError, Features, GlueTask, Student, StudentConfig, Teacher, reduce_to
+from distill import Anatomy, DistillError, Features, Student, StudentConfig, Task, Teacher, reduce_to
 
 EmbeddingInit = Literal["teacher", "random"]
 Reduction = Literal["pca", "linear"]
@@ -147,7 +147,7 @@ class TextStudentConfig(StudentConfig):
     def family_arguments(self) -> dict[str, Any]:
         """The family's own constructor arguments (checked here: raise DistillError when unbuildable)."""
 
-    def build(self, teacher: Teacher | None, task: GlueTask) -> TextClassifier:
+    def build(self, teacher: Teacher | None, task: Task) -> TextClassifier:
         if teacher is None:
             raise DistillError(f"{type(self).__name__} takes its vocabulary from the teacher: set model.teacher")
         if self.embedding_dim < 1:

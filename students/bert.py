@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from distill import DistillError, GlueTask, StudentConfig, Teacher, hookimpl, pca_basis, reduce_to
+from distill import DistillError, StudentConfig, Task, Teacher, hookimpl, pca_basis, reduce_to
 from distill.students.transformer import TransformerStudent
 
 
@@ -37,10 +37,10 @@ class BertStudent(StudentConfig):
     init_embeddings: Literal["random", "teacher"] = "random"
     dropout: float = 0.1
 
-    def build(self, teacher: Teacher | None, task: GlueTask) -> TransformerStudent:
+    def build(self, teacher: Teacher | None, task: Task) -> TransformerStudent:
         if teacher is None:
             raise DistillError("BertStudent takes its vocabulary from the teacher: set model.teacher")
-        config = self._config(teacher.model.config, task.num_labels)
+        config = self._config(teacher.model.config, task.head_config())
         model = BertForSequenceClassification(config)
         if self.init_from_teacher is not None:
             _copy_teacher_layers(model, teacher, self.init_from_teacher)
@@ -48,7 +48,7 @@ class BertStudent(StudentConfig):
             _reduce_teacher_embeddings(model, teacher)
         return TransformerStudent(model, family="bert")
 
-    def _config(self, teacher_config, num_labels: int) -> BertConfig:
+    def _config(self, teacher_config, head: dict) -> BertConfig:
         hidden = self.hidden_size or teacher_config.hidden_size
         heads = self.num_heads or teacher_config.num_attention_heads
         if self.num_layers < 1 or hidden < 1 or heads < 1:
@@ -71,7 +71,7 @@ class BertStudent(StudentConfig):
             type_vocab_size=teacher_config.type_vocab_size,
             pad_token_id=teacher_config.pad_token_id,
             layer_norm_eps=teacher_config.layer_norm_eps,
-            num_labels=num_labels,
+            **head,
         )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from distill import GlueTask, StudentConfig, Teacher, hookimpl, load_classifier, load_tokenizer
+from distill import StudentConfig, Task, Teacher, hookimpl, load_classifier, load_tokenizer
 from distill.students.transformer import TransformerStudent
 
 
 @dataclass
 class PretrainedStudent(StudentConfig):
-    """A pretrained checkpoint (local folder or hub id) with a fresh classification head; brings its own tokenizer.
+    """A pretrained checkpoint (local folder or hub id) with a fresh head for the task; brings its own tokenizer.
 
     Attributes:
         model: folder saved with save_pretrained, or a hub id such as "bert-base-uncased".
@@ -20,8 +20,8 @@ class PretrainedStudent(StudentConfig):
     student_class: ClassVar[type] = TransformerStudent
     model: str = "bert-base-uncased"
 
-    def build(self, teacher: Teacher | None, task: GlueTask) -> TransformerStudent:
-        model = load_classifier(self.model, "student", num_labels=task.num_labels)
+    def build(self, teacher: Teacher | None, task: Task) -> TransformerStudent:
+        model = load_classifier(self.model, "student", head=task.head, **task.head_config())
         student = TransformerStudent(model, family="pretrained")
         student.tokenizer = load_tokenizer(self.model, "student")
         return student

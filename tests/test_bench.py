@@ -86,6 +86,6 @@ def test_bench_without_cards_asks_for_the_task(tiny_teacher, students, tmp_path)
     assert "pass --task: no student folder has a card.json" in cli_error(
         "bench", "--teacher", str(tiny_teacher), str(students[0]), "--out", str(tmp_path)
     )
-    assert "could not load glue/sst2" in cli_error(
+    assert "could not load split 'validation' of hub dataset nyu-mll/glue (sst2)" in cli_error(
         "bench", "--teacher", str(tiny_teacher), str(students[0]), "--task", "sst2", "--out", str(tmp_path)
     )

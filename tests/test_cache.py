@@ -11,7 +11,7 @@ from distill.errors import DistillError
 from distill.plugins.losses import HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.students.bert import BertStudent
 from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
@@ -24,7 +24,7 @@ def module_and_data(teacher_dir, cache_dir, tmp_path, losses=None, max_length=64
         learning_rate=1e-3,
         teacher_cache=TeacherCache(directory=str(cache_dir)),
     )
-    data = GlueDataModule(
+    data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=module.tokenizer,

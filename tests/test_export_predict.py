@@ -12,10 +12,10 @@ import torch
 
 from distill.delivery.loading import load_model
 from distill.delivery.onnx import export_onnx
+from distill.registry import task_from_spec
 from distill.student import StudentClassifier
 from distill.students.bilstm import BiLSTMStudent
 from distill.students.cnn import CNNStudent
-from distill.tasks import get_task
 from distill.teacher import Teacher
 from tests.conftest import SST2, base_config, cli_error, run_cli, write_config
 
@@ -57,7 +57,7 @@ def test_export_from_a_checkpoint_with_onnx_and_int8_copies(run, tmp_path):
 @pytest.mark.parametrize("task", ["sst2", "rte"])
 def test_every_student_family_exports_to_onnx_matching_pytorch(tiny_teacher, tmp_path, family, task):
     teacher = Teacher(str(tiny_teacher))
-    model = StudentClassifier(family.build(teacher, get_task(task))).eval()
+    model = StudentClassifier(family.build(teacher, task_from_spec(task))).eval()
     assert export_onnx(model, teacher.tokenizer, tmp_path / "m.onnx", pair=task == "rte") < 1e-4
 
 

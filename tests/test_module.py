@@ -8,7 +8,7 @@ from distill.errors import DistillError
 from distill.loss import LossTerm
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
@@ -23,8 +23,8 @@ def make_module(teacher_dir, **kwargs) -> DistillationModule:
     return DistillationModule(**{**settings, **kwargs})
 
 
-def make_data(module: DistillationModule, tmp_path, rows: int = 256) -> GlueDataModule:
-    return GlueDataModule(
+def make_data(module: DistillationModule, tmp_path, rows: int = 256) -> TaskDataModule:
+    return TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=module.tokenizer,

@@ -15,8 +15,7 @@ from distill import DistillError, Teacher
 from distill.compression import finalize, served_logits
 from distill.delivery.export import export_student
 from distill.delivery.loading import load_model
-from distill.registry import registered
-from distill.tasks import get_task
+from distill.registry import registered, task_from_spec
 from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, ROOT, SST2
 from tests.plugins.conftest import compress
@@ -50,7 +49,7 @@ def batch(teacher) -> dict:
 
 def build(name: str, teacher: Teacher, tiny_teacher):
     config = registered("students")[name][0](**offline_settings(name, tiny_teacher))
-    return config.build(teacher, get_task("sst2"))
+    return config.build(teacher, task_from_spec("sst2"))
 
 
 def served(model, batch: dict) -> torch.Tensor:

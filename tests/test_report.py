@@ -4,7 +4,7 @@ import matplotlib.image
 import pytest
 
 from distill.delivery.report import compare, pareto_plot, report_markdown, table_markdown
-from distill.tasks import get_task
+from distill.registry import task_from_spec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -27,7 +27,7 @@ def rows():
         "bert_l3": measured_model(0.89, 17_000_000, 70_000_000, 5.0, 100.0),
         "bilstm": measured_model(0.85, 10_000_000, 40_000_000, 1.0, 8.0),
     }
-    return compare(measured, get_task("sst2"))
+    return compare(measured, task_from_spec("sst2"))
 
 
 def test_ratios_are_computed_from_the_measurements(rows):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from tests.conftest import REFERENCE_TEACHER, SST2
 
 ROWS, BATCH = 640, 16
@@ -21,7 +21,7 @@ def tokenizer():
 
 def loader(tokenizer, cache, batch_size=BATCH, rank=0, replicas=1, seed=0, epoch=0, batching="length_grouped"):
     """The real training loader over real SST-2 rows, as rank `rank` of `replicas` would build it."""
-    data = GlueDataModule(
+    data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=tokenizer,

@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 from distill.features import Features
 from distill.plugins.losses import HardLabelCE
 from distill.teacher import Teacher
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from distill.training.transfer import UNLABELLED, TransferSet, nearest_neighbours
 from tests.conftest import RTE, SST2
 
@@ -17,8 +17,8 @@ def teacher(tiny_teacher) -> Teacher:
     return Teacher(str(tiny_teacher))
 
 
-def data_module(teacher, tmp_path, task="sst2", folder=SST2, **transfer) -> GlueDataModule:
-    data = GlueDataModule(
+def data_module(teacher, tmp_path, task="sst2", folder=SST2, **transfer) -> TaskDataModule:
+    data = TaskDataModule(
         task=task,
         data_dir=str(folder),
         tokenizer=teacher.tokenizer,
@@ -77,7 +77,7 @@ def test_hard_labels_skip_unlabelled_rows():
 
 def test_transfer_set_needs_a_teacher(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(SST2.parent.parent.parent / "teachers" / "minilm-l6-sst2")
-    data = GlueDataModule(
+    data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=tokenizer,

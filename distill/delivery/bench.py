@@ -1,4 +1,4 @@
-"""Measuring models against each other in one process: task metric, size, and CPU latency."""
+"""Measuring models against each other in one process: the task's metrics, size, and CPU latency."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import datasets
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -16,22 +17,16 @@ from distill.compression import installed_kinds
 from distill.delivery.export import write_json_atomic, write_text_atomic
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
-from distill.tasks import GlueTask
-from distill.training.data import load_glue_from_hub, read_glue_tsv
+from distill.task import Task
+from distill.teacher import Teacher
 
 Batch = dict[str, Tensor]
 MAX_LENGTH = 128
 
 
-def dev_texts(task: GlueTask, data_dir: Path | None, limit: int | None = None) -> tuple[list[tuple[str, ...]], list]:
-    """The dev split as text tuples (one per example) and labels, from a GLUE folder or the hub."""
-    if data_dir is None:
-        rows = load_glue_from_hub(task, task.hub_dev_split)[:limit]
-        columns, labels = task.hub_text_columns, rows["label"]
-    else:
-        rows = read_glue_tsv(Path(data_dir) / task.dev_file, task, limit)
-        columns, labels = task.text_columns, rows["labels"]
-    return list(zip(*(rows[c] for c in columns), strict=True)), labels
+def evaluation_rows(task: Task, examples: datasets.Dataset) -> tuple[list[tuple[str, ...]], list]:
+    """A split the task has read, as text tuples (one per example) and gold labels."""
+    return list(zip(*(examples[c] for c in task.text_columns), strict=True)), examples["labels"]
 
 
 def make_batches(
@@ -52,13 +47,13 @@ def _logits(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: list[Batch], labels: list, task: GlueTask) -> dict[str, float]:
+def evaluate(model: nn.Module, batches: list[Batch], labels: list, task: Task) -> dict[str, float]:
     """The task's official metrics on the given batches."""
     metrics = task.build_metrics(prefix="", sync=False)  # measured in this process alone
     offset = 0
     for batch in batches:
         logits = _logits(model, batch)
-        metrics.update(task.predictions(logits), torch.tensor(labels[offset : offset + len(logits)]))
+        task.update_metrics(metrics, logits, {"labels": torch.tensor(labels[offset : offset + len(logits)])})
         offset += len(logits)
     return {name: float(value) for name, value in metrics.compute().items()}
 
@@ -99,7 +94,7 @@ def compare_latency(
 
 def measure_models(
     models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
-    task: GlueTask,
+    task: Task,
     texts: list[tuple[str, ...]],
     labels: list,
     latency_rows: int = 256,
@@ -146,8 +141,8 @@ def latency_mix(tokenizer: PreTrainedTokenizerBase, texts: list[tuple[str, ...]]
 def run_bench(
     teacher: str,
     students: list[str],
-    task: GlueTask,
-    data_dir: Path | None,
+    task: Task,
+    examples: datasets.Dataset,
     out: Path,
     names: list[str] | None = None,
     latency_rows: int = 256,
@@ -164,18 +159,19 @@ def run_bench(
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
     kinds = installed_kinds()
-    models = {"teacher": (*load_model(teacher), Path(teacher))}
+    reference = Teacher(teacher, task)  # its labels checked by name and put in the task's order
+    models = {"teacher": (reference.model, reference.tokenizer, Path(teacher))}
     for name, folder in zip(names, students, strict=True):
         model, tokenizer = load_model(folder)
         models[name] = (model, tokenizer, Path(folder))
         for kind in kinds:
             models |= {label: (variant, tokenizer, Path(folder)) for label, variant in kind.bench_variants(name, model)}
-    texts, labels = dev_texts(task, data_dir)
+    texts, labels = evaluation_rows(task, examples)
     rows = compare(measure_models(models, task, texts, labels, latency_rows), task)
     mix = latency_mix(models["teacher"][1], texts, latency_rows)
     markdown = "\n".join(
         [
-            f"# distill bench: {task.name} dev",
+            f"# distill bench: {task.name} validation split",
             "",
             table_markdown(rows),
             "",

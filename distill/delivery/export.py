@@ -15,12 +15,12 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from distill.compression import Compression, export_variants, finalize, onnx_network, ordered
+from distill.delivery.loading import CARD_NAME
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
 from distill.registry import plugin_versions
 from distill.student import Student
-
-CARD_NAME = "card.json"
+from distill.task import Task
 
 
 @contextlib.contextmanager
@@ -71,6 +71,12 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
+def task_card(task: Task) -> dict[str, Any]:
+    """What a card says of the task: its name, its labels (in the order of the outputs), and its full spec, from
+    which `distill predict` and `distill bench` rebuild it."""
+    return {"task": task.name, "labels": task.labels, "task_spec": task.spec()}
+
+
 def export_student(
     student: Student,
     tokenizer: PreTrainedTokenizerBase,
@@ -116,7 +122,7 @@ def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
         raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
     module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
     finalize(module.compression, module.student)
-    card = {"task": module.task.name, "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
+    card = {**task_card(module.task), "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
     return export_student(module.student, module.tokenizer, target, card, module.compression)
 
 

@@ -11,8 +11,8 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
 
 from distill.compression import finalize
-from distill.delivery.bench import dev_texts, latency_mix, measure_models
-from distill.delivery.export import export_student, write_json_atomic
+from distill.delivery.bench import evaluation_rows, latency_mix, measure_models
+from distill.delivery.export import export_student, task_card, write_json_atomic
 from distill.delivery.loading import load_model
 from distill.delivery.report import compare, pareto_plot, write_report
 from distill.registry import plugin_versions
@@ -54,7 +54,7 @@ def finish_fit(
     if not trainer.is_global_zero:
         return None
     card = {
-        "task": module.task.name,
+        **task_card(module.task),
         "teacher": module.hparams.teacher,
         "checkpoint": best or None,
         "dev_metrics": {k.removeprefix("val/"): v for k, v in metrics.items()},
@@ -101,12 +101,12 @@ def report_card(
     config: dict[str, Any],
     latency_rows: int,
 ) -> dict[str, Any]:
-    """Teacher and exported student, measured in this process on the dev examples the run was scored on."""
+    """Teacher and exported student, measured in this process on the validation examples the run was scored on."""
     teacher = module.teacher
     task = module.task
     student, student_tokenizer = load_model(student_dir)
     teacher_dir = Path(teacher.source) if Path(teacher.source).is_dir() else Path(snapshot_download(teacher.source))
-    texts, labels = dev_texts(task, data.data_dir, data.limits["dev"])
+    texts, labels = evaluation_rows(task, data.read("validation"))
     models = {
         "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),

@@ -6,20 +6,18 @@ import json
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
-from distill.registry import get_plugin_manager, registered
+from distill.registry import get_plugin_manager, registered, task_from_spec
 from distill.student import STUDENT_META, Student, StudentClassifier
+from distill.task import Task
+
+CARD_NAME = "card.json"
 
 
 def _registered_family(folder: Path) -> type[Student]:
@@ -31,6 +29,15 @@ def _registered_family(folder: Path) -> type[Student]:
             f"install it (`distill plugins` lists what is installed)"
         )
     return families[family]
+
+
+def card_task(folder: Path) -> Task | None:
+    """The task an export was trained for, from its card (None for a folder without one)."""
+    card = Path(folder) / CARD_NAME
+    if not card.is_file():
+        return None
+    written = json.loads(card.read_text())
+    return task_from_spec(written.get("task_spec") or written["task"])  # cards before task specs name a preset
 
 
 def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -54,12 +61,14 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
                 f"{folder} holds neither a Hugging Face model (config.json) nor a format of an "
                 f"installed plugin (see `distill plugins`)"
             )
-        loaded = load_transformer(folder), AutoTokenizer.from_pretrained(folder)
+        task = card_task(folder) if (folder / CARD_NAME).is_file() else None
+        head = task.head if task is not None else "AutoModelForSequenceClassification"
+        loaded = load_transformer(folder, head), AutoTokenizer.from_pretrained(folder)
     model, tokenizer = loaded
     return model.eval(), tokenizer
 
 
-def _narrower_than_config(folder: Path) -> bool:
+def _narrower_than_config(folder: Path, head: type) -> bool:
     """True when a saved tensor's shape differs from the one its config implies (read from headers and a
     weightless model on the meta device, so nothing is loaded twice)."""
     weights = folder / "model.safetensors"
@@ -68,22 +77,24 @@ def _narrower_than_config(folder: Path) -> bool:
     with safe_open(str(weights), framework="pt") as saved:
         shapes = {key: list(saved.get_slice(key).get_shape()) for key in saved.keys()}
     with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+        model = head.from_config(AutoConfig.from_pretrained(folder))
     expected = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
     return any(key in expected and expected[key] != shape for key, shape in shapes.items())
 
 
-def load_transformer(folder: Path) -> PreTrainedModel:
-    """A Hugging Face classifier from `folder`, also when its saved layers are narrower than config.json says.
+def load_transformer(folder: Path, head: str = "AutoModelForSequenceClassification") -> PreTrainedModel:
+    """A Hugging Face model with the task's head (a transformers Auto class name) from `folder`, also when its
+    saved layers are narrower than config.json says.
 
     Per-layer widths (heads and neurons a structured pruning removed) cannot be written in a config such as
     BertConfig. When the saved tensors differ from the config's shapes, the model is built from its config and
     each Linear and Embedding is resized to the saved tensor before loading; attention infers its head count
     from the projection width.
     """
-    if not _narrower_than_config(folder):
-        return AutoModelForSequenceClassification.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+    auto = getattr(transformers, head)
+    if not _narrower_than_config(folder, auto):
+        return auto.from_pretrained(folder)
+    model = auto.from_config(AutoConfig.from_pretrained(folder))
     state = load_file(str(folder / "model.safetensors"))
     for name, module in model.named_modules():
         weight = state.get(f"{name}.weight")

@@ -1,30 +1,34 @@
-"""`distill predict`: label a TSV file with an exported model."""
+"""`distill predict`: label a file (CSV, TSV, JSON, JSONL or Parquet) with an exported model."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import datasets
 import torch
 
 from distill.delivery.bench import make_batches
-from distill.delivery.export import CARD_NAME, write_text_atomic
-from distill.delivery.loading import load_model
+from distill.delivery.export import write_text_atomic
+from distill.delivery.loading import CARD_NAME, card_task, load_model
 from distill.errors import DistillError
-from distill.tasks import GlueTask, get_task
+from distill.registry import task_from_spec
+from distill.sources import file_format, load_table
+from distill.task import Task
 
 
-def _task_of(model_dir: Path, task: str | None) -> GlueTask:
-    """The task to label for: the card's, or `--task` where it has the same labels as the card's."""
-    card = model_dir / CARD_NAME
-    trained = get_task(json.loads(card.read_text())["task"]) if card.is_file() else None
+def task_of(model_dir: Path, task: str | None) -> Task:
+    """The task to label for: the card's, or a `--task` preset that has the same labels as the card's."""
+    trained = card_task(model_dir)
     if task is None:
         if trained is None:
-            raise DistillError(f"{model_dir} has no {CARD_NAME} naming its task: pass --task")
+            raise DistillError(f"{model_dir} has no {CARD_NAME} naming its task: pass --task (a preset such as sst2)")
         return trained
-    asked = get_task(task)
+    asked = task_from_spec(task)
     if trained is not None and asked.labels != trained.labels:
         raise DistillError(
             f"--task {asked.name} has labels {_labels(asked)}, but {model_dir} was trained on {trained.name} "
@@ -33,11 +37,11 @@ def _task_of(model_dir: Path, task: str | None) -> GlueTask:
     return asked
 
 
-def _labels(task: GlueTask) -> str:
+def _labels(task: Task) -> str:
     return "a regression score" if task.labels is None else ", ".join(task.labels)
 
 
-def check_label_space(model_dir: Path, width: int, task: GlueTask) -> None:
+def check_label_space(model_dir: Path, width: int, task: Task) -> None:
     """The model's own output width decides: a task with another number of labels is refused."""
     if width != task.num_labels:
         raise DistillError(
@@ -46,51 +50,67 @@ def check_label_space(model_dir: Path, width: int, task: GlueTask) -> None:
         )
 
 
-def read_inputs(path: Path, task: GlueTask) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a TSV holding the task's text columns (quoting off, as GLUE files need)."""
-    if not path.is_file():
-        raise DistillError(f"input file {path} does not exist: give a TSV with a header naming {task.text_columns}")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or any(column not in rows[0] for column in task.text_columns):
+def read_inputs(path: Path, task: Task) -> datasets.Dataset:
+    """The input rows, all columns kept; the task's text columns must be among them."""
+    rows = load_table(path, "--input")
+    if missing := [c for c in task.text_columns if c not in rows.column_names]:
         raise DistillError(
-            f"{path}: the header must name the text columns {list(task.text_columns)}; "
-            f"found {rows[0] if rows else 'an empty file'}"
+            f"--input {str(path)!r} has no column(s) {missing} (the task's text columns); its columns are "
+            f"{rows.column_names}"
         )
-    header = rows[0]
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise DistillError(f"{path}, line {line}: expected {len(header)} tab-separated fields, found {len(row)}")
-    return header, rows[1:]
+    for column in task.text_columns:
+        for row, value in enumerate(rows[column]):
+            if not isinstance(value, str):
+                raise DistillError(f"--input {str(path)!r}, row {row + 1}: text column {column!r} holds {value!r}")
+    return rows
 
 
 @torch.inference_mode()
 def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | None = None, batch_size: int = 64) -> int:
-    """Write the input rows with a `prediction` column and one probability column per label.
+    """Write the input rows with the task's prediction columns (for classification: `prediction`, the label
+    name, and one `probability_<label>` column per label), in the input's format.
 
     Returns:
         The number of rows labelled.
     """
     model, tokenizer = load_model(model_dir)  # first: a folder that holds no model is the problem to report
-    glue = _task_of(model_dir, task)
-    header, rows = read_inputs(input_path, glue)
-    texts = [tuple(row[header.index(c)] for c in glue.text_columns) for row in rows]
+    chosen = task_of(model_dir, task)
+    kind = file_format(output_path, "--output")
+    rows = read_inputs(input_path, chosen)
+    texts = list(zip(*(rows[c] for c in chosen.text_columns), strict=True))
     outputs = []
     for batch in make_batches(tokenizer, texts, batch_size):
         result = model(**batch)
         outputs.append(result.logits if hasattr(result, "logits") else result)
-    logits = torch.cat(outputs) if outputs else torch.empty(0, glue.num_labels)
+    logits = torch.cat(outputs) if outputs else torch.empty(0, chosen.num_labels)
     if outputs:
-        check_label_space(model_dir, logits.shape[-1], glue)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
-    if glue.labels is None:
-        writer.writerow([*header, "prediction"])
-        writer.writerows([*row, f"{score:.6f}"] for row, score in zip(rows, logits.squeeze(-1).tolist(), strict=True))
-    else:
-        writer.writerow([*header, "prediction", *(f"probability_{label}" for label in glue.labels)])
-        probabilities = logits.softmax(-1)
-        for row, p in zip(rows, probabilities.tolist(), strict=True):
-            writer.writerow([*row, glue.labels[max(range(len(p)), key=p.__getitem__)], *(f"{v:.6f}" for v in p)])
-    write_text_atomic(output_path, buffer.getvalue())
+        check_label_space(model_dir, logits.shape[-1], chosen)
+    added = chosen.prediction_columns(logits)
+    if clash := [c for c in added if c in rows.column_names]:
+        raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
+    write_table(rows.to_dict(), added, output_path, kind)
     return len(rows)
+
+
+def write_table(columns: dict[str, list], added: dict[str, list], path: Path, kind: str) -> None:
+    """The input's columns and the added ones, written atomically in `kind` (csv, tsv, json, jsonl, parquet)."""
+    table: dict[str, list[Any]] = {**columns, **added}
+    names = list(table)
+    records = [dict(zip(names, values, strict=True)) for values in zip(*table.values(), strict=True)]
+    if kind in ("csv", "tsv"):
+        buffer = io.StringIO()
+        # TSV as GLUE writes it: no quoting (a field holds no tab), so it reads back the way it was read.
+        options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "escapechar": "\\"} if kind == "tsv" else {}
+        writer = csv.writer(buffer, lineterminator="\n", **options)
+        writer.writerow(names)
+        writer.writerows(list(record.values()) for record in records)
+        write_text_atomic(path, buffer.getvalue())
+    elif kind == "jsonl":
+        write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    elif kind == "json":
+        write_text_atomic(path, json.dumps(records, ensure_ascii=False, indent=1))
+    else:
+        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+            staged = Path(scratch) / path.name
+            datasets.Dataset.from_dict(table).to_parquet(str(staged))
+            staged.replace(path)

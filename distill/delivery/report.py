@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 
 from distill.delivery.export import write_bytes_atomic, write_json_atomic, write_text_atomic
-from distill.tasks import GlueTask
+from distill.task import Task
 
 
-def compare(measured: dict[str, dict], task: GlueTask, teacher: str = "teacher") -> list[dict[str, Any]]:
+def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> list[dict[str, Any]]:
     """One row per model with its figures and its ratios to the teacher, all from the same measurement."""
     base = measured[teacher]
     metric = task.main_metric

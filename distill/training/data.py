@@ -1,11 +1,8 @@
-"""GLUE data: a local folder in GLUE's TSV layout, or the hub; tokenised once, cached, padded per batch."""
+"""A task's data: read by the task from files or the hub, tokenised once, cached, padded per batch."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -14,98 +11,20 @@ import pyarrow.compute
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from distill.errors import DistillError
-from distill.tasks import GlueTask, get_task
+from distill.registry import find_preset
+from distill.sources import DataFiles, DataSource, HubDataset
+from distill.sources import fingerprint as _fingerprint
+from distill.task import Task
 from distill.teacher import Teacher
 from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
 from distill.training.transfer import TransferSet, build_transfer_set
 
-csv.field_size_limit(sys.maxsize)  # some GLUE rows hold long passages
-
-MODEL_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "labels", "idx"]
+MODEL_COLUMNS = ("labels", "idx")  # kept from a task's read rows; the rest is replaced by what it encodes
 Batching = Literal["length_grouped", "random"]
-
-
-def read_glue_tsv(path: Path, task: GlueTask, limit: int | None = None) -> dict[str, list]:
-    """Read one GLUE TSV split into text columns, `labels` (class ids or floats) and `idx` (row number).
-
-    Quoting is off: GLUE sentences contain unbalanced quote characters that a CSV parser would join into one field.
-
-    Raises:
-        DistillError: the file is missing, or a row has the wrong number of fields or an unknown label
-            (the message gives the line number).
-    """
-    if not path.is_file():
-        raise DistillError(
-            f"data file {path} does not exist: data.data_dir must be a folder in GLUE's TSV layout "
-            f"holding train.tsv and {task.dev_file} for {task.name}"
-        )
-    texts: list[list[str]] = [[] for _ in task.text_columns]
-    labels: list[int | float] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = task.header or next(rows, None) or []
-        positions = _column_positions(path, header, task)
-        first_line = 1 if task.header else 2
-        for line_number, row in enumerate(rows, start=first_line):
-            if limit is not None and len(labels) >= limit:
-                break
-            if len(row) != len(header):
-                raise DistillError(
-                    f"{path}, line {line_number}: expected {len(header)} tab-separated fields "
-                    f"({', '.join(header)}), found {len(row)}. Fix or delete that line."
-                )
-            for column, position in zip(texts, positions[:-1], strict=True):
-                column.append(row[position])
-            labels.append(_parse_label(row[positions[-1]], task, path, line_number))
-    return {**dict(zip(task.text_columns, texts, strict=True)), "labels": labels, "idx": list(range(len(labels)))}
-
-
-def _column_positions(path: Path, header: list[str], task: GlueTask) -> list[int]:
-    wanted = [*task.text_columns, task.label_column]
-    missing = [name for name in wanted if name not in header]
-    if missing:
-        raise DistillError(
-            f"{path}: header lacks column(s) {missing} needed for {task.name}; found {header}. "
-            f"Is data.data_dir the folder for task {task.name}?"
-        )
-    return [header.index(name) for name in wanted]
-
-
-def _parse_label(raw: str, task: GlueTask, path: Path, line_number: int) -> int | float:
-    if task.labels is None:
-        try:
-            return float(raw)
-        except ValueError:
-            raise DistillError(f"{path}, line {line_number}: label {raw!r} is not a number") from None
-    if raw not in task.labels:
-        raise DistillError(f"{path}, line {line_number}: label {raw!r} is not one of {list(task.labels)}")
-    return task.labels.index(raw)
-
-
-def load_glue_from_hub(task: GlueTask, split: str) -> datasets.Dataset:
-    """`glue/<task>` from the Hugging Face hub.
-
-    Raises:
-        DistillError: the hub cannot be reached (offline, or HF_DATASETS_OFFLINE=1) and nothing is cached.
-    """
-    try:
-        return datasets.load_dataset("glue", task.name, split=split)
-    except Exception as error:  # datasets raises a different type for each way of being offline
-        raise DistillError(
-            f"could not load glue/{task.name} ({split}) from the Hugging Face hub ({type(error).__name__}); "
-            f"offline, point data.data_dir (for distill bench: --data_dir) at a local folder in GLUE's TSV layout "
-            f"(train.tsv, {task.dev_file}), e.g. ../shared/data/glue/{task.folder}"
-        ) from None
-
-
-def _fingerprint(*parts: object) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else repr(part).encode())
-    return digest.hexdigest()[:16]
+SPLITS = ("train", "validation", "test")
 
 
 def embedding_digest(matrix: torch.Tensor) -> str:
@@ -125,12 +44,14 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return _fingerprint(type(tokenizer).__name__, json.dumps(rules, sort_keys=True))
 
 
-class GlueDataModule(LightningDataModule):
-    """A GLUE task, tokenised with the teacher's tokenizer. Every example keeps its row index as `idx`."""
+class TaskDataModule(LightningDataModule):
+    """A task's splits, tokenised with the teacher's tokenizer. Every example keeps its row index as `idx`."""
 
     def __init__(
         self,
-        task: str = "sst2",
+        task: str | Task = "sst2",
+        files: DataFiles | None = None,
+        hub: HubDataset | None = None,
         data_dir: str | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
         max_length: int = 128,
@@ -147,18 +68,22 @@ class GlueDataModule(LightningDataModule):
         length_pool: int = 50,
     ) -> None:
         """Args:
-        task: GLUE task name (sst2, cola, mrpc, qqp, stsb, mnli, qnli, rte).
-        data_dir: folder in GLUE's TSV layout (train.tsv, dev.tsv); None loads `glue/<task>` from the hub.
-        tokenizer: set by the CLI from the model (the teacher's tokenizer); not a YAML key.
+        task: a task class with its settings (`class_path: TextClassification`, `init_args: {text_columns: ...}`),
+            or a preset name such as sst2 (`distill plugins` lists them).
+        files: local train / validation / test files (CSV, TSV, JSON, JSONL or Parquet).
+        hub: a Hugging Face hub dataset, by path, config name and split names.
+        data_dir: for a preset, a folder holding its files in their own layout (GLUE's train.tsv and dev.tsv);
+            with none of files, hub and data_dir, a preset loads its hub dataset.
+        tokenizer: set from the model (the teacher's tokenizer) when training starts; not a YAML key.
         max_length: truncation length in tokens.
         batch_size: training batch size.
         eval_batch_size: validation, test and prediction batch size.
         train_limit: use only the first N training rows (quick runs and tests).
-        eval_limit: use only the first N dev rows.
+        eval_limit: use only the first N validation and test rows.
         num_workers: DataLoader worker processes.
         cache_dir: where tokenised splits are cached; defaults to the datasets cache.
         transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
-        teacher: set by the CLI from the model; the transfer set finds neighbour words in its embeddings.
+        teacher: set from the model when training starts; the transfer set finds neighbour words in its embeddings.
         seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree.
         batching: "length_grouped" batches training sentences of similar length, so little compute goes into
             padding; "random" draws every batch from the whole shuffle.
@@ -166,66 +91,68 @@ class GlueDataModule(LightningDataModule):
             larger pools pad less but make batches less random.
         """
         super().__init__()
-        self.task = get_task(task)
-        self.data_dir = Path(data_dir).expanduser() if data_dir else None
-        if self.data_dir is not None and not self.data_dir.is_dir():
-            raise DistillError(
-                f"data.data_dir {data_dir!r} is not a folder: point it at a GLUE task folder such as "
-                f"../shared/data/glue/{self.task.folder}, or remove it to load from the hub"
-            )
+        self.task, self.source = resolve_data(task, files, hub, data_dir)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.limits = {"train": train_limit, "dev": eval_limit}
+        self.limits = {"train": train_limit, "validation": eval_limit, "test": eval_limit}
         self.num_workers = num_workers
         self.cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "distill"
+        if transfer is not None and self.task.output == "sigmoid":
+            raise DistillError(
+                "data.transfer makes unlabelled rows for single-label tasks; a multi-label task cannot use it: "
+                "remove data.transfer"
+            )
         self.transfer = transfer
         self.teacher = teacher
         self.seed = seed
         if length_pool < 1:
             raise DistillError(f"data.length_pool must be at least 1 batch, got {length_pool}")
         self.batching, self.length_pool = batching, length_pool
+        # Read now: the training split fixes the label space, which the model's head is built for.
+        self.examples = {"train": self.task.read(self.source, "train", train_limit)}
         self.splits: dict[str, datasets.Dataset] = {}
         self.fingerprints: dict[str, str] = {}  # split -> key of its exact tokenised contents
 
     def setup(self, stage: str | None = None) -> None:
+        """Tokenise the splits with the model's tokenizer (the teacher's, or a student's own vocabulary)."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        self.tokenizer = self.tokenizer or getattr(module, "tokenizer", None)
+        self.teacher = self.teacher or getattr(module, "teacher", None)
         if self.tokenizer is None:
-            raise DistillError("GlueDataModule needs a tokenizer: pass the teacher's (the CLI does this for you)")
-        for split in ("train", "dev"):
+            raise DistillError("TaskDataModule needs a tokenizer: pass the teacher's (the CLI does this for you)")
+        for split in ("train", "validation", *(("test",) if stage == "test" else ())):
             if split not in self.splits:
                 self.splits[split] = self._tokenised(split)
 
-    def _raw(self, split: str) -> tuple[datasets.Dataset, str]:
-        """The split as text, with a fingerprint of its source."""
-        limit = self.limits[split]
-        if self.data_dir is None:
-            raw = load_glue_from_hub(self.task, "train" if split == "train" else self.task.hub_dev_split)
-            raw = raw.rename_columns(dict(zip(self.task.hub_text_columns, self.task.text_columns, strict=True)))
-            raw = raw.rename_column("label", "labels").select(range(min(limit or len(raw), len(raw))))
-            return raw, raw._fingerprint
-        path = self.data_dir / ("train.tsv" if split == "train" else self.task.dev_file)
-        rows = read_glue_tsv(path, self.task, limit)
-        return datasets.Dataset.from_dict(rows), _fingerprint(path.read_bytes(), limit)
+    def evaluation_split(self, split: str) -> str:
+        """`distill test` scores the test split when the data has one, else the validation split."""
+        return split if split != "test" or self.source.has("test") else "validation"
+
+    def read(self, split: str) -> datasets.Dataset:
+        """The split's examples as the task reads them (text and labels), before tokenising."""
+        split = self.evaluation_split(split)
+        if split not in self.examples:
+            self.examples[split] = self.task.read(self.source, split, self.limits[split])
+        return self.examples[split]
 
     def _tokenised(self, split: str) -> datasets.Dataset:
-        raw, source = self._raw(split)
-        if len(raw) == 0:
-            where = self.data_dir or f"glue/{self.task.name} on the hub"
-            raise DistillError(f"the {split} split of {where} has no rows: give a file with at least one example")
-        key = _fingerprint(source, tokenizer_fingerprint(self.tokenizer), self.max_length, self.task.name)
+        raw = self.read(split)
+        source = (self.source.identity(self.evaluation_split(split)), self.limits[split])
+        key = _fingerprint(source, tokenizer_fingerprint(self.tokenizer), self.max_length, self.task.spec())
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tokenised = raw.map(
-            self._tokenise,
+            self.task.encode,
+            fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length},
             batched=True,
-            remove_columns=list(self.task.text_columns),
-            cache_file_name=str(self.cache_dir / f"{self.task.name}-{split}-{key}.arrow"),
+            remove_columns=[c for c in raw.column_names if c not in MODEL_COLUMNS],
+            cache_file_name=str(self.cache_dir / f"{_safe(self.task.name)}-{split}-{key}.arrow"),
             # `key` already names the exact result; without it datasets pickles this whole module (the teacher
             # included) to fingerprint the transform, seconds of every run spent outside training.
             new_fingerprint=key,
             desc=f"tokenising {self.task.name} {split}",
         )
-        tokenised = tokenised.select_columns([c for c in MODEL_COLUMNS if c in tokenised.column_names])
         self.fingerprints[split] = key
         if split == "train" and self.transfer is not None:
             return self._transfer_set(tokenised, key)
@@ -239,7 +166,7 @@ class GlueDataModule(LightningDataModule):
             )
         embeddings = self.teacher.model.get_input_embeddings().weight
         self.fingerprints["train"] = _fingerprint(key, self.transfer, embedding_digest(embeddings))
-        folder = self.cache_dir / f"{self.task.name}-transfer-{self.fingerprints['train']}"
+        folder = self.cache_dir / f"{_safe(self.task.name)}-transfer-{self.fingerprints['train']}"
         if not folder.is_dir():
             built = build_transfer_set(train, self.tokenizer, embeddings, self.transfer, self.task.is_pair)
             scratch = folder.with_name(folder.name + ".partial")
@@ -261,10 +188,6 @@ class GlueDataModule(LightningDataModule):
                 f"trainer.check_val_every_n_epoch: null to count batches across epochs"
             )
 
-    def _tokenise(self, rows: dict[str, list]) -> dict[str, list]:
-        texts = [rows[column] for column in self.task.text_columns]
-        return self.tokenizer(*texts, truncation=True, max_length=self.max_length)
-
     def _replicas(self) -> tuple[int, int]:
         """(rank, world size) of this process; (0, 1) outside distributed training."""
         trainer = self.trainer
@@ -283,7 +206,7 @@ class GlueDataModule(LightningDataModule):
             self.splits[split],
             sampler=sharded,
             batch_size=self.eval_batch_size,
-            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            collate_fn=self.task.collator(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=self._loader_generator(),
@@ -297,7 +220,7 @@ class GlueDataModule(LightningDataModule):
             train,
             sampler=self._train_sampler(),
             batch_size=self.batch_size,
-            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            collate_fn=self.task.collator(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=self._loader_generator(),
@@ -315,8 +238,48 @@ class GlueDataModule(LightningDataModule):
         return LengthGroupedSampler(lengths, self.batch_size, self.seed, rank, replicas, self.length_pool)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("dev")
+        return self._loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        """GLUE's test labels are hidden, so `distill test` scores the dev split."""
-        return self._loader("dev")
+        """The test split, or the validation split when the data has no test split (GLUE hides its labels)."""
+        return self._loader("test")
+
+
+def resolve_data(
+    task: str | Task, files: DataFiles | None, hub: HubDataset | None, data_dir: str | None
+) -> tuple[Task, DataSource]:
+    """The task and where its examples come from: files, the hub, or a preset's own folder layout or hub dataset.
+
+    Raises:
+        DistillError: the sources conflict, data_dir is not a folder, or a task class is given no data.
+    """
+    given = [key for key, value in (("files", files), ("hub", hub), ("data_dir", data_dir)) if value]
+    if len(given) > 1:
+        raise DistillError(f"data.{given[0]} and data.{given[1]} are both set: give the data one way")
+    if isinstance(task, str):
+        cls, preset = find_preset(task)
+        task = cls(**preset.init_args)
+        if files or hub:
+            return task, files or hub
+        folder = Path(data_dir).expanduser() if data_dir else None
+        if folder is not None and not folder.is_dir():
+            raise DistillError(
+                f"data.data_dir {data_dir!r} is not a folder: point it at a folder holding "
+                f"{', '.join(preset.files.values())} for {task.name}, or remove it to load from the hub"
+            )
+        return task, preset.source(folder)
+    if data_dir:
+        raise DistillError(
+            "data.data_dir is a preset's folder (e.g. task: sst2); for a task class give data.files "
+            "(train, validation) or data.hub"
+        )
+    if not (files or hub):
+        raise DistillError(
+            f"task {task.name} has no data: give data.files (train and validation paths) or data.hub (a hub dataset)"
+        )
+    return task, files or hub
+
+
+def _safe(name: str) -> str:
+    """A task name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

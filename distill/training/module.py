@@ -15,8 +15,8 @@ from distill.compression import Compression, check_combination, ordered, served_
 from distill.errors import DistillError
 from distill.features import Features
 from distill.loss import LossTerm
+from distill.registry import task_from_spec
 from distill.student import StudentConfig
-from distill.tasks import get_task
 from distill.teacher import Teacher
 from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
 from distill.training.callbacks import ResumeRandomState, TrainingThroughput
@@ -34,7 +34,7 @@ class DistillationModule(LightningModule):
         student: StudentConfig,
         losses: list[LossTerm],
         teacher: str | None = None,
-        task: str = "sst2",
+        task: str | dict[str, Any] = "sst2",
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
@@ -47,7 +47,8 @@ class DistillationModule(LightningModule):
         losses: the loss hooks and their weights (`class_path: LogitsKD`, ...).
         teacher: folder or hub id of a fine-tuned sequence classifier; None trains the student on labels alone
             (how a teacher is fine-tuned).
-        task: GLUE task; the CLI links it from data.task.
+        task: the task as its spec (`Task.spec()`, labels fixed) or a preset name; the CLI links it from the
+            data, whose training split fixes the label space.
         learning_rate: AdamW peak learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
         warmup_ratio: fraction of the steps spent warming the learning rate up.
@@ -59,18 +60,15 @@ class DistillationModule(LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.task = get_task(task)
+        self.task = task_from_spec(task)
         if lr_schedule not in {s.value for s in SchedulerType}:
             raise DistillError(f"unknown lr_schedule {lr_schedule!r}: use one of {[s.value for s in SchedulerType]}")
         if not losses:
             raise DistillError("model.losses is empty: name at least one loss, e.g. class_path: LogitsKD")
-        self.teacher = Teacher(teacher) if teacher else None
-        if self.teacher is not None and self.teacher.num_labels != self.task.num_labels:
-            raise DistillError(
-                f"teacher {teacher!r} predicts {self.teacher.num_labels} labels but task {self.task.name} has "
-                f"{self.task.num_labels}: use a teacher fine-tuned on {self.task.name} (see configs/*/teacher.yaml)"
-            )
+        self.teacher = Teacher(teacher, self.task) if teacher else None
         self.losses = nn.ModuleList(losses)
+        for term in self.losses:
+            term.task = self.task
         self.teacher_needs = self._teacher_needs()
         self.student = student.build(teacher=self.teacher, task=self.task)
         self.student_needs = self._student_needs()
@@ -121,6 +119,7 @@ class DistillationModule(LightningModule):
         teacher = self.teacher.anatomy if self.teacher is not None else None
         for method in self.compression:
             for term in method.loss_terms(self.student):
+                term.task = self.task
                 term.setup(student=self.student.anatomy, teacher=teacher)
                 self.losses.append(term)
         self.log_names = term_log_names(list(self.losses))
@@ -154,7 +153,7 @@ class DistillationModule(LightningModule):
         fingerprint = getattr(data, "fingerprints", {}).get("train") if data is not None else None
         if fingerprint is None:
             raise DistillError(
-                "teacher_cache needs a datamodule that fingerprints its training split (GlueDataModule does)"
+                "teacher_cache needs a datamodule that fingerprints its training split (TaskDataModule does)"
             )
         rows = len(data.splits["train"])
         if self.trainer.local_rank == 0:  # one process per machine creates the folder; the others then open it
@@ -217,12 +216,8 @@ class DistillationModule(LightningModule):
         if logits is None:
             logits = self.student(batch, frozenset({"logits"})).logits
         labels = batch["labels"]
-        if self.task.labels is None:
-            loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())
-        else:
-            loss = nn.functional.cross_entropy(logits, labels)
-        metrics.update(self.task.predictions(logits), labels)
-        self.log(f"{stage}/loss", loss, batch_size=len(labels), sync_dist=True)
+        self.task.update_metrics(metrics, logits, batch)
+        self.log(f"{stage}/loss", self.task.label_loss(logits, labels), batch_size=len(labels), sync_dist=True)
 
     def _log_metrics(self, metrics: nn.Module) -> dict[str, Tensor]:
         values = metrics.compute()  # synchronised across ranks by torchmetrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -12,11 +13,13 @@ from distill import Anatomy, DistillError, Features, LossTerm, Ramp
 
 
 class LogitsKD(LossTerm):
-    """Match the teacher's output distribution.
+    """Match the teacher's outputs, on the positions the task compares.
 
     kind="kl":      T² · KL(softmax(t/T) ‖ softmax(s/T))   (Hinton et al.; the T² keeps gradients comparable)
     kind="soft_ce": T² · −Σ softmax(t/T) · log softmax(s/T)  (same gradients as kl, offset by the teacher entropy)
+    kind="bce":     T² · BCE(sigmoid(s/T), sigmoid(t/T)), averaged over labels: multi-label tasks, one sigmoid each
     kind="mse":     ‖s − t‖² on raw logits (Ba & Caruana 2014; Tang et al. 2019), the only choice for regression
+    kind="auto":    kl for classification, bce for multi-label classification, mse for regression
     """
 
     name = "logits"
@@ -26,14 +29,14 @@ class LogitsKD(LossTerm):
         self,
         weight: float = 1.0,
         temperature: float = 1.0,
-        kind: Literal["kl", "soft_ce", "mse"] = "kl",
+        kind: Literal["auto", "kl", "soft_ce", "bce", "mse"] = "auto",
         temperature_schedule: Ramp | None = None,
         weight_schedule: Ramp | None = None,
     ) -> None:
         """Args:
         weight: weight of the term.
         temperature: softening temperature T (ignored by kind="mse").
-        kind: "kl", "soft_ce" or "mse".
+        kind: "auto" (by the task's outputs), "kl", "soft_ce", "bce" or "mse".
         temperature_schedule: T over training progress; overrides `temperature` when given.
         weight_schedule: multiplies `weight` over training progress.
         """
@@ -45,8 +48,16 @@ class LogitsKD(LossTerm):
         self.temperature_schedule = temperature_schedule
 
     def setup(self, student: Anatomy, teacher: Anatomy | None) -> None:
-        if student.num_labels == 1 and self.kind != "mse":
-            raise DistillError(f"LogitsKD kind={self.kind!r} needs class probabilities; use kind: mse for regression")
+        output = self.task.output if self.task is not None else "softmax"
+        if self.kind == "auto":
+            self.kind = _KIND_FOR_OUTPUT[output]
+        fits = {"kl": "softmax", "soft_ce": "softmax", "bce": "sigmoid"}
+        if self.kind in fits and fits[self.kind] != output:
+            right = _KIND_FOR_OUTPUT[output]
+            raise DistillError(
+                f"LogitsKD kind={self.kind!r} reads {fits[self.kind]} outputs, but this task's outputs are "
+                f"{output}: use kind: {right} (or auto)"
+            )
 
     def current_temperature(self) -> float:
         return self.temperature_schedule(self.progress) if self.temperature_schedule else self.temperature
@@ -57,9 +68,14 @@ class LogitsKD(LossTerm):
 
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
         s, t = student.logits, teacher.logits.to(student.logits.dtype)
+        if self.task is not None:
+            s, t = self.task.compared(s, batch), self.task.compared(t, batch)
         if self.kind == "mse":
             return F.mse_loss(s, t)
         temperature = self.current_temperature()
+        if self.kind == "bce":
+            targets = torch.sigmoid(t / temperature)
+            return F.binary_cross_entropy_with_logits(s / temperature, targets) * temperature**2
         log_p_student = F.log_softmax(s / temperature, dim=-1)
         p_teacher = F.softmax(t / temperature, dim=-1)
         if self.kind == "kl":
@@ -67,3 +83,6 @@ class LogitsKD(LossTerm):
         else:
             loss = -(p_teacher * log_p_student).sum(-1).mean()
         return loss * temperature**2
+
+
+_KIND_FOR_OUTPUT = {"softmax": "kl", "sigmoid": "bce", "score": "mse"}

@@ -11,7 +11,7 @@ from distill.compression import finalize
 from distill.delivery.export import export_student
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.students.bert import BertStudent
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
@@ -26,7 +26,7 @@ def compress(
     callbacks: list[Callback] = (),
     validate_every: int | None = None,
     **module_args,
-) -> tuple[DistillationModule, GlueDataModule]:
+) -> tuple[DistillationModule, TaskDataModule]:
     """Train a tiny student with `compression` for `steps` steps; validate every `validate_every` steps if given."""
     seed_everything(0)
     settings = dict(
@@ -37,7 +37,7 @@ def compress(
         compression=compression,
     )
     module = DistillationModule(**{**settings, **module_args})
-    data = GlueDataModule(
+    data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=module.tokenizer,

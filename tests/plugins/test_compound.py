@@ -12,7 +12,7 @@ from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, Log
 from distill.plugins.pruning import HeadPruning, MagnitudePruning
 from distill.plugins.quantization import QuantizationAwareTraining
 from distill.students.bert import BertStudent
-from distill.training.data import GlueDataModule
+from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2
 
@@ -31,7 +31,7 @@ def compound_run(teacher, root, steps, save_every=None, resume_from=None):
             HeadPruning(fraction=0.25, at=0.25, batches=2),
         ],
     )
-    data = GlueDataModule(
+    data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),
         tokenizer=module.tokenizer,

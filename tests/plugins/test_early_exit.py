@@ -11,8 +11,9 @@ from distill.compression import served_logits
 from distill.delivery.bench import run_bench
 from distill.delivery.loading import load_model
 from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
+from distill.registry import task_from_spec
+from distill.sources import DataFiles
 from distill.students.bert import BertStudent
-from distill.tasks import get_task
 from distill.training.module import SELECTION
 from tests.conftest import REFERENCE_TEACHER, SST2
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
@@ -98,7 +99,9 @@ def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
     logits(model, tokenizer, DEV_TEXTS)
     sections = EarlyExit.report_sections(model)
     assert sections and sections[0]["data"]["mean exit layer"] >= 1.0
-    rows = run_bench(str(tiny_teacher), [str(folder)], get_task("sst2"), SST2, tmp_path, ["ee"], latency_rows=16)
+    task = task_from_spec("sst2")
+    examples = task.read(DataFiles(validation=str(SST2 / "dev.tsv")), "validation")
+    rows = run_bench(str(tiny_teacher), [str(folder)], task, examples, tmp_path, ["ee"], latency_rows=16)
     names = [r["model"] for r in rows]
     assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 7
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from distill.errors import DistillError
+from distill.registry import task_from_spec
 from distill.students.bert import BertStudent
-from distill.tasks import get_task
 from distill.teacher import Teacher
 
-SST2_TASK = get_task("sst2")
+SST2_TASK = task_from_spec("sst2")
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import torch
 from distill.delivery.loading import load_model
 from distill.errors import DistillError
 from distill.plugins.losses import AttentionKD, HardLabelCE, LogitsKD, PooledKD
+from distill.registry import task_from_spec
 from distill.students._text import combine, segments
 from distill.students.bilstm import BiLSTMStudent
 from distill.students.cnn import CNNStudent
-from distill.tasks import get_task
 from distill.teacher import Teacher
 from distill.training.module import DistillationModule
 from tests.conftest import RTE, SST2, base_config, run_cli, write_config
@@ -74,7 +74,7 @@ def test_per_layer_losses_are_refused_with_a_clear_message(config, tiny_teacher)
 
 
 def test_embeddings_start_from_the_teacher_by_pca_or_linear_reduction(teacher):
-    task = get_task("sst2")
+    task = task_from_spec("sst2")
     words = teacher.model.get_input_embeddings().weight
     same = CNNStudent(embedding_dim=32).build(teacher, task)
     torch.testing.assert_close(same.embedding.table.weight, words)

@@ -7,8 +7,8 @@ import torch
 
 from distill.delivery.loading import load_model
 from distill.plugins.losses import LogitsKD
+from distill.registry import task_from_spec
 from distill.students.nas_cnn import NAMES, ArchitectureCost, NasCnnSearch, NasCnnStudent
-from distill.tasks import get_task
 from distill.teacher import Teacher
 from distill.training.module import DistillationModule
 from tests.conftest import base_config, cli_error, run_cli, write_config
@@ -58,7 +58,7 @@ def test_the_derived_student_trains_exports_and_reloads(searched):
 
 def test_the_efficiency_loss_pushes_the_architecture_to_cheaper_operations(tiny_teacher):
     torch.manual_seed(0)
-    supernet = NasCnnSearch(**SEARCH).build(Teacher(str(tiny_teacher)), get_task("sst2"))
+    supernet = NasCnnSearch(**SEARCH).build(Teacher(str(tiny_teacher)), task_from_spec("sst2"))
     before = supernet.expected_cost().item()
     optimizer = torch.optim.Adam([supernet.alphas], lr=0.05)
     for _ in range(20):
@@ -69,7 +69,7 @@ def test_the_efficiency_loss_pushes_the_architecture_to_cheaper_operations(tiny_
 
 
 def test_derivation_keeps_the_strongest_operations(tiny_teacher):
-    supernet = NasCnnSearch(**SEARCH).build(Teacher(str(tiny_teacher)), get_task("sst2"))
+    supernet = NasCnnSearch(**SEARCH).build(Teacher(str(tiny_teacher)), task_from_spec("sst2"))
     with torch.no_grad():
         supernet.alphas.zero_()
         supernet.alphas[:, :, NAMES.index("zero")] = 9.0  # zero is never chosen

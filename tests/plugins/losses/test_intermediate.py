@@ -7,12 +7,11 @@ import torch
 
 from distill.errors import DistillError
 from distill.plugins.losses import AttentionKD, HiddenStatesKD, ValueRelationKD
-from distill.registry import registered
+from distill.registry import registered, task_from_spec
 from distill.students.bert import BertStudent
-from distill.tasks import get_task
 from distill.teacher import Teacher
 
-SST2_TASK = get_task("sst2")
+SST2_TASK = task_from_spec("sst2")
 
 ALL_FEATURES = frozenset({"logits", "hidden_states", "attentions", "values", "pooled"})
 TEXTS = ["a gripping , funny film", "dull and overlong", "the cast is superb ."]

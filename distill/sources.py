@@ -1,0 +1,255 @@
+"""Where a task's examples come from: local files (CSV, TSV, JSON, JSONL, Parquet) or a hub dataset.
+
+A source only finds and loads a split as a `datasets.Dataset` with the columns as they are; the task decides
+which columns it reads and what their values mean. Errors name the YAML key and the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import datasets
+
+from distill.errors import DistillError
+
+SPLITS = ("train", "validation", "test")
+FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet"]
+_SUFFIXES: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".parquet": "parquet",
+}
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable digest of `parts` (bytes are hashed as they are, anything else by its repr)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+class DataSource(ABC):
+    """Finds the train, validation and test splits of a dataset."""
+
+    @abstractmethod
+    def load(self, split: str) -> datasets.Dataset:
+        """The split with its columns as stored.
+
+        Raises:
+            DistillError: the split is not configured, its file is missing or unreadable, or the hub is unreachable.
+        """
+
+    @abstractmethod
+    def has(self, split: str) -> bool:
+        """Whether the split is configured."""
+
+    @abstractmethod
+    def where(self, split: str, row: int | None = None) -> str:
+        """The split (and 0-based row) as a user finds it: `data.files.train (train.csv), line 7`."""
+
+    @abstractmethod
+    def identity(self, split: str) -> str:
+        """Changes whenever the split's contents may have changed (it keys the tokenised cache)."""
+
+
+@dataclass
+class DataFiles(DataSource):
+    """Local files, one per split, read with the `datasets` loaders.
+
+    Attributes:
+        train: the training file.
+        validation: the file checkpoints are selected on (and the report card is measured on).
+        test: a file for `distill test`; the validation file when not given.
+        format: csv, tsv, json, jsonl or parquet; by default each file's suffix decides. TSV is read with
+            quoting off (as GLUE's files need: a field holds no tab or newline); CSV with standard quoting.
+        column_names: names for CSV or TSV files that have no header line.
+    """
+
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    format: FileFormat | None = None
+    column_names: list[str] | None = None
+
+    def path(self, split: str) -> Path:
+        name = getattr(self, split)
+        if name is None:
+            raise DistillError(
+                f"no {split} split: data.files.{split} is not set. Give the path of a "
+                f"{'/'.join(_SUFFIXES)} file holding it"
+            )
+        return Path(name).expanduser()
+
+    def has(self, split: str) -> bool:
+        return getattr(self, split) is not None
+
+    def file_format(self, split: str) -> FileFormat:
+        return file_format(self.path(split), f"data.files.{split}", self.format)
+
+    def load(self, split: str) -> datasets.Dataset:
+        return load_table(self.path(split), f"data.files.{split}", self.format, self.column_names)
+
+    def where(self, split: str, row: int | None = None) -> str:
+        place = f"data.files.{split} ({self.path(split)})"
+        if row is None:
+            return place
+        kind = self.file_format(split)
+        if kind in ("csv", "tsv"):
+            return f"{place}, line {row + (1 if self.column_names else 2)}"
+        if kind == "jsonl":
+            return f"{place}, line {row + 1}"
+        return f"{place}, row {row + 1}"
+
+    def identity(self, split: str) -> str:
+        path = self.path(split)
+        return fingerprint(path.read_bytes(), self.file_format(split), self.column_names)
+
+
+def file_format(path: Path, key: str, given: FileFormat | None = None) -> FileFormat:
+    """The format named in the config, else the one the file's suffix implies.
+
+    Raises:
+        DistillError: the suffix is not one of the supported types.
+    """
+    kind = given or _SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DistillError(
+            f"{key} {str(path)!r}: unknown file type {path.suffix or '(no suffix)'!r}; use one of "
+            f"{', '.join(_SUFFIXES)} files" + (", or set data.files.format" if key.startswith("data.") else "")
+        )
+    return kind
+
+
+def load_table(
+    path: Path, key: str, given: FileFormat | None = None, column_names: list[str] | None = None
+) -> datasets.Dataset:
+    """A CSV, TSV, JSON, JSONL or Parquet file as a Dataset, its columns as stored (CSV and TSV: all text).
+
+    Raises:
+        DistillError: the file is missing, empty, of an unknown type, or malformed (with pandas' or pyarrow's
+            account of the row).
+    """
+    kind = file_format(path, key, given)
+    if not path.is_file():
+        raise DistillError(f"{key} {str(path)!r} does not exist: give the path of an existing file")
+    if path.stat().st_size == 0:
+        raise DistillError(f"{key} {str(path)!r} is empty: give a file with a header and rows")
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # the error below says it once, with the row
+    try:
+        return _load_file(path, kind, column_names)
+    except Exception as error:  # pandas, pyarrow and json each raise their own types for a malformed file
+        raise DistillError(
+            f"{key} {str(path)!r} could not be read as {kind}: {_root_cause(error)}. Fix the file"
+        ) from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost error's message: `datasets` wraps the parser's (which names the line) in its own."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def _header(path: Path, separator: str, quoting: int) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
+
+
+def _load_file(path: Path, kind: FileFormat, column_names: list[str] | None) -> datasets.Dataset:
+    files = {"data": str(path)}
+    if kind in ("csv", "tsv"):
+        quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
+        separator = "\t" if kind == "tsv" else ","
+        names = column_names or _header(path, separator, quoting)
+        # Every value is read as text, never guessed: "NA" or "null" is a sentence, and labels are parsed by the task.
+        return datasets.load_dataset(
+            "csv",
+            data_files=files,
+            split="data",
+            sep=separator,
+            quoting=quoting,
+            column_names=column_names,
+            keep_default_na=False,
+            na_filter=False,
+            features=datasets.Features({name: datasets.Value("string") for name in names}),
+        )
+    loader = "json" if kind in ("json", "jsonl") else kind
+    return datasets.load_dataset(loader, data_files=files, split="data")
+
+
+@dataclass
+class HubDataset(DataSource):
+    """A dataset on the Hugging Face hub (or in its local cache), by `datasets.load_dataset(path, name)`.
+
+    Attributes:
+        path: the dataset's hub id, e.g. "imdb" or "nyu-mll/glue".
+        name: its configuration name, e.g. "sst2"; None when it has one.
+        train_split, validation_split, test_split: the split names on the hub; a test split of None scores
+            `distill test` on the validation split.
+        columns: hub column name -> the name the task reads, e.g. {"premise": "sentence1"}.
+        class_names: read class-label columns as their names; false keeps the class ids (integers).
+    """
+
+    path: str = ""
+    name: str | None = None
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    class_names: bool = True
+
+    def split_name(self, split: str) -> str:
+        name = getattr(self, f"{split}_split")
+        if name is None:
+            raise DistillError(f"no {split} split: set data.hub.{split}_split to the hub's name for it")
+        return name
+
+    def has(self, split: str) -> bool:
+        return getattr(self, f"{split}_split") is not None
+
+    def load(self, split: str) -> datasets.Dataset:
+        name = self.split_name(split)
+        label = f"{self.path}" + (f" ({self.name})" if self.name else "")
+        try:
+            loaded = datasets.load_dataset(self.path, self.name, split=name)
+        except Exception as error:  # datasets raises a different type for each way of being offline
+            raise DistillError(
+                f"could not load split {name!r} of hub dataset {label} ({type(error).__name__}: "
+                f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}). Offline (HF_DATASETS_OFFLINE=1 "
+                f"or no network) only cached datasets load: point data.files.train and data.files.validation at "
+                f"local CSV, TSV, JSON, JSONL or Parquet files instead"
+            ) from None
+        if self.class_names:
+            loaded = _class_ids_to_names(loaded)
+        return loaded.rename_columns({k: v for k, v in self.columns.items() if k in loaded.column_names})
+
+    def where(self, split: str, row: int | None = None) -> str:
+        place = f"hub dataset {self.path}" + (f"/{self.name}" if self.name else "") + f" split {self.split_name(split)}"
+        return place if row is None else f"{place}, row {row + 1}"
+
+    def identity(self, split: str) -> str:
+        return self.load(split)._fingerprint
+
+
+def _class_ids_to_names(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Class-label columns as their names, so labels mean the same from the hub as from a file (-1: no label)."""
+    for column, feature in dataset.features.items():
+        if isinstance(feature, datasets.ClassLabel):
+            dataset = dataset.map(
+                lambda rows, c=column, names=feature.names: {c: [names[i] if i >= 0 else None for i in rows[c]]},
+                batched=True,
+                features=datasets.Features({**dataset.features, column: datasets.Value("string")}),
+            )
+    return dataset

@@ -1,0 +1,178 @@
+"""The task contract: what a task reads, how it is tokenised, which head it needs, and how it is scored and served.
+
+A task arrives through the `distill_register_tasks` hook and is named in YAML by class_path (or by one of its
+presets, such as `sst2`). The core only calls the methods below, so a token-level task (NER, extractive QA) fits
+the same contract: its logits are (batch, tokens, labels), and `compared` picks the positions that count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import datasets
+from torch import Tensor
+from torchmetrics import MetricCollection
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from distill.errors import DistillError
+from distill.sources import DataFiles, DataSource, HubDataset
+
+Output = Literal["softmax", "sigmoid", "score"]
+GENERIC_LABEL = "LABEL_{}"  # what transformers calls labels nobody named
+_PROBLEM_TYPES = {
+    "softmax": "single_label_classification",
+    "sigmoid": "multi_label_classification",
+    "score": "regression",
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A task by name (`data.task: sst2`): the task's arguments and where its data lives by default.
+
+    Attributes:
+        init_args: the task class's arguments.
+        files: split -> file name inside `data.data_dir`, a folder in the preset's own layout.
+        column_names: names for those files' columns when they have no header line.
+        hub: where the data is on the hub when `data.data_dir` is not given.
+    """
+
+    init_args: dict[str, Any]
+    files: dict[str, str]
+    column_names: list[str] | None = None
+    hub: HubDataset | None = None
+
+    def source(self, data_dir: Path | None) -> DataSource:
+        """The preset's files in `data_dir`, else its hub dataset."""
+        if data_dir is not None:
+            return DataFiles(**{split: str(data_dir / name) for split, name in self.files.items()},
+                             column_names=self.column_names)  # fmt: skip
+        if self.hub is None:
+            raise DistillError("this preset has no hub dataset: set data.data_dir to a folder holding its files")
+        return self.hub
+
+
+class Task(ABC):
+    """One kind of problem, end to end: examples, label space, head, label loss, compared logits, metrics and
+    predictions. Subclasses are usually dataclasses, whose fields are the YAML init_args.
+
+    `labels` lists the label names in the order of the head's outputs; None means the task has none (regression).
+    Tasks that discover their labels from the training split set them in `read`.
+    """
+
+    name: str
+    labels: Sequence[str] | None
+    text_columns: Sequence[str]
+    head: ClassVar[str] = "AutoModelForSequenceClassification"  # the transformers class an export loads with
+    output: ClassVar[Output] = "softmax"  # how the distillation losses read the logits
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """Ready-made settings by name (`data.task: <name>`)."""
+        return {}
+
+    # --- examples ---------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def read(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
+        """The split's examples in the columns `encode` reads, with `labels` and `idx` (the row number).
+
+        Reading "train" fixes the label space when it was not given. Raises DistillError naming the source,
+        the row and the key for a missing column, an unparsable or unseen label, or an empty split.
+        """
+
+    @abstractmethod
+    def encode(self, rows: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
+        """Tokenise a batch of rows (a `datasets.map` function); labels are carried along or aligned to tokens."""
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        """Pads a list of encoded rows into a batch."""
+        return DataCollatorWithPadding(tokenizer)
+
+    @property
+    def is_pair(self) -> bool:
+        """Whether an example is a pair of texts (the students' segment embeddings, the transfer set)."""
+        return len(self.text_columns) == 2
+
+    # --- head and teacher -------------------------------------------------------------------------------------
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    def head_config(self) -> dict[str, Any]:
+        """The head's settings in a transformers config: output width, and the label names in both directions."""
+        names = list(self.labels) if self.labels is not None else ["score"]
+        return {
+            "num_labels": self.num_labels,
+            "id2label": dict(enumerate(names)),
+            "label2id": {name: index for index, name in enumerate(names)},
+            "problem_type": _PROBLEM_TYPES[self.output],
+        }
+
+    def teacher_order(self, id2label: Mapping[int, str], teacher: str) -> list[int] | None:
+        """Which teacher output answers for each of this task's labels: None when they already line up.
+
+        A teacher whose labels were never named (LABEL_0, LABEL_1, ...) is checked by their number only.
+
+        Raises:
+            DistillError: the teacher predicts other labels than the data holds (both lists are named).
+        """
+        names = [id2label[i] for i in sorted(id2label)]
+        ours = list(self.labels) if self.labels is not None else ["score"]
+        unnamed = names == [GENERIC_LABEL.format(i) for i in range(len(names))]
+        if len(names) == len(ours) and (unnamed or names == ours or self.labels is None):
+            return None
+        if not unnamed and sorted(names) == sorted(ours):
+            return [names.index(label) for label in ours]
+        raise DistillError(
+            f"teacher {teacher!r} predicts {len(names)} label(s) {names}, but task {self.name} has "
+            f"{len(ours)}: {ours}. Use a teacher fine-tuned on these labels (see configs/custom/teacher.yaml), "
+            f"or give data.task.init_args.labels in the teacher's order if the names differ only in spelling"
+        )
+
+    # --- training and evaluation ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def label_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss on gold labels; rows (or positions) labelled UNLABELLED are skipped, and none at all gives 0."""
+
+    def compared(self, logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        """The logits the distillation losses compare, one row per scored position: (N, labels).
+        A sentence-level task scores every example; a token-level task picks its tokens here."""
+        return logits
+
+    @abstractmethod
+    def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
+        """Fresh torchmetrics for this task, fed by `update_metrics`. They sync across ranks under DDP unless
+        `sync` is off (a measurement one rank makes alone, such as the report card)."""
+
+    @property
+    @abstractmethod
+    def main_metric(self) -> str:
+        """The metric (a key of `build_metrics`, without prefix) checkpoints are selected on; higher is better."""
+
+    def update_metrics(self, metrics: MetricCollection, logits: Tensor, batch: Mapping[str, Tensor]) -> None:
+        """Feed one batch's predictions and gold labels to the metrics."""
+        metrics.update(self.predictions(logits), batch["labels"])
+
+    @abstractmethod
+    def predictions(self, logits: Tensor) -> Tensor:
+        """What the metrics compare with the labels: class ids, 0/1 per label, or the score."""
+
+    # --- serving ----------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def prediction_columns(self, logits: Tensor) -> dict[str, list]:
+        """What `distill predict` adds to each input row: column name -> one value per row."""
+
+    def spec(self) -> dict[str, Any]:
+        """The task with its label space fixed, as YAML would name it: it travels into checkpoints and cards."""
+        cls = type(self)
+        arguments = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": arguments}
