@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import datasets
 
@@ -36,10 +35,10 @@ def fingerprint(*parts: object) -> str:
     return digest.hexdigest()[:16]
 
 
-class DataSource(ABC):
-    """Finds the train, validation and test splits of a dataset."""
+class DataSource(Protocol):
+    """Finds the train, validation and test splits of a dataset (DataFiles and HubDataset are the two kinds;
+    plain dataclasses, so YAML writes them as nested keys)."""
 
-    @abstractmethod
     def load(self, split: str) -> datasets.Dataset:
         """The split with its columns as stored.
 
@@ -47,21 +46,18 @@ class DataSource(ABC):
             DistillError: the split is not configured, its file is missing or unreadable, or the hub is unreachable.
         """
 
-    @abstractmethod
     def has(self, split: str) -> bool:
         """Whether the split is configured."""
 
-    @abstractmethod
     def where(self, split: str, row: int | None = None) -> str:
         """The split (and 0-based row) as a user finds it: `data.files.train (train.csv), line 7`."""
 
-    @abstractmethod
     def identity(self, split: str) -> str:
         """Changes whenever the split's contents may have changed (it keys the tokenised cache)."""
 
 
 @dataclass
-class DataFiles(DataSource):
+class DataFiles:
     """Local files, one per split, read with the `datasets` loaders.
 
     Attributes:
@@ -147,6 +143,8 @@ def load_table(
     try:
         return _load_file(path, kind, column_names)
     except Exception as error:  # pandas, pyarrow and json each raise their own types for a malformed file
+        if kind in ("csv", "tsv") and len(path.read_text(encoding="utf-8").strip().splitlines()) <= 1:
+            raise DistillError(f"{key} {str(path)!r} has no rows: give a file with at least one example") from None
         raise DistillError(
             f"{key} {str(path)!r} could not be read as {kind}: {_root_cause(error)}. Fix the file"
         ) from None
@@ -190,7 +188,7 @@ def _load_file(path: Path, kind: FileFormat, column_names: list[str] | None) -> 
 
 
 @dataclass
-class HubDataset(DataSource):
+class HubDataset:
     """A dataset on the Hugging Face hub (or in its local cache), by `datasets.load_dataset(path, name)`.
 
     Attributes:
@@ -226,10 +224,10 @@ class HubDataset(DataSource):
             loaded = datasets.load_dataset(self.path, self.name, split=name)
         except Exception as error:  # datasets raises a different type for each way of being offline
             raise DistillError(
-                f"could not load split {name!r} of hub dataset {label} ({type(error).__name__}: "
-                f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}). Offline (HF_DATASETS_OFFLINE=1 "
-                f"or no network) only cached datasets load: point data.files.train and data.files.validation at "
-                f"local CSV, TSV, JSON, JSONL or Parquet files instead"
+                f"could not load split {name!r} of hub dataset {label} ({type(error).__name__}). Offline "
+                f"(HF_DATASETS_OFFLINE=1 or no network) only cached datasets load: point data.files.train and "
+                f"data.files.validation at local CSV, TSV, JSON, JSONL or Parquet files instead (for a preset "
+                f"such as sst2: data.data_dir at its folder; for distill bench: --data_dir)"
             ) from None
         if self.class_names:
             loaded = _class_ids_to_names(loaded)

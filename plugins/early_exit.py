@@ -191,6 +191,12 @@ class EarlyExit(Compression):
 
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        task = getattr(data, "task", None)
+        if task is not None and task.output != "softmax":
+            raise DistillError(
+                f"EarlyExit decides by the confidence of a softmax over classes; task {task.name} has "
+                f"{task.output} outputs: drop EarlyExit from model.compression for this task"
+            )
         model = hf_model(student, self.name)
         if not hasattr(student, "exit_ramps"):
             hidden, labels = model.config.hidden_size, model.config.num_labels

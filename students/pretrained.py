@@ -21,7 +21,9 @@ class PretrainedStudent(StudentConfig):
     model: str = "bert-base-uncased"
 
     def build(self, teacher: Teacher | None, task: Task) -> TransformerStudent:
-        model = load_classifier(self.model, "student", head=task.head, **task.head_config())
+        # A checkpoint whose head was trained for other labels gets a fresh head of the task's width.
+        config = {**task.head_config(), "ignore_mismatched_sizes": True}
+        model = load_classifier(self.model, "student", head=task.head, **config)
         student = TransformerStudent(model, family="pretrained")
         student.tokenizer = load_tokenizer(self.model, "student")
         return student

@@ -22,7 +22,12 @@ def test_every_recipe_resolves_with_its_shared_data_block(recipe: Path, monkeypa
         run_cli("fit", "--config", str(recipe), *overlay, "--print_config")
     assert done.value.code in (0, None)
     resolved = yaml.safe_load(capsys.readouterr().out)
-    assert resolved["data"]["task"] and Path(resolved["data"]["data_dir"]).is_dir()
+    data = resolved["data"]
+    assert data["task"]
+    if data.get("files"):
+        assert all(Path(data["files"][split]).is_file() for split in ("train", "validation"))
+    else:
+        assert Path(data["data_dir"]).is_dir()
     assert resolved["model"]["losses"]
 
 

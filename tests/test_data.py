@@ -199,7 +199,8 @@ BAD_INPUT = {
     "a float label for classification": (
         dict(train="text,label\ngood,1\nbad,0.5\n", validation="text,label\nok,1\n"),
         {},
-        r"train.csv\), line 3: label '0.5' is a number with a fraction, not a class: for scores use class_path: Regression",
+        r"train.csv\), line 3: label '0.5' is a number with a fraction, not a class: for scores use "
+        r"class_path: Regression",
     ),
     "an unknown file type": (
         dict(train="text,label\n", validation="text,label\n", suffix=".xlsx"),

@@ -80,7 +80,7 @@ def test_export_and_predict_refuse_bad_input_clearly(run, tmp_path):
         "export", "--model", str(run / "student"), "--variants", "[Int9]"
     )
     (tmp_path / "bad.tsv").write_text("text\nfine\n")
-    assert "must name the text columns ['sentence']" in cli_error(
+    assert "has no column(s) ['sentence'] (the task's text columns)" in cli_error(
         "predict", "--model", str(run / "student"), "--input", str(tmp_path / "bad.tsv")
     )
     assert "does not exist" in cli_error(

@@ -1,26 +1,31 @@
 """Contract tests over the whole registry, as timm tests every model: a plugin is covered the day it registers.
 
-Every registered student family builds with its defaults, trains a step, exports and reloads to the same outputs;
-every loss runs on every family that provides what it reads; every compression method trains, finalises, exports
-and reloads to what the run served.
+Every registered task reads real rows, and every student family builds for it, trains a step on its label loss,
+exports and reloads to the same outputs; every loss runs on every family that provides what it reads; every
+compression method trains, finalises, exports and reloads to what the run served.
+
+Tasks read real SST-2 sentences in each task's own shape: class names for classification, the gold label as a
+score for regression, and for multi-label the gold label plus a second, independent label (more than ten words).
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from distill import DistillError, Teacher
+from distill import DataFiles, DistillError, Teacher
 from distill.compression import finalize, served_logits
-from distill.delivery.export import export_student
+from distill.delivery.export import export_student, task_card
 from distill.delivery.loading import load_model
 from distill.registry import registered, task_from_spec
 from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, ROOT, SST2
 from tests.plugins.conftest import compress
 
-STUDENTS, LOSSES, METHODS = (sorted(registered(kind)) for kind in ("students", "losses", "compression"))
+STUDENTS, LOSSES, METHODS, TASKS = (sorted(registered(k)) for k in ("students", "losses", "compression", "tasks"))
 TEXTS = [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:9]]
 
 
@@ -33,6 +38,33 @@ def offline_settings(name: str, tiny_teacher) -> dict:
 
 
 METHOD_SETTINGS = {"LayerPruning": {"layers": [2]}}  # which layers to drop has no sensible default
+TASK_SETTINGS = {"MultiLabelClassification": {"label_columns": ["positive", "long"]}}  # the labels are the columns
+
+
+def task_rows(count: int = 64) -> list[dict]:
+    """Real SST-2 rows, with each built-in task's label columns."""
+    rows = []
+    for line in (SST2 / "train.tsv").read_text().splitlines()[1 : 1 + count]:
+        text, label = line.split("\t")
+        long = int(len(text.split()) > 10)
+        names = ("negative", "positive")
+        rows.append(
+            {"text": text, "label": names[int(label)], "score": float(label), "positive": int(label), "long": long}
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def task_files(tmp_path_factory) -> DataFiles:
+    path = tmp_path_factory.mktemp("task_rows") / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in task_rows()))
+    return DataFiles(train=str(path), validation=str(path))
+
+
+def make_task(name: str, task_files: DataFiles):
+    settings = {"Regression": {"label_column": "score"}, **TASK_SETTINGS}.get(name, {})
+    task = registered("tasks")[name][0](**settings)
+    return task, task.read(task_files, "train")
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +108,42 @@ def test_every_student_family_trains_a_step_exports_and_reloads(name, teacher, t
 
 
 @pytest.mark.parametrize("student_name", STUDENTS)
+@pytest.mark.parametrize("task_name", TASKS)
+def test_every_student_family_learns_every_task_exports_and_reloads(
+    task_name, student_name, teacher, tiny_teacher, task_files, tmp_path
+):
+    task, rows = make_task(task_name, task_files)
+    assert task_from_spec(json.loads(json.dumps(task.spec()))).labels == task.labels  # the spec round-trips
+    encoded = rows.select(range(8)).map(task.encode, batched=True, fn_kwargs={"tokenizer": teacher.tokenizer,
+                                        "max_length": 64}, remove_columns=list(task.text_columns))  # fmt: skip
+    batch = task.collator(teacher.tokenizer)(encoded.to_list())
+    config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
+    torch.manual_seed(0)
+    student = config.build(teacher, task).train()
+    logits = student(batch, frozenset({"logits"})).logits
+    assert logits.shape == (8, task.num_labels)
+    loss = task.label_loss(logits, batch["labels"])
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    student.eval()
+    with torch.no_grad():
+        expected = student(batch, frozenset({"logits"})).logits
+    export_student(student, teacher.tokenizer, tmp_path / "export", task_card(task))
+    model, _ = load_model(tmp_path / "export")
+    with torch.no_grad():
+        torch.testing.assert_close(served(model, batch), expected, atol=1e-5, rtol=1e-4)
+    columns = task.prediction_columns(expected)
+    assert all(len(values) == 8 for values in columns.values()) and "prediction" in columns
+
+
+@pytest.mark.parametrize("student_name", STUDENTS)
 @pytest.mark.parametrize("loss_name", LOSSES)
 def test_every_loss_runs_on_every_student_that_provides_what_it_reads(
     loss_name, student_name, teacher, tiny_teacher, batch
 ):
     student = build(student_name, teacher, tiny_teacher).train()
     term = registered("losses")[loss_name][0]()
+    term.task = task_from_spec("sst2")  # as the module sets it before set-up
     if not term.needs <= student.anatomy.provides:  # then the run is refused at set-up, naming the loss
         config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
         with pytest.raises(DistillError, match=f"loss '{term.name}' needs"):

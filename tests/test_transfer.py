@@ -6,6 +6,7 @@ from transformers import AutoTokenizer
 
 from distill.features import Features
 from distill.plugins.losses import HardLabelCE
+from distill.registry import task_from_spec
 from distill.teacher import Teacher
 from distill.training.data import TaskDataModule
 from distill.training.transfer import UNLABELLED, TransferSet, nearest_neighbours
@@ -71,8 +72,10 @@ def test_hard_labels_skip_unlabelled_rows():
     features = Features(logits=logits, attention_mask=torch.ones(3, 2))
     labels = torch.tensor([0, UNLABELLED, UNLABELLED])
     expected = torch.nn.functional.cross_entropy(logits[:1], labels[:1])
-    assert HardLabelCE()(features, None, {"labels": labels}).item() == pytest.approx(expected.item())
-    assert HardLabelCE()(features, None, {"labels": torch.full((3,), UNLABELLED)}).item() == 0.0
+    term = HardLabelCE()
+    term.task = task_from_spec("sst2")  # as the module sets it before set-up
+    assert term(features, None, {"labels": labels}).item() == pytest.approx(expected.item())
+    assert term(features, None, {"labels": torch.full((3,), UNLABELLED)}).item() == 0.0
 
 
 def test_transfer_set_needs_a_teacher(tmp_path):

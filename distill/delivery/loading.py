@@ -32,12 +32,13 @@ def _registered_family(folder: Path) -> type[Student]:
 
 
 def card_task(folder: Path) -> Task | None:
-    """The task an export was trained for, from its card (None for a folder without one)."""
+    """The task an export was trained for, from its card (None when there is no card, or it names no task)."""
     card = Path(folder) / CARD_NAME
     if not card.is_file():
         return None
     written = json.loads(card.read_text())
-    return task_from_spec(written.get("task_spec") or written["task"])  # cards before task specs name a preset
+    spec = written.get("task_spec") or written.get("task")  # cards written before task specs name a preset
+    return task_from_spec(spec) if spec else None
 
 
 def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -61,7 +62,7 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
                 f"{folder} holds neither a Hugging Face model (config.json) nor a format of an "
                 f"installed plugin (see `distill plugins`)"
             )
-        task = card_task(folder) if (folder / CARD_NAME).is_file() else None
+        task = card_task(folder)
         head = task.head if task is not None else "AutoModelForSequenceClassification"
         loaded = load_transformer(folder, head), AutoTokenizer.from_pretrained(folder)
     model, tokenizer = loaded

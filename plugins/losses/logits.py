@@ -48,16 +48,20 @@ class LogitsKD(LossTerm):
         self.temperature_schedule = temperature_schedule
 
     def setup(self, student: Anatomy, teacher: Anatomy | None) -> None:
-        output = self.task.output if self.task is not None else "softmax"
-        if self.kind == "auto":
-            self.kind = _KIND_FOR_OUTPUT[output]
         fits = {"kl": "softmax", "soft_ce": "softmax", "bce": "sigmoid"}
+        output = self._output()
         if self.kind in fits and fits[self.kind] != output:
-            right = _KIND_FOR_OUTPUT[output]
             raise DistillError(
                 f"LogitsKD kind={self.kind!r} reads {fits[self.kind]} outputs, but this task's outputs are "
-                f"{output}: use kind: {right} (or auto)"
+                f"{output}: use kind: {_KIND_FOR_OUTPUT[output]} (or auto)"
             )
+
+    def _output(self) -> str:
+        return self.task.output if self.task is not None else "softmax"
+
+    def resolved_kind(self) -> str:
+        """The kind in use: `kind`, or for "auto" the one the task's outputs call for."""
+        return _KIND_FOR_OUTPUT[self._output()] if self.kind == "auto" else self.kind
 
     def current_temperature(self) -> float:
         return self.temperature_schedule(self.progress) if self.temperature_schedule else self.temperature
@@ -70,15 +74,16 @@ class LogitsKD(LossTerm):
         s, t = student.logits, teacher.logits.to(student.logits.dtype)
         if self.task is not None:
             s, t = self.task.compared(s, batch), self.task.compared(t, batch)
-        if self.kind == "mse":
+        kind = self.resolved_kind()
+        if kind == "mse":
             return F.mse_loss(s, t)
         temperature = self.current_temperature()
-        if self.kind == "bce":
+        if kind == "bce":
             targets = torch.sigmoid(t / temperature)
             return F.binary_cross_entropy_with_logits(s / temperature, targets) * temperature**2
         log_p_student = F.log_softmax(s / temperature, dim=-1)
         p_teacher = F.softmax(t / temperature, dim=-1)
-        if self.kind == "kl":
+        if kind == "kl":
             loss = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
         else:
             loss = -(p_teacher * log_p_student).sum(-1).mean()

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from distill.errors import DistillError
 from distill.features import Anatomy, Features
 from distill.plugins.losses import HardLabelCE, LogitsKD
+from distill.plugins.tasks import MultiLabelClassification
+from distill.registry import task_from_spec
 from distill.schedule import Ramp
 
 
@@ -52,20 +54,39 @@ def test_mse_and_temperature_schedule():
     assert annealed.current_temperature() == pytest.approx(2.5)
 
 
-def test_regression_refuses_probability_losses_and_bad_temperatures():
-    with pytest.raises(DistillError, match="use kind: mse for regression"):
-        LogitsKD().setup(Anatomy("bert", frozenset({"logits"}), num_labels=1), None)
+def test_probability_losses_are_refused_for_scores_and_auto_picks_by_the_task():
+    regression, multi_label = task_from_spec("stsb"), MultiLabelClassification(label_columns=["a", "b"])
+    refused = LogitsKD(kind="kl")
+    refused.task = regression
+    with pytest.raises(DistillError, match="reads softmax outputs, but this task's outputs are score: use kind: mse"):
+        refused.setup(Anatomy("bert", frozenset({"logits"}), num_labels=1), None)
+    for task, kind in ((regression, "mse"), (multi_label, "bce"), (task_from_spec("sst2"), "kl")):
+        term = LogitsKD()
+        term.task = task
+        assert term.resolved_kind() == kind
     with pytest.raises(DistillError, match="temperature must be positive"):
         LogitsKD(temperature=0.0)
 
 
-def test_hard_labels_use_cross_entropy_or_mse():
+def hard_labels(task) -> HardLabelCE:
+    term = HardLabelCE()
+    term.task = task  # as the module sets it before set-up
+    return term
+
+
+def test_hard_labels_are_the_tasks_own_loss():
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     labels = torch.tensor([0, 1])
     expected = F.cross_entropy(logits, labels).item()
-    assert HardLabelCE()(features(logits), None, {"labels": labels}).item() == pytest.approx(expected)
-    score = HardLabelCE()(features(torch.tensor([[1.0], [3.0]])), None, {"labels": torch.tensor([1.0, 1.0])})
-    assert score.item() == pytest.approx(2.0)
+    assert hard_labels(task_from_spec("sst2"))(features(logits), None, {"labels": labels}).item() == pytest.approx(
+        expected
+    )
+    scores = {"labels": torch.tensor([1.0, 1.0])}
+    assert hard_labels(task_from_spec("stsb"))(features(torch.tensor([[1.0], [3.0]])), None, scores).item() == 2.0
+    flags = torch.tensor([[1, 0], [0, 1]])
+    expected = F.binary_cross_entropy_with_logits(logits, flags.float()).item()
+    multi_label = hard_labels(MultiLabelClassification(label_columns=["a", "b"]))
+    assert multi_label(features(logits), None, {"labels": flags}).item() == pytest.approx(expected)
 
 
 def test_weight_schedule_warms_up():
