@@ -20,6 +20,7 @@ SPECIAL = {
     "train_speed_end_to_end",
     "cache_speed",
     "torchdistill",
+    "quickstart_task_redesign",
 }  # result files that are not one recipe's run
 
 
@@ -318,6 +319,20 @@ def torchdistill_lines(record: dict) -> list[str]:
     ]
 
 
+def same_numbers(record: dict) -> list[str]:
+    """Two runs of one command, on code before and after a change, compared value by value."""
+    dev = record["dev_metrics"]
+    return [
+        f"{record['label']} ({record['date']}, {record['machine']}): `{record['command']}`, "
+        f"{record['steps']} optimizer steps, compared by `benchmarks/compare_runs.py`.",
+        "",
+        "| logged values compared | values that differ | dev accuracy before | dev accuracy after |",
+        "|---|---|---|---|",
+        f"| {record['values_compared']} (every step's losses, every validation) | {len(record['differing'])} | "
+        f"{dev['before']['accuracy']:.10f} | {dev['after']['accuracy']:.10f} |",
+    ]
+
+
 def plot(records: list[dict]) -> None:
     """Pareto plot of every recipe from its own teacher-relative measurements (teacher at 1.0)."""
     rows = [
@@ -417,6 +432,13 @@ def main() -> None:
         lines += [*torchdistill_lines(results["torchdistill"]), ""]
     if "cache_speed" in results:
         lines += ["## Teacher-output cache", "", *cache_table(results["cache_speed"]), ""]
+    if "quickstart_task_redesign" in results:
+        lines += [
+            "## Same seed, same maths: the quickstart across a redesign",
+            "",
+            *same_numbers(results["quickstart_task_redesign"]),
+            "",
+        ]
     if records:
         lines += ["## How each row was produced", ""]
         for r in records:
