@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -412,7 +413,25 @@ def _explain(error: ArgumentError) -> str:
                 f"unknown {singular} {unknown.group(1)!r} in {key}: known {kind} are "
                 f"{', '.join(sorted(registered(kind)))} (`distill plugins` lists every installed name)"
             )
+    option = re.search(
+        r"Parser key \"([^\"]+)\".*class_path '([^']+)':\s*Option '([^']+)' is not accepted", message, re.S
+    )
+    if option:
+        key, class_path, name = option.groups()
+        accepted = _init_arguments(class_path)
+        known = f": it takes {', '.join(accepted)}" if accepted else ""
+        return f"{key}: {class_path.rsplit('.', 1)[-1]} has no option {name!r}{known}"
     return message
+
+
+def _init_arguments(class_path: str) -> list[str]:
+    """The keyword arguments a registered class takes in YAML (its init_args)."""
+    name = class_path.rsplit(".", 1)[-1]
+    for kind in KINDS:
+        if name in registered(kind):
+            parameters = inspect.signature(registered(kind)[name][0]).parameters
+            return [p for p in parameters if p not in ("self", "args", "kwargs")]
+    return []
 
 
 def _quiet_expected_warnings() -> None:

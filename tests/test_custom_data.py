@@ -185,8 +185,17 @@ def test_regression_on_jsonl_end_to_end(tmp_path):
             "could not load split 'train' of hub dataset imdb",
         ),
         (lambda d: d["files"].update(train=str(SST2 / "train.tsv")), "has no column(s) ['review', 'sentiment']"),
+        (
+            lambda d: d["task"]["init_args"].update(label_colum="sentiment"),
+            "data.task: TextClassification has no option 'label_colum': it takes text_columns, name, label_column",
+        ),
+        (
+            lambda d: d["task"].update(class_path="TextClasification"),
+            "unknown task 'TextClasification' in data.task: known tasks are MultiLabelClassification, Regression",
+        ),
+        (lambda d: d.update(data_dir=str(SST2)), "data.files and data.data_dir are both set: give the data one way"),
     ],
-    ids=["missing column", "missing file", "hub offline", "wrong file"],
+    ids=["missing column", "missing file", "hub offline", "wrong file", "misspelt option", "unknown task", "two ways"],
 )
 def test_bad_custom_data_is_one_line_and_leaves_no_run_folder(edit, expected, tiny_teacher, tmp_path):
     config = custom_config(tiny_teacher, tmp_path)
