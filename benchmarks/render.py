@@ -21,6 +21,7 @@ SPECIAL = {
     "cache_speed",
     "torchdistill",
     "quickstart_task_redesign",
+    "custom_csv",
 }  # result files that are not one recipe's run
 
 
@@ -319,6 +320,28 @@ def torchdistill_lines(record: dict) -> list[str]:
     ]
 
 
+def custom_lines(record: dict) -> list[str]:
+    """The README's two commands on a user's CSV: the teacher made from the encoder, and its student."""
+    teacher, student = record["rows"]
+    made = record["teacher_training"]
+    metric = teacher["metric"]
+    return [
+        f"{record['date']}, {record['machine']}. `configs/custom/reviews/`: 4,000 real SST-2 training sentences and "
+        f"the 872 dev sentences as a user's CSV (`review`, `sentiment` with labels {', '.join(record['labels'])}).",
+        "",
+        "| model | dev " + metric + " | vs teacher (pts) | params | speedup @1 | speedup @32 | optimizer steps |",
+        "|---|---|---|---|---|---|---|",
+        f"| teacher (fine-tuned from all-MiniLM-L6-v2) | {100 * teacher['value']:.2f} | | "
+        f"{teacher['parameters'] / 1e6:.2f}M | 1.00x | 1.00x | {made['optimizer_steps']} |",
+        f"| student (3 layers from the teacher's 0, 2, 4) | {100 * student['value']:.2f} | "
+        f"{signed_change(student['drop_points'])} | {student['parameters'] / 1e6:.2f}M | "
+        f"{student['speedup_batch1']:.2f}x | {student['speedup_batch32']:.2f}x | "
+        f"{record['student_training']['optimizer_steps']} |",
+        "",
+        *(f"- {role}: `{command}`" for role, command in record["commands"].items()),
+    ]
+
+
 def same_numbers(record: dict) -> list[str]:
     """Two runs of one command, on code before and after a change, compared value by value."""
     dev = record["dev_metrics"]
@@ -432,6 +455,13 @@ def main() -> None:
         lines += [*torchdistill_lines(results["torchdistill"]), ""]
     if "cache_speed" in results:
         lines += ["## Teacher-output cache", "", *cache_table(results["cache_speed"]), ""]
+    if "custom_csv" in results:
+        lines += [
+            "## Your own CSV: a teacher, then a student (configs/custom)",
+            "",
+            *custom_lines(results["custom_csv"]),
+            "",
+        ]
     if "quickstart_task_redesign" in results:
         lines += [
             "## Same seed, same maths: the quickstart across a redesign",

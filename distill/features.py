@@ -19,7 +19,7 @@ FEATURE_NAMES = frozenset({"logits", "hidden_states", "attentions", "values", "p
 class Features:
     """What one forward pass exposes to the loss hooks. Fields a model was not asked for stay None."""
 
-    logits: Tensor  # (B, C)
+    logits: Tensor  # (B, C); a token-level task's are (B, T, C)
     attention_mask: Tensor  # (B, T), 1 for real tokens
     hidden_states: tuple[Tensor, ...] | None = None  # L + 1 tensors of (B, T, H)
     queries: tuple[Tensor, ...] | None = None  # L tensors of (B, heads, T, d)

@@ -50,8 +50,8 @@ class Preset:
     def source(self, data_dir: Path | None) -> DataSource:
         """The preset's files in `data_dir`, else its hub dataset."""
         if data_dir is not None:
-            return DataFiles(**{split: str(data_dir / name) for split, name in self.files.items()},
-                             column_names=self.column_names)  # fmt: skip
+            paths = {split: str(data_dir / name) for split, name in self.files.items()}
+            return DataFiles(**paths, column_names=self.column_names)
         if self.hub is None:
             raise DistillError("this preset has no hub dataset: set data.data_dir to a folder holding its files")
         return self.hub
@@ -172,7 +172,8 @@ class Task(ABC):
         """What `distill predict` adds to each input row: column name -> one value per row."""
 
     def spec(self) -> dict[str, Any]:
-        """The task with its label space fixed, as YAML would name it: it travels into checkpoints and cards."""
+        """The task with its label space fixed, as YAML would name it: it travels into checkpoints and cards.
+        A dataclass task gets it from its fields; another task overrides this to return its init_args."""
         cls = type(self)
         arguments = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": arguments}

@@ -205,3 +205,15 @@ def test_bad_custom_data_is_one_line_and_leaves_no_run_folder(edit, expected, ti
     message = cli_error("fit", "--config", str(path), "--run_name", "bad")
     assert expected in message and "\n" not in message and "Traceback" not in message
     assert tree(tmp_path) == before
+
+
+def test_distill_test_scores_the_test_file_when_there_is_one(custom_run, capsys):
+    config = custom_run.parent / "c.yaml"
+    checkpoint = str(custom_run / "checkpoints" / "last.ckpt")
+    test_file = custom_run.parent / "test.csv"
+    test_file.write_text("review,sentiment\n" + "a moving film,positive\n" * 3 + "dull and long,negative\n")
+    run_cli("test", "--config", str(config), "--ckpt_path", checkpoint, "--data.files.test", str(test_file))
+    printed = capsys.readouterr().out
+    assert "test/accuracy" in printed
+    accuracy = float(next(line for line in printed.splitlines() if "test/accuracy" in line).split("│")[2])
+    assert accuracy in (0.0, 0.25, 0.5, 0.75, 1.0)  # four rows: scored on the test file, not the validation split

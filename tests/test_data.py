@@ -97,11 +97,11 @@ def test_tsv_csv_jsonl_json_and_parquet_give_identical_data_and_first_step_losse
     preset, folder, columns, tiny_teacher, tokenizer, tmp_path
 ):
     # Real GLUE rows, converted by their raw text (labels stay label names, as a user's files would hold them).
-    raw = {split: DataFiles(train=str(folder / name)).load("train").select(range(96)) for split, name in
-           (("train", "train.tsv"), ("validation", "dev.tsv"))}  # fmt: skip
+    files = {"train": "train.tsv", "validation": "dev.tsv"}
+    raw = {split: DataFiles(train=str(folder / name)).load("train").select(range(96)) for split, name in files.items()}
     converted = {split: _convert(rows, tmp_path / "files", split) for split, rows in raw.items()}
-    glue = TaskDataModule(task=preset, data_dir=str(folder), train_limit=96, eval_limit=96, batch_size=16,
-                          tokenizer=tokenizer, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    sizes = {"train_limit": 96, "eval_limit": 96, "batch_size": 16}
+    glue = TaskDataModule(task=preset, data_dir=str(folder), tokenizer=tokenizer, cache_dir=str(tmp_path), **sizes)
     label_column = glue.task.label_column
     module = DistillationModule(
         student=BertStudent(num_layers=1, init_from_teacher=[0]),

@@ -114,8 +114,8 @@ def test_every_student_family_learns_every_task_exports_and_reloads(
 ):
     task, rows = make_task(task_name, task_files)
     assert task_from_spec(json.loads(json.dumps(task.spec()))).labels == task.labels  # the spec round-trips
-    encoded = rows.select(range(8)).map(task.encode, batched=True, fn_kwargs={"tokenizer": teacher.tokenizer,
-                                        "max_length": 64}, remove_columns=list(task.text_columns))  # fmt: skip
+    settings = {"tokenizer": teacher.tokenizer, "max_length": 64}
+    encoded = rows.select(range(8)).map(task.encode, batched=True, fn_kwargs=settings, remove_columns=task.text_columns)
     batch = task.collator(teacher.tokenizer)(encoded.to_list())
     config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
     torch.manual_seed(0)

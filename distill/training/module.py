@@ -45,8 +45,8 @@ class DistillationModule(LightningModule):
         """Args:
         student: the student family and its size (`class_path: BertStudent`, ...).
         losses: the loss hooks and their weights (`class_path: LogitsKD`, ...).
-        teacher: folder or hub id of a fine-tuned sequence classifier; None trains the student on labels alone
-            (how a teacher is fine-tuned).
+        teacher: folder or hub id of a model fine-tuned for the task (its head, its labels); None trains the
+            student on labels alone (how a teacher is fine-tuned).
         task: the task as its spec (`Task.spec()`, labels fixed) or a preset name; the CLI links it from the
             data, whose training split fixes the label space.
         learning_rate: AdamW peak learning rate.
