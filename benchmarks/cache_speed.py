@@ -60,6 +60,7 @@ class EpochClock(Callback):
 def run(student: BertStudent, rows: int, epochs: int, cache: Path | None) -> EpochClock:
     seed_everything(0)
     module = DistillationModule(
+        task="sst2",
         student=student,
         losses=[HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
         teacher=str(TEACHER),

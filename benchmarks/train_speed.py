@@ -116,7 +116,9 @@ def run_distill(batches: list[dict], steps: int, intermediate: bool) -> Clock:
     losses = [HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=TEMPERATURE, kind="soft_ce")]
     if intermediate:
         losses += [HiddenStatesKD(layers=[list(p) for p in PAIRS]), AttentionKD(layers="uniform", kind="mse")]
-    module = DistillationModule(student=student_config(), losses=losses, teacher=str(TEACHER), learning_rate=LR)
+    module = DistillationModule(
+        task="sst2", student=student_config(), losses=losses, teacher=str(TEACHER), learning_rate=LR
+    )
     clock = Clock(batches, steps)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = Trainer(

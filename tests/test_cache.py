@@ -18,6 +18,7 @@ from tests.conftest import SST2
 
 def module_and_data(teacher_dir, cache_dir, tmp_path, losses=None, max_length=64):
     module = DistillationModule(
+        task="sst2",
         student=BertStudent(num_layers=1, init_from_teacher=[0]),
         losses=losses or [HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
         teacher=str(teacher_dir),

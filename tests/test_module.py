@@ -15,6 +15,7 @@ from tests.conftest import SST2
 
 def make_module(teacher_dir, **kwargs) -> DistillationModule:
     settings = dict(
+        task="sst2",
         student=BertStudent(num_layers=1, init_from_teacher=[0]),
         losses=[HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
         teacher=str(teacher_dir),

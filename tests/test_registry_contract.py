@@ -147,7 +147,7 @@ def test_every_loss_runs_on_every_student_that_provides_what_it_reads(
     if not term.needs <= student.anatomy.provides:  # then the run is refused at set-up, naming the loss
         config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
         with pytest.raises(DistillError, match=f"loss '{term.name}' needs"):
-            DistillationModule(student=config, losses=[term], teacher=str(REFERENCE_TEACHER))
+            DistillationModule(task="sst2", student=config, losses=[term], teacher=str(REFERENCE_TEACHER))
         return
     try:
         term.setup(student=student.anatomy, teacher=teacher.anatomy)

@@ -49,7 +49,7 @@ class TaskDataModule(LightningDataModule):
 
     def __init__(
         self,
-        task: str | Task = "sst2",
+        task: str | Task,
         files: DataFiles | None = None,
         hub: HubDataset | None = None,
         data_dir: str | None = None,

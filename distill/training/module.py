@@ -33,8 +33,8 @@ class DistillationModule(LightningModule):
         self,
         student: StudentConfig,
         losses: list[LossTerm],
+        task: str | dict[str, Any],
         teacher: str | None = None,
-        task: str | dict[str, Any] = "sst2",
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
@@ -45,10 +45,10 @@ class DistillationModule(LightningModule):
         """Args:
         student: the student family and its size (`class_path: BertStudent`, ...).
         losses: the loss hooks and their weights (`class_path: LogitsKD`, ...).
-        teacher: folder or hub id of a model fine-tuned for the task (its head, its labels); None trains the
-            student on labels alone (how a teacher is fine-tuned).
         task: the task as its spec (`Task.spec()`, labels fixed) or a preset name; the CLI links it from the
             data, whose training split fixes the label space.
+        teacher: folder or hub id of a model fine-tuned for the task (its head, its labels); None trains the
+            student on labels alone (how a teacher is fine-tuned).
         learning_rate: AdamW peak learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
         warmup_ratio: fraction of the steps spent warming the learning rate up.

@@ -30,6 +30,7 @@ def compress(
     """Train a tiny student with `compression` for `steps` steps; validate every `validate_every` steps if given."""
     seed_everything(0)
     settings = dict(
+        task="sst2",
         student=BertStudent(num_layers=2, init_from_teacher=[0, 1]),
         losses=[HardLabelCE(weight=0.5), LogitsKD(weight=0.5, temperature=2.0)],
         teacher=str(teacher_dir),

@@ -20,6 +20,7 @@ from tests.conftest import SST2
 def compound_run(teacher, root, steps, save_every=None, resume_from=None):
     seed_everything(0)
     module = DistillationModule(
+        task="sst2",
         student=BertStudent(num_layers=2, init_from_teacher=[0, 1]),
         losses=[HardLabelCE(weight=0.5), LogitsKD(weight=0.5), HiddenStatesKD(), AttentionKD(kind="mse")],
         teacher=str(teacher),

@@ -112,6 +112,7 @@ def test_vocabulary_pruning_keeps_used_pieces_and_tokenises_raw_text_the_same_wa
 def test_impossible_combinations_are_refused_naming_both(tiny_teacher):
     with pytest.raises(DistillError, match="MagnitudePruning and MovementPruning cannot run together"):
         DistillationModule(
+            task="sst2",
             student=BiLSTMStudent(embedding_dim=16, hidden_size=8),
             losses=[LogitsKD()],
             teacher=str(tiny_teacher),
@@ -123,6 +124,7 @@ def test_impossible_combinations_are_refused_naming_both(tiny_teacher):
         r"the bilstm student provides only \['logits', 'pooled'\]",
     ):
         DistillationModule(
+            task="sst2",
             student=BiLSTMStudent(embedding_dim=16, hidden_size=8),
             losses=[LogitsKD()],
             teacher=str(tiny_teacher),

@@ -69,8 +69,10 @@ def test_per_layer_losses_are_refused_with_a_clear_message(config, tiny_teacher)
     family = config.student_class.family
     message = f"loss 'attention' needs \\['attentions'\\]; the {family} student provides only \\['logits', 'pooled'\\]"
     with pytest.raises(DistillError, match=message):
-        DistillationModule(student=config, losses=[LogitsKD(), AttentionKD()], teacher=str(tiny_teacher))
-    DistillationModule(student=config, losses=[HardLabelCE(), LogitsKD(), PooledKD()], teacher=str(tiny_teacher))
+        DistillationModule(task="sst2", student=config, losses=[LogitsKD(), AttentionKD()], teacher=str(tiny_teacher))
+    DistillationModule(
+        task="sst2", student=config, losses=[HardLabelCE(), LogitsKD(), PooledKD()], teacher=str(tiny_teacher)
+    )
 
 
 def test_embeddings_start_from_the_teacher_by_pca_or_linear_reduction(teacher):

@@ -89,6 +89,9 @@ def test_search_needs_a_search_space_and_the_student_needs_its_genotype(tiny_tea
     assert "needs a search-space student; the bert student is not one" in cli_error("search", "--config", str(config))
     with pytest.raises(Exception, match="run `distill search --config ...` first"):
         DistillationModule(
-            student=NasCnnStudent(genotype=str(tmp_path / "none.json")), losses=[LogitsKD()], teacher=str(tiny_teacher)
+            task="sst2",
+            student=NasCnnStudent(genotype=str(tmp_path / "none.json")),
+            losses=[LogitsKD()],
+            teacher=str(tiny_teacher),
         )
     assert ArchitectureCost().from_teacher == frozenset()
