@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from distill.compression import installed_kinds
-from distill.delivery.bench import evaluation_rows, measure_models
+from distill.delivery.bench import measure_models
 from distill.delivery.loading import load_model
 from distill.training.data import resolve_data
 
@@ -69,14 +69,14 @@ def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path
     """Teacher, student, the student's export variants (int8) and bench variants (early-exit thresholds),
     on the same dev examples, timed interleaved in this one process."""
     task, source = resolve_data(task_name, None, None, str(data_dir))
-    texts, labels = evaluation_rows(task, task.read(source, "validation"))
+    examples = task.read(source, "validation")
     folders = {"teacher": teacher_dir, "student": student_dir}
     folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
     models = {name: (*load_model(folder), folder) for name, folder in folders.items()}
     for name, (model, tokenizer, folder) in list(models.items())[1:]:
         for kind in installed_kinds():
             models |= {variant: (copy, tokenizer, folder) for variant, copy in kind.bench_variants(name, model)}
-    measured = measure_models(models, task, texts, labels, latency_rows=len(texts))
+    measured = measure_models(models, task, examples, latency_rows=len(examples))
     return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}
 
 

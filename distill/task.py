@@ -168,8 +168,9 @@ class Task(ABC):
     # --- serving ----------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def prediction_columns(self, logits: Tensor) -> dict[str, list]:
-        """What `distill predict` adds to each input row: column name -> one value per row."""
+    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
+        """What `distill predict` adds to each input row of one batch: column name -> one value per row.
+        `batch` is the encoded batch (a token-level task maps its word pieces back to words from it)."""
 
     def spec(self) -> dict[str, Any]:
         """The task with its label space fixed, as YAML would name it: it travels into checkpoints and cards.

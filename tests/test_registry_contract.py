@@ -132,7 +132,7 @@ def test_every_student_family_learns_every_task_exports_and_reloads(
     model, _ = load_model(tmp_path / "export")
     with torch.no_grad():
         torch.testing.assert_close(served(model, batch), expected, atol=1e-5, rtol=1e-4)
-    columns = task.prediction_columns(expected)
+    columns = task.prediction_columns(expected, batch)
     assert all(len(values) == 8 for values in columns.values()) and "prediction" in columns
 
 

@@ -24,37 +24,47 @@ Batch = dict[str, Tensor]
 MAX_LENGTH = 128
 
 
-def evaluation_rows(task: Task, examples: datasets.Dataset) -> tuple[list[tuple[str, ...]], list]:
-    """A split the task has read, as text tuples (one per example) and gold labels."""
-    return list(zip(*(examples[c] for c in task.text_columns), strict=True)), examples["labels"]
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def make_batches(
-    tokenizer: PreTrainedTokenizerBase, texts: list[tuple[str, ...]], batch_size: int, max_length: int = MAX_LENGTH
+def task_batches(
+    task: Task,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: datasets.Dataset,
+    batch_size: int,
+    max_length: int = MAX_LENGTH,
 ) -> list[Batch]:
-    """Fixed inputs, padded per batch: every model is timed on the same texts in the same order."""
-    batches = []
-    for start in range(0, len(texts), batch_size):
-        columns = list(zip(*texts[start : start + batch_size], strict=True))
-        encoded = tokenizer(*columns, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        batches.append(dict(encoded))
-    return batches
+    """The examples encoded and padded by the task, in order: every model is scored and timed on the same rows,
+    each in its own vocabulary (so a token-level task aligns its labels to each model's word pieces)."""
+    encoded = examples.map(
+        task.encode,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+        remove_columns=[c for c in examples.column_names if c not in ("labels", "idx")],
+        keep_in_memory=True,
+        desc=None,
+    )
+    collate = task.collator(tokenizer)
+    rows = encoded.to_list()
+    return [dict(collate(rows[start : start + batch_size])) for start in range(0, len(rows), batch_size)]
+
+
+def model_inputs(batch: Mapping[str, Tensor]) -> Batch:
+    """What a model is called with: the encoded inputs, without the labels and row indices."""
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
 
 
 def _logits(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
-    output = model(**batch)
+    output = model(**model_inputs(batch))
     return output.logits if hasattr(output, "logits") else output
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: list[Batch], labels: list, task: Task) -> dict[str, float]:
-    """The task's official metrics on the given batches."""
+def evaluate(model: nn.Module, batches: list[Batch], task: Task) -> dict[str, float]:
+    """The task's metrics on the given batches (which carry their gold labels)."""
     metrics = task.build_metrics(prefix="", sync=False)  # measured in this process alone
-    offset = 0
     for batch in batches:
-        logits = _logits(model, batch)
-        task.update_metrics(metrics, logits, {"labels": torch.tensor(labels[offset : offset + len(logits)])})
-        offset += len(logits)
+        task.update_metrics(metrics, _logits(model, batch), batch)
     return {name: float(value) for name, value in metrics.compute().items()}
 
 
@@ -95,41 +105,45 @@ def compare_latency(
 def measure_models(
     models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
     task: Task,
-    texts: list[tuple[str, ...]],
-    labels: list,
+    examples: datasets.Dataset,
     latency_rows: int = 256,
 ) -> dict[str, dict]:
     """Everything the report card and `distill bench` show, for each model, measured here and now.
 
     Args:
         models: name -> (model in eval mode, its tokenizer, its export folder or None if it has none).
-        task: the task whose official metrics are computed.
-        texts, labels: the evaluation split; the first `latency_rows` texts are the latency mix.
+        task: the task whose metrics are computed, and which encodes the examples.
+        examples: the evaluation split as the task read it; its first `latency_rows` rows are the latency mix.
         latency_rows: how many examples make up the fixed sequence-length mix that is timed.
     """
     kinds = installed_kinds()
     results: dict[str, dict] = {}
-    for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring on dev", unit="model"):
+    for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring", unit="model"):
         results[name] = {
-            "metrics": evaluate(model, make_batches(tokenizer, texts, 64), labels, task),
+            "metrics": evaluate(model, task_batches(task, tokenizer, examples, 64), task),
             "parameters": count_parameters(model),
             "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
-            # read right after evaluation: e.g. the exit-layer histogram of the dev set
+            # read right after evaluation: e.g. the exit-layer histogram of the validation split
             "sections": [section for kind in kinds for section in kind.report_sections(model)],
         }
-    mix = texts[:latency_rows]
+    mix = examples.select(range(min(latency_rows, len(examples))))
     for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
-        batches = {name: make_batches(tokenizer, mix, batch_size) for name, (_, tokenizer, _) in models.items()}
+        batches = {
+            name: [model_inputs(b) for b in task_batches(task, tokenizer, mix, batch_size)]
+            for name, (_, tokenizer, _) in models.items()
+        }
         timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
         for name in models:
             results[name][f"latency_batch{batch_size}"] = timed[name]
     return results
 
 
-def latency_mix(tokenizer: PreTrainedTokenizerBase, texts: list[tuple[str, ...]], latency_rows: int = 256) -> dict:
+def latency_mix(
+    task: Task, tokenizer: PreTrainedTokenizerBase, examples: datasets.Dataset, latency_rows: int = 256
+) -> dict:
     """What the timed inputs look like: how many, how long in tokens, on how many threads."""
-    encoded = tokenizer(*zip(*texts[:latency_rows], strict=True), truncation=True, max_length=MAX_LENGTH)
-    lengths = sorted(len(ids) for ids in encoded["input_ids"])
+    mix = examples.select(range(min(latency_rows, len(examples))))
+    lengths = sorted(int(n) for b in task_batches(task, tokenizer, mix, 1) for n in b["attention_mask"].sum(-1))
     return {
         "examples": len(lengths),
         "tokens_median": statistics.median(lengths),
@@ -166,9 +180,8 @@ def run_bench(
         models[name] = (model, tokenizer, Path(folder))
         for kind in kinds:
             models |= {label: (variant, tokenizer, Path(folder)) for label, variant in kind.bench_variants(name, model)}
-    texts, labels = evaluation_rows(task, examples)
-    rows = compare(measure_models(models, task, texts, labels, latency_rows), task)
-    mix = latency_mix(models["teacher"][1], texts, latency_rows)
+    rows = compare(measure_models(models, task, examples, latency_rows), task)
+    mix = latency_mix(task, models["teacher"][1], examples, latency_rows)
     markdown = "\n".join(
         [
             f"# distill bench: {task.name} validation split",

@@ -11,7 +11,7 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
 
 from distill.compression import finalize
-from distill.delivery.bench import evaluation_rows, latency_mix, measure_models
+from distill.delivery.bench import latency_mix, measure_models
 from distill.delivery.export import export_student, task_card, write_json_atomic
 from distill.delivery.loading import load_model
 from distill.delivery.report import compare, pareto_plot, write_report
@@ -106,20 +106,20 @@ def report_card(
     task = module.task
     student, student_tokenizer = load_model(student_dir)
     teacher_dir = Path(teacher.source) if Path(teacher.source).is_dir() else Path(snapshot_download(teacher.source))
-    texts, labels = evaluation_rows(task, data.read("validation"))
+    examples = data.read("validation")
     models = {
         "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),
     }
     for variant in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         models[f"student-{variant.name}"] = (*load_model(variant), variant)  # e.g. the int8 copy
-    measured = measure_models(models, task, texts, labels, latency_rows)
+    measured = measure_models(models, task, examples, latency_rows)
     sections = measured["student"]["sections"]
     return {
         "task": task.name,
         "rows": compare(measured, task),
         "measured": measured,
-        "latency_mix": latency_mix(teacher.tokenizer, texts, latency_rows),
+        "latency_mix": latency_mix(task, teacher.tokenizer, examples, latency_rows),
         "training": training,
         "sections": sections,
         "plugins": plugin_versions(),

@@ -12,7 +12,7 @@ from typing import Any
 import datasets
 import torch
 
-from distill.delivery.bench import make_batches
+from distill.delivery.bench import model_inputs, task_batches
 from distill.delivery.export import write_text_atomic
 from distill.delivery.loading import CARD_NAME, card_task, load_model
 from distill.errors import DistillError
@@ -77,17 +77,18 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
     chosen = task_of(model_dir, task)
     kind = file_format(output_path, "--output")
     rows = read_inputs(input_path, chosen)
-    texts = list(zip(*(rows[c] for c in chosen.text_columns), strict=True))
-    outputs = []
-    for batch in make_batches(tokenizer, texts, batch_size):
-        result = model(**batch)
-        outputs.append(result.logits if hasattr(result, "logits") else result)
-    logits = torch.cat(outputs) if outputs else torch.empty(0, chosen.num_labels)
-    if outputs:
+    texts = rows.select_columns(list(chosen.text_columns))
+    added: dict[str, list] = {}
+    for batch in task_batches(chosen, tokenizer, texts, batch_size):
+        result = model(**model_inputs(batch))
+        logits = result.logits if hasattr(result, "logits") else result
         check_label_space(model_dir, logits.shape[-1], chosen)
-    added = chosen.prediction_columns(logits)
+        for column, values in chosen.prediction_columns(logits, batch).items():
+            added.setdefault(column, []).extend(values)
     if clash := [c for c in added if c in rows.column_names]:
         raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
+    if not added:  # no rows: the header still gets the task's columns
+        added = {column: [] for column in chosen.prediction_columns(torch.empty(0, chosen.num_labels), {})}
     write_table(rows.to_dict(), added, output_path, kind)
     return len(rows)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,7 +210,7 @@ class TextClassification(SentenceTask):
     def predictions(self, logits: Tensor) -> Tensor:
         return logits.argmax(-1)
 
-    def prediction_columns(self, logits: Tensor) -> dict[str, list]:
+    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
         probabilities = logits.softmax(-1)
         columns: dict[str, list] = {"prediction": [self.labels[i] for i in probabilities.argmax(-1).tolist()]}
         for position, label in enumerate(self.labels):
@@ -277,7 +277,7 @@ class Regression(SentenceTask):
     def predictions(self, logits: Tensor) -> Tensor:
         return logits.squeeze(-1)
 
-    def prediction_columns(self, logits: Tensor) -> dict[str, list]:
+    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
         return {"prediction": [round(v, 6) for v in logits.squeeze(-1).tolist()]}
 
 
@@ -342,7 +342,7 @@ class MultiLabelClassification(SentenceTask):
     def predictions(self, logits: Tensor) -> Tensor:
         return logits.sigmoid()
 
-    def prediction_columns(self, logits: Tensor) -> dict[str, list]:
+    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
         probabilities = logits.sigmoid()
         chosen = probabilities >= self.threshold
         names = [[name for name, on in zip(self.labels, row, strict=True) if on] for row in chosen.tolist()]
