@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
+from distill.cli import card_data
 from distill.compression import installed_kinds
 from distill.delivery.bench import measure_models
 from distill.delivery.loading import load_model
-from distill.training.data import resolve_data
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -65,10 +65,10 @@ def train(recipe: Path, extra: list[str], name: str) -> tuple[list[str], float]:
     return command, time.perf_counter() - started
 
 
-def measure(teacher_dir: Path, student_dir: Path, task_name: str, data_dir: Path) -> dict:
+def measure(teacher_dir: Path, student_dir: Path, card: dict) -> dict:
     """Teacher, student, the student's export variants (int8) and bench variants (early-exit thresholds),
-    on the same dev examples, timed interleaved in this one process."""
-    task, source = resolve_data(task_name, None, None, str(data_dir))
+    on the same validation examples (the task and data of the student's card), timed interleaved in one process."""
+    task, source = card_data(card, None)
     examples = task.read(source, "validation")
     folders = {"teacher": teacher_dir, "student": student_dir}
     folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
         command, seconds = train(recipe, extra, name)
     card = json.loads((OUT / name / "student" / "card.json").read_text())
     data = card["config"]["data"]
-    measured = measure(Path(card["teacher"]), OUT / name / "student", card["task"], Path(data["data_dir"]))
+    measured = measure(Path(card["teacher"]), OUT / name / "student", card)
     RESULTS.mkdir(exist_ok=True)
     record = {
         "name": name,

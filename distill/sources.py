@@ -17,13 +17,14 @@ import datasets
 from distill.errors import DistillError
 
 SPLITS = ("train", "validation", "test")
-FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet"]
+FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"]
 _SUFFIXES: dict[str, FileFormat] = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".json": "json",
     ".jsonl": "jsonl",
     ".parquet": "parquet",
+    ".conll": "conll",
 }
 
 
@@ -64,8 +65,10 @@ class DataFiles:
         train: the training file.
         validation: the file checkpoints are selected on (and the report card is measured on).
         test: a file for `distill test`; the validation file when not given.
-        format: csv, tsv, json, jsonl or parquet; by default each file's suffix decides. TSV is read with
+        format: csv, tsv, json, jsonl, parquet or conll; by default each file's suffix decides. TSV is read with
             quoting off (as GLUE's files need: a field holds no tab or newline); CSV with standard quoting.
+            CoNLL files (one token per line, its tag in the last column, a blank line between sentences) give
+            a `tokens` and a `tags` column; give `format: conll` for files named .txt.
         column_names: names for CSV or TSV files that have no header line.
     """
 
@@ -102,6 +105,8 @@ class DataFiles:
             return f"{place}, line {row + (1 if self.column_names else 2)}"
         if kind == "jsonl":
             return f"{place}, line {row + 1}"
+        if kind == "conll":
+            return f"{place}, sentence {row + 1}"
         return f"{place}, row {row + 1}"
 
     def identity(self, split: str) -> str:
@@ -142,6 +147,8 @@ def load_table(
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # the error below says it once, with the row
     try:
         return _load_file(path, kind, column_names)
+    except DistillError:
+        raise
     except Exception as error:  # pandas, pyarrow and json each raise their own types for a malformed file
         if kind in ("csv", "tsv") and len(path.read_text(encoding="utf-8").strip().splitlines()) <= 1:
             raise DistillError(f"{key} {str(path)!r} has no rows: give a file with at least one example") from None
@@ -165,8 +172,43 @@ def _header(path: Path, separator: str, quoting: int) -> list[str]:
         return next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
 
 
+def read_conll(path: Path) -> datasets.Dataset:
+    """CoNLL-style sentences: whitespace-separated columns, the token first and its tag last, a blank line between
+    sentences, `-DOCSTART-` lines skipped.
+
+    Raises:
+        DistillError: a line has another number of columns than the file's first line (its number is given).
+    """
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    width = None
+    sentence: list[tuple[str, str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields or fields[0] == "-DOCSTART-":
+                if sentence:
+                    tokens.append([t for t, _ in sentence])
+                    tags.append([g for _, g in sentence])
+                    sentence = []
+                continue
+            width = width or len(fields)
+            if len(fields) != width or width < 2:
+                raise DistillError(
+                    f"{path}, line {number}: {len(fields)} column(s) where the file's lines have {width} "
+                    f"(a token first, its tag last): fix that line"
+                )
+            sentence.append((fields[0], fields[-1]))
+    if sentence:
+        tokens.append([t for t, _ in sentence])
+        tags.append([g for _, g in sentence])
+    return datasets.Dataset.from_dict({"tokens": tokens, "tags": tags})
+
+
 def _load_file(path: Path, kind: FileFormat, column_names: list[str] | None) -> datasets.Dataset:
     files = {"data": str(path)}
+    if kind == "conll":
+        return read_conll(path)
     if kind in ("csv", "tsv"):
         quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
         separator = "\t" if kind == "tsv" else ","

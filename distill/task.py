@@ -70,6 +70,7 @@ class Task(ABC):
     text_columns: Sequence[str]
     head: ClassVar[str] = "AutoModelForSequenceClassification"  # the transformers class an export loads with
     output: ClassVar[Output] = "softmax"  # how the distillation losses read the logits
+    per_token: ClassVar[bool] = False  # logits are (batch, tokens, labels): sentence-level students cannot serve it
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:
@@ -168,9 +169,11 @@ class Task(ABC):
     # --- serving ----------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
+    def prediction_columns(
+        self, logits: Tensor, batch: Mapping[str, Tensor], rows: Mapping[str, list]
+    ) -> dict[str, list]:
         """What `distill predict` adds to each input row of one batch: column name -> one value per row.
-        `batch` is the encoded batch (a token-level task maps its word pieces back to words from it)."""
+        `batch` is the encoded batch and `rows` its input rows (a token-level task maps word pieces to words)."""
 
     def spec(self) -> dict[str, Any]:
         """The task with its label space fixed, as YAML would name it: it travels into checkpoints and cards.

@@ -192,10 +192,11 @@ class EarlyExit(Compression):
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         task = getattr(data, "task", None)
-        if task is not None and task.output != "softmax":
+        if task is not None and (task.output != "softmax" or task.per_token):
+            kind = "per-token" if task.per_token else task.output
             raise DistillError(
-                f"EarlyExit decides by the confidence of a softmax over classes; task {task.name} has "
-                f"{task.output} outputs: drop EarlyExit from model.compression for this task"
+                f"EarlyExit decides per example by the confidence of a softmax over classes; task {task.name} has "
+                f"{kind} outputs: drop EarlyExit from model.compression for this task"
             )
         model = hf_model(student, self.name)
         if not hasattr(student, "exit_ramps"):

@@ -148,6 +148,11 @@ class TextStudentConfig(StudentConfig):
         """The family's own constructor arguments (checked here: raise DistillError when unbuildable)."""
 
     def build(self, teacher: Teacher | None, task: Task) -> TextClassifier:
+        if task.per_token:
+            raise DistillError(
+                f"{type(self).__name__} predicts one label per example; task {task.name} needs one per token: "
+                f"use BertStudent or PretrainedStudent"
+            )
         if teacher is None:
             raise DistillError(f"{type(self).__name__} takes its vocabulary from the teacher: set model.teacher")
         if self.embedding_dim < 1:

@@ -6,10 +6,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification, PreTrainedModel
 
 from distill import DistillError, StudentConfig, Task, Teacher, hookimpl, pca_basis, reduce_to
 from distill.students.transformer import TransformerStudent
+
+_HEADS = {
+    "AutoModelForSequenceClassification": BertForSequenceClassification,
+    "AutoModelForTokenClassification": BertForTokenClassification,
+}
 
 
 @dataclass
@@ -40,8 +45,10 @@ class BertStudent(StudentConfig):
     def build(self, teacher: Teacher | None, task: Task) -> TransformerStudent:
         if teacher is None:
             raise DistillError("BertStudent takes its vocabulary from the teacher: set model.teacher")
+        if task.head not in _HEADS:
+            raise DistillError(f"BertStudent has no {task.head} head (task {task.name}): it builds {sorted(_HEADS)}")
         config = self._config(teacher.model.config, task.head_config())
-        model = BertForSequenceClassification(config)
+        model = _HEADS[task.head](config)
         if self.init_from_teacher is not None:
             _copy_teacher_layers(model, teacher, self.init_from_teacher)
         elif self.init_embeddings == "teacher":
@@ -75,7 +82,7 @@ class BertStudent(StudentConfig):
         )
 
 
-def _copy_teacher_layers(student: BertForSequenceClassification, teacher: Teacher, layers: list[int]) -> None:
+def _copy_teacher_layers(student: PreTrainedModel, teacher: Teacher, layers: list[int]) -> None:
     """DistilBERT's initialisation: embeddings, the chosen layers, pooler and classifier, copied as they are."""
     source = teacher.model
     if getattr(source.config, "model_type", None) != "bert":
@@ -99,12 +106,13 @@ def _copy_teacher_layers(student: BertForSequenceClassification, teacher: Teache
     student.bert.embeddings.load_state_dict(source.bert.embeddings.state_dict())
     for student_layer, teacher_layer in zip(student.bert.encoder.layer, layers, strict=True):
         student_layer.load_state_dict(source.bert.encoder.layer[teacher_layer].state_dict())
-    student.bert.pooler.load_state_dict(source.bert.pooler.state_dict())
+    if student.bert.pooler is not None and source.bert.pooler is not None:  # token heads have no pooler
+        student.bert.pooler.load_state_dict(source.bert.pooler.state_dict())
     student.classifier.load_state_dict(source.classifier.state_dict())
 
 
 @torch.no_grad()
-def _reduce_teacher_embeddings(student: BertForSequenceClassification, teacher: Teacher) -> None:
+def _reduce_teacher_embeddings(student: PreTrainedModel, teacher: Teacher) -> None:
     """Word, position and segment embeddings projected onto the top principal directions of the teacher's words."""
     source = teacher.model.base_model.embeddings
     target = student.bert.embeddings

@@ -20,6 +20,7 @@ SHARED = ROOT.parent / "shared"
 REFERENCE_TEACHER = SHARED / "teachers" / "minilm-l6-sst2"
 SST2 = SHARED / "data" / "glue" / "SST-2"
 RTE = SHARED / "data" / "glue" / "RTE"
+CONLL = SHARED / "data" / "conll2003"
 
 
 def tiny_bert_config(**overrides) -> BertConfig:

@@ -115,6 +115,6 @@ def test_multi_label_reading_loss_metrics_and_predictions(tmp_path):
     scores = {k: float(v) for k, v in metrics.compute().items()}
     # "positive": 2 predicted, 3 true, 2 hit (F1 0.8); "long": 2 predicted, 2 true, 2 hit (F1 1.0); micro: 4 of 4 / 5.
     assert scores["micro_f1"] == pytest.approx(2 * 4 / (4 + 5)) and scores["macro_f1"] == pytest.approx(0.9)
-    columns = task.prediction_columns(logits, {})
+    columns = task.prediction_columns(logits, {}, {})
     assert columns["prediction"] == ["positive", "long", "positive,long"]
     assert columns["probability_long"][0] == pytest.approx(torch.sigmoid(torch.tensor(-4.0)).item(), abs=1e-6)

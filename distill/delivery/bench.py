@@ -36,17 +36,14 @@ def task_batches(
 ) -> list[Batch]:
     """The examples encoded and padded by the task, in order: every model is scored and timed on the same rows,
     each in its own vocabulary (so a token-level task aligns its labels to each model's word pieces)."""
-    encoded = examples.map(
-        task.encode,
-        batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
-        remove_columns=[c for c in examples.column_names if c not in ("labels", "idx")],
-        keep_in_memory=True,
-        desc=None,
-    )
+    rows = examples.to_dict()
+    encoded = dict(task.encode(rows, tokenizer, max_length))
+    for carried in ("labels", "idx"):  # a sentence task leaves its labels to the rows; a token task aligns them
+        if carried in rows and carried not in encoded:
+            encoded[carried] = rows[carried]
+    records = [dict(zip(encoded, values, strict=True)) for values in zip(*encoded.values(), strict=True)]
     collate = task.collator(tokenizer)
-    rows = encoded.to_list()
-    return [dict(collate(rows[start : start + batch_size])) for start in range(0, len(rows), batch_size)]
+    return [dict(collate(records[start : start + batch_size])) for start in range(0, len(records), batch_size)]
 
 
 def model_inputs(batch: Mapping[str, Tensor]) -> Batch:

@@ -60,8 +60,12 @@ def read_inputs(path: Path, task: Task) -> datasets.Dataset:
         )
     for column in task.text_columns:
         for row, value in enumerate(rows[column]):
-            if not isinstance(value, str):
-                raise DistillError(f"--input {str(path)!r}, row {row + 1}: text column {column!r} holds {value!r}")
+            words = isinstance(value, list) and all(isinstance(w, str) for w in value)
+            if not (words if task.per_token else isinstance(value, str)):
+                wanted = "a list of words" if task.per_token else "text"
+                raise DistillError(
+                    f"--input {str(path)!r}, row {row + 1}: column {column!r} holds {value!r}, not {wanted}"
+                )
     return rows
 
 
@@ -79,16 +83,18 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
     rows = read_inputs(input_path, chosen)
     texts = rows.select_columns(list(chosen.text_columns))
     added: dict[str, list] = {}
-    for batch in task_batches(chosen, tokenizer, texts, batch_size):
+    batches = task_batches(chosen, tokenizer, texts, batch_size)
+    for start, batch in zip(range(0, len(texts), batch_size), batches, strict=True):
         result = model(**model_inputs(batch))
         logits = result.logits if hasattr(result, "logits") else result
         check_label_space(model_dir, logits.shape[-1], chosen)
-        for column, values in chosen.prediction_columns(logits, batch).items():
+        for column, values in chosen.prediction_columns(logits, batch, texts[start : start + batch_size]).items():
             added.setdefault(column, []).extend(values)
     if clash := [c for c in added if c in rows.column_names]:
         raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
     if not added:  # no rows: the header still gets the task's columns
-        added = {column: [] for column in chosen.prediction_columns(torch.empty(0, chosen.num_labels), {})}
+        empty = chosen.prediction_columns(torch.empty(0, chosen.num_labels), {}, {})
+        added = {column: [] for column in empty}
     write_table(rows.to_dict(), added, output_path, kind)
     return len(rows)
 

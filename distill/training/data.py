@@ -99,10 +99,10 @@ class TaskDataModule(LightningDataModule):
         self.limits = {"train": train_limit, "validation": eval_limit, "test": eval_limit}
         self.num_workers = num_workers
         self.cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "distill"
-        if transfer is not None and self.task.output == "sigmoid":
+        if transfer is not None and (self.task.output == "sigmoid" or self.task.per_token):
             raise DistillError(
-                "data.transfer makes unlabelled rows for single-label tasks; a multi-label task cannot use it: "
-                "remove data.transfer"
+                f"data.transfer makes unlabelled rows for single-label sentence tasks; task {self.task.name} "
+                f"cannot use it: remove data.transfer"
             )
         self.transfer = transfer
         self.teacher = teacher

@@ -143,6 +143,11 @@ class DistillationModule(LightningModule):
         settings = self.cache_settings
         if settings is None or self.teacher is None or not self.teacher_needs:
             return
+        if self.task.per_token:
+            raise DistillError(
+                f"teacher_cache keeps one vector per example, but task {self.task.name} has a prediction per "
+                f"token: drop model.teacher_cache (the teacher then runs live)"
+            )
         if not self.teacher_needs <= set(settings.features):
             raise DistillError(
                 f"teacher_cache keeps {sorted(settings.features)}, but the losses read the teacher's "

@@ -210,7 +210,9 @@ class TextClassification(SentenceTask):
     def predictions(self, logits: Tensor) -> Tensor:
         return logits.argmax(-1)
 
-    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
+    def prediction_columns(
+        self, logits: Tensor, batch: Mapping[str, Tensor], rows: Mapping[str, list]
+    ) -> dict[str, list]:
         probabilities = logits.softmax(-1)
         columns: dict[str, list] = {"prediction": [self.labels[i] for i in probabilities.argmax(-1).tolist()]}
         for position, label in enumerate(self.labels):
@@ -277,7 +279,9 @@ class Regression(SentenceTask):
     def predictions(self, logits: Tensor) -> Tensor:
         return logits.squeeze(-1)
 
-    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
+    def prediction_columns(
+        self, logits: Tensor, batch: Mapping[str, Tensor], rows: Mapping[str, list]
+    ) -> dict[str, list]:
         return {"prediction": [round(v, 6) for v in logits.squeeze(-1).tolist()]}
 
 
@@ -342,7 +346,9 @@ class MultiLabelClassification(SentenceTask):
     def predictions(self, logits: Tensor) -> Tensor:
         return logits.sigmoid()
 
-    def prediction_columns(self, logits: Tensor, batch: Mapping[str, Tensor]) -> dict[str, list]:
+    def prediction_columns(
+        self, logits: Tensor, batch: Mapping[str, Tensor], rows: Mapping[str, list]
+    ) -> dict[str, list]:
         probabilities = logits.sigmoid()
         chosen = probabilities >= self.threshold
         names = [[name for name, on in zip(self.labels, row, strict=True) if on] for row in chosen.tolist()]
