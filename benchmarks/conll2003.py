@@ -18,7 +18,7 @@ from run_recipe import HERE, OFFLINE, OUT
 
 ROOT = HERE.parent
 TEACHER = OUT / "teacher_conll2003" / "student"
-STUDENTS = ("bert_l3", "bert_l3_compressed")
+STUDENTS = ("bert_l3", "bilstm", "bert_l3_compressed")
 
 
 def main(argv: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -95,6 +95,7 @@ class TextClassifier(Student):
         embedding_dim: int,
         dropout: float,
         source_dim: int | None,
+        per_token: bool = False,
         **family: Any,
     ) -> None:
         super().__init__()
@@ -105,13 +106,18 @@ class TextClassifier(Student):
             embedding_dim=embedding_dim,
             dropout=dropout,
             source_dim=source_dim,
+            per_token=per_token,
             **family,
         )
-        self.pair = pair
+        self.pair, self.per_token = pair, per_token
         self.embedding = WordEmbedding(vocab_size, embedding_dim, source_dim)
+
+    serves_tokens: ClassVar[bool] = False  # a family that can label every token (its `token_states`)
 
     def sentence_pair_width(self, width: int, provides: frozenset[str] = frozenset({"logits", "pooled"})) -> int:
         """Record the anatomy for sentence vectors of `width`; returns the classifier's input width."""
+        if self.per_token:
+            provides = frozenset({"logits"})
         joined = width * (4 if self.pair else 1)
         self.anatomy = Anatomy(self.family, provides, hidden_size=joined, num_labels=self.architecture["num_labels"])
         return joined
@@ -120,7 +126,14 @@ class TextClassifier(Student):
     def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
         """(B, T) token ids and mask -> (B, width) sentence vectors."""
 
+    def token_states(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """(B, T) token ids and mask -> (B, T, width) states, for families that set `serves_tokens`."""
+        raise NotImplementedError(f"the {self.family} family labels sentences, not tokens")
+
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
+        if self.per_token:  # one label per word piece, from the states at each position
+            states = self.token_states(batch["input_ids"], batch["attention_mask"].bool())
+            return Features(logits=self.head(states), attention_mask=batch["attention_mask"])
         pooled = combine([self.encode(ids, mask) for ids, mask in segments(batch, self.pair)])
         return Features(logits=self.head(pooled), attention_mask=batch["attention_mask"], pooled=pooled)
 
@@ -148,10 +161,10 @@ class TextStudentConfig(StudentConfig):
         """The family's own constructor arguments (checked here: raise DistillError when unbuildable)."""
 
     def build(self, teacher: Teacher | None, task: Task) -> TextClassifier:
-        if task.per_token:
+        if task.per_token and not self.student_class.serves_tokens:
             raise DistillError(
                 f"{type(self).__name__} predicts one label per example; task {task.name} needs one per token: "
-                f"use BertStudent or PretrainedStudent"
+                f"use BertStudent, PretrainedStudent or BiLSTMStudent"
             )
         if teacher is None:
             raise DistillError(f"{type(self).__name__} takes its vocabulary from the teacher: set model.teacher")
@@ -161,6 +174,7 @@ class TextStudentConfig(StudentConfig):
             vocab_size=teacher.model.config.vocab_size,
             num_labels=task.num_labels,
             pair=task.is_pair,
+            per_token=task.per_token,
             embedding_dim=self.embedding_dim,
             dropout=self.dropout,
             source_dim=embedding_source_dim(teacher, self.embedding_init, self.reduction, self.embedding_dim),

@@ -1,5 +1,6 @@
 """The BiLSTM student family (Tang et al., 2019, "Distilling task-specific knowledge from BERT into simple
-neural networks"): embeddings, a bidirectional LSTM, max-pooling over time, and an MLP head."""
+neural networks"): embeddings, a bidirectional LSTM, max-pooling over time, and an MLP head. For a token task the
+MLP labels the LSTM's state at every position instead."""
 
 from __future__ import annotations
 
@@ -39,15 +40,20 @@ class BiLSTMModel(TextClassifier):
             nn.Linear(mlp_size, num_labels),
         )
 
+    serves_tokens = True
+
     def encode(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return masked_max(self.token_states(ids, mask), mask)  # (B, 2H)
+
+    def token_states(self, ids: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(1)
         states = self.embedding(ids)  # (B, T, E)
         for depth, (ahead, behind) in enumerate(zip(self.forward_lstms, self.backward_lstms, strict=True)):
             if depth:
                 states = self.between_layers(states)
             backward = reverse_within(behind(reverse_within(states, lengths))[0], lengths)
-            states = torch.cat([ahead(states)[0], backward], dim=-1)  # (B, T, 2H)
-        return masked_max(states, mask)  # (B, 2H)
+            states = torch.cat([ahead(states)[0], backward], dim=-1)
+        return states  # (B, T, 2H)
 
 
 @dataclass

@@ -14,9 +14,11 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, BertFor
 
 from distill import DataFiles, DistillError, Features
 from distill.delivery.bench import task_batches
+from distill.delivery.loading import load_model
 from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import TokenClassification
 from distill.plugins.tasks.tokens import WORD_INDEX, EntityScores, entity_spans
+from distill.training.module import DistillationModule
 from tests.conftest import CONLL, REFERENCE_TEACHER, cli_error, run_cli, tiny_bert_config
 
 DEV = DataFiles(validation=str(CONLL / "dev.txt"), format="conll")
@@ -118,7 +120,9 @@ def token_teacher(tmp_path_factory) -> Path:
     return folder
 
 
-def ner_config(teacher: Path, root: Path, student: dict | None = None, compression: list | None = None) -> Path:
+def ner_config(
+    teacher: Path, root: Path, student: dict | None = None, compression: list | None = None, hidden: bool = True
+) -> Path:
     config = {
         "trainer": {"max_steps": 8, "val_check_interval": 4, "log_every_n_steps": 2, "default_root_dir": str(root),
                     "enable_progress_bar": False, "enable_model_summary": False},
@@ -128,7 +132,7 @@ def ner_config(teacher: Path, root: Path, student: dict | None = None, compressi
                                    "init_args": {"num_layers": 1, "init_from_teacher": [1]}},
             "losses": [{"class_path": "HardLabelCE", "init_args": {"weight": 0.5}},
                        {"class_path": "LogitsKD", "init_args": {"weight": 0.5, "temperature": 2.0}},
-                       {"class_path": "HiddenStatesKD"}],
+                       *([{"class_path": "HiddenStatesKD"}] if hidden else [])],
             "compression": compression or [],
             "learning_rate": 1e-3,
         },
@@ -150,8 +154,6 @@ def test_ner_trains_exports_reloads_and_predicts_entities(token_teacher, tokeniz
     card = json.loads((export / "card.json").read_text())
     assert card["task"] == "conll2003" and len(card["labels"]) == 9 and "entity_f1" in card["dev_metrics"]
     assert json.loads((tmp_path / "ner" / "report.json").read_text())["rows"][0]["metric"] == "entity_f1"
-    from distill.training.module import DistillationModule
-
     module = DistillationModule.load_from_checkpoint(card["checkpoint"]).eval()
     reloaded = AutoModelForTokenClassification.from_pretrained(export).eval()
     assert reloaded.config.id2label[8] == "O"
@@ -165,6 +167,21 @@ def test_ner_trains_exports_reloads_and_predicts_entities(token_teacher, tokeniz
     row = json.loads((tmp_path / "sentences.predictions.jsonl").read_text())
     assert len(row["tags"].split()) == 5 and all(tag in card["labels"] for tag in row["tags"].split())
     assert all({"type", "text", "first_word", "last_word"} == set(e) for e in row["entities"])
+
+
+def test_a_bilstm_labels_every_token_and_reloads_to_the_same_predictions(token_teacher, tokenizer, tmp_path):
+    student = {"class_path": "BiLSTMStudent", "init_args": {"embedding_dim": 32, "hidden_size": 16, "mlp_size": 16}}
+    config = ner_config(token_teacher, tmp_path, student=student, hidden=False)  # a BiLSTM has no layers to map
+    run_cli("fit", "--config", str(config), "--run_name", "bilstm")
+    card = json.loads((tmp_path / "bilstm" / "student" / "card.json").read_text())
+    assert card["student_family"] == "bilstm" and "entity_f1" in card["dev_metrics"]
+    module = DistillationModule.load_from_checkpoint(card["checkpoint"]).eval()
+    model, _ = load_model(tmp_path / "bilstm" / "student")
+    batch = task_batches(module.task, tokenizer, read_dev(TokenClassification(), limit=8), 8)[0]
+    with torch.no_grad():
+        expected = module.student(batch, frozenset({"logits"})).logits
+        assert expected.shape[:2] == batch["input_ids"].shape
+        torch.testing.assert_close(model(batch["input_ids"], batch["attention_mask"]), expected)
 
 
 def test_a_compound_run_on_ner_completes(token_teacher, tmp_path):
@@ -181,9 +198,9 @@ def test_a_compound_run_on_ner_completes(token_teacher, tmp_path):
     ("student", "compression", "expected"),
     [
         (
-            {"class_path": "BiLSTMStudent"},
+            {"class_path": "CNNStudent"},
             None,
-            "BiLSTMStudent predicts one label per example; task conll2003 needs one per token",
+            "CNNStudent predicts one label per example; task conll2003 needs one per token",
         ),
         (None, [{"class_path": "EarlyExit"}], "EarlyExit decides per example"),
     ],
