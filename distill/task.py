@@ -91,6 +91,11 @@ class Task(ABC):
     def encode(self, rows: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
         """Tokenise a batch of rows (a `datasets.map` function); labels are carried along or aligned to tokens."""
 
+    def notes(self, examples: datasets.Dataset, encoded: datasets.Dataset, max_length: int) -> list[str]:
+        """What a user should know about how a split was encoded, such as how many examples max_length cut;
+        the data module prints each note once, after tokenising."""
+        return []
+
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         """Pads a list of encoded rows into a batch."""
         return DataCollatorWithPadding(tokenizer)

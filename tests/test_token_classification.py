@@ -209,3 +209,14 @@ def test_what_cannot_serve_tokens_is_refused_in_one_line(student, compression, e
     path = ner_config(token_teacher, tmp_path, student=student, compression=compression)
     message = cli_error("fit", "--config", str(path), "--run_name", "refused")
     assert expected in message and "\n" not in message and not (tmp_path / "refused").exists()
+
+
+def test_sentences_cut_by_max_length_are_counted_not_silent(tokenizer, tmp_path):
+    task = TokenClassification()
+    examples = read_dev(task, limit=64)
+    encoded = examples.map(task.encode, batched=True, fn_kwargs={"tokenizer": tokenizer, "max_length": 16})
+    (note,) = task.notes(examples, encoded, 16)
+    longer = sum(len(tokenizer(words, is_split_into_words=True)["input_ids"]) > 16 for words in examples["tokens"])
+    assert note.startswith(f"{longer} of 64 sentences are longer than max_length 16 word pieces") and longer > 0
+    assert task.notes(examples, examples.map(task.encode, batched=True, fn_kwargs={"tokenizer": tokenizer,
+                      "max_length": 512}), 512) == []  # fmt: skip

@@ -10,6 +10,7 @@ import datasets
 import pyarrow.compute
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
@@ -154,6 +155,8 @@ class TaskDataModule(LightningDataModule):
             desc=f"tokenising {self.task.name} {split}",
         )
         self.fingerprints[split] = key
+        for note in self.task.notes(raw, tokenised, self.max_length):
+            rank_zero_warn(f"{self.task.name} {split}: {note}")
         if split == "train" and self.transfer is not None:
             return self._transfer_set(tokenised, key)
         return tokenised

@@ -115,6 +115,17 @@ class TokenClassification(Task):
             encoded["labels"] = [self._align(tags, words) for tags, words in zip(rows["labels"], pieces, strict=True)]
         return encoded
 
+    def notes(self, examples: datasets.Dataset, encoded: datasets.Dataset, max_length: int) -> list[str]:
+        """How many sentences max_length cut: their last words are neither trained nor scored."""
+        kept = [max(pieces) + 1 for pieces in encoded[WORD_INDEX]]
+        cut = [len(words) - k for words, k in zip(examples[self.tokens_column], kept, strict=True) if k < len(words)]
+        if not cut:
+            return []
+        return [
+            f"{len(cut)} of {len(kept)} sentences are longer than max_length {max_length} word pieces; "
+            f"{sum(cut)} words were cut off (raise data.max_length to keep them)"
+        ]
+
     def _align(self, tags: list[int], words: list[int | None]) -> list[int]:
         aligned, previous = [], None
         for word in words:
