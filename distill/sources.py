@@ -284,12 +284,28 @@ class HubDataset:
 
 
 def _class_ids_to_names(dataset: datasets.Dataset) -> datasets.Dataset:
-    """Class-label columns as their names, so labels mean the same from the hub as from a file (-1: no label)."""
+    """Class-label columns (and lists of class labels, such as NER tags) as their names, so labels mean the same
+    from the hub as from a file (-1: no label)."""
     for column, feature in dataset.features.items():
+        inner = getattr(feature, "feature", None)
         if isinstance(feature, datasets.ClassLabel):
-            dataset = dataset.map(
-                lambda rows, c=column, names=feature.names: {c: [names[i] if i >= 0 else None for i in rows[c]]},
-                batched=True,
-                features=datasets.Features({**dataset.features, column: datasets.Value("string")}),
-            )
+            target = datasets.Value("string")
+        elif isinstance(inner, datasets.ClassLabel):
+            target = datasets.List(datasets.Value("string"))
+        else:
+            continue
+        dataset = dataset.map(
+            _to_names,
+            fn_kwargs={"column": column, "names": (inner or feature).names, "nested": inner is not None},
+            batched=True,
+            features=datasets.Features({**dataset.features, column: target}),
+        )
     return dataset
+
+
+def _to_names(rows: dict[str, list], column: str, names: list[str], nested: bool) -> dict[str, list]:
+    def name(i: int) -> str | None:
+        return names[i] if i >= 0 else None
+
+    values = rows[column]
+    return {column: [[name(i) for i in row] for row in values] if nested else [name(i) for i in values]}

@@ -236,3 +236,20 @@ def test_a_missing_split_and_an_unreachable_hub_say_what_to_do(tmp_path):
         TaskDataModule(task=TextClassification(), hub=HubDataset(path="imdb"))
     with pytest.raises(DistillError, match="task textclassification has no data: give data.files"):
         TaskDataModule(task=TextClassification())
+
+
+def test_hub_class_labels_become_names_in_single_and_list_columns():
+    """What HubDataset does to a loaded hub split (the hub itself is unreachable here): GLUE-style class ids and
+    conll2003-style tag lists read as the names a file would hold."""
+    from distill.sources import _class_ids_to_names
+
+    features = datasets.Features(
+        {
+            "tokens": datasets.List(datasets.Value("string")),
+            "ner_tags": datasets.List(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+        }
+    )
+    rows = {"tokens": [["Peter", "Blackburn"], ["ok"]], "ner_tags": [[1, 2], [0]], "label": [1, -1]}
+    named = _class_ids_to_names(datasets.Dataset.from_dict(rows, features=features)).to_dict()
+    assert named["ner_tags"] == [["B-PER", "I-PER"], ["O"]] and named["label"] == ["positive", None]
