@@ -115,15 +115,21 @@ class CacheStore:
         return None
 
     def _create(self) -> None:
-        scratch = self.folder.with_name(self.folder.name + ".partial")
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
+        """Build the folder under a scratch name of this process's own, then rename it into place. Nodes that
+        share the directory may build it at the same moment: the first rename wins and the others use it."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.partial-", dir=self.folder.parent))
         for name, width in self.widths.items():
             np.lib.format.open_memmap(scratch / f"{name}.npy", mode="w+", dtype=np.float16, shape=(self.rows, width))
         np.lib.format.open_memmap(scratch / "filled.npy", mode="w+", dtype=np.uint8, shape=(self.rows,))
         files = [scratch / path.name for path in self._files]
         (scratch / MANIFEST).write_text(json.dumps({**self._layout, "checksum": _digest(files)}))
-        scratch.rename(self.folder)
+        try:
+            scratch.rename(self.folder)
+        except OSError:  # another process renamed its copy into place first
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not self.folder.is_dir():
+                raise
 
     @property
     def complete(self) -> bool:
