@@ -87,6 +87,28 @@ class Task(ABC):
         the row and the key for a missing column, an unparsable or unseen label, or an empty split.
         """
 
+    def load_columns(
+        self, source: DataSource, split: str, columns: Mapping[str, str], limit: int | None
+    ) -> datasets.Dataset:
+        """The split's first `limit` rows, checked: `columns` maps each column `read` needs to the init_arg that
+        names it, so a missing one is refused naming the key to fix, with the columns there are.
+
+        Raises:
+            DistillError: a column is missing, or the split has no rows.
+        """
+        raw = source.load(split)
+        if missing := [c for c in columns if c not in raw.column_names]:
+            keys = ", ".join(dict.fromkeys(columns.values()))
+            raise DistillError(
+                f"{source.where(split)} has no column(s) {missing}; its columns are {raw.column_names}. "
+                f"Name the right ones in data.task.init_args ({keys})"
+            )
+        if limit is not None:
+            raw = raw.select(range(min(limit, len(raw))))
+        if len(raw) == 0:
+            raise DistillError(f"{source.where(split)} has no rows: give a file with at least one example")
+        return raw
+
     @abstractmethod
     def encode(self, rows: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
         """Tokenise a batch of rows (a `datasets.map` function); labels are carried along or aligned to tokens."""

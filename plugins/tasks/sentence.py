@@ -66,17 +66,11 @@ class SentenceTask(Task):
         """Refuse a label outside the label space (only tasks that have one)."""
 
     def read(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
-        raw = source.load(split)
-        wanted = [*self.text_columns, *self.label_columns]
-        if missing := [c for c in wanted if c not in raw.column_names]:
-            raise DistillError(
-                f"{source.where(split)} has no column(s) {missing}; its columns are {raw.column_names}. "
-                f"Name the right ones in data.task.init_args (text_columns, {self._label_key()})"
-            )
-        if limit is not None:
-            raw = raw.select(range(min(limit, len(raw))))
-        if len(raw) == 0:
-            raise DistillError(f"{source.where(split)} has no rows: give a file with at least one example")
+        columns = {
+            **dict.fromkeys(self.text_columns, "text_columns"),
+            **dict.fromkeys(self.label_columns, self._label_key()),
+        }
+        raw = self.load_columns(source, split, columns, limit)
         texts = {column: raw[column] for column in self.text_columns}
         for column, values in texts.items():
             for row, value in enumerate(values):

@@ -55,17 +55,8 @@ class TokenClassification(Task):
     # --- examples ---------------------------------------------------------------------------------------------
 
     def read(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
-        raw = source.load(split)
-        wanted = [self.tokens_column, self.tags_column]
-        if missing := [c for c in wanted if c not in raw.column_names]:
-            raise DistillError(
-                f"{source.where(split)} has no column(s) {missing}; its columns are {raw.column_names}. "
-                f"Name the right ones in data.task.init_args (tokens_column, tags_column)"
-            )
-        if limit is not None:
-            raw = raw.select(range(min(limit, len(raw))))
-        if len(raw) == 0:
-            raise DistillError(f"{source.where(split)} has no sentences: give a file with at least one")
+        columns = {self.tokens_column: "tokens_column", self.tags_column: "tags_column"}
+        raw = self.load_columns(source, split, columns, limit)
         words, tags = raw[self.tokens_column], [self._tags(row, source, split, i) for i, row in enumerate(raw)]
         for row, (sentence, sentence_tags) in enumerate(zip(words, tags, strict=True)):
             if not sentence or not all(isinstance(w, str) for w in sentence):
