@@ -16,7 +16,6 @@ import datasets
 
 from distill.errors import DistillError
 
-SPLITS = ("train", "validation", "test")
 FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"]
 _SUFFIXES: dict[str, FileFormat] = {
     ".csv": "csv",

@@ -25,7 +25,6 @@ from distill.training.transfer import TransferSet, build_transfer_set
 
 MODEL_COLUMNS = ("labels", "idx")  # kept from a task's read rows; the rest is replaced by what it encodes
 Batching = Literal["length_grouped", "random"]
-SPLITS = ("train", "validation", "test")
 
 
 def embedding_digest(matrix: torch.Tensor) -> str:
