@@ -76,7 +76,8 @@ def measure(teacher_dir: Path, student_dir: Path, card: dict) -> dict:
     for name, (model, tokenizer, folder) in list(models.items())[1:]:
         for kind in installed_kinds():
             models |= {variant: (copy, tokenizer, folder) for variant, copy in kind.bench_variants(name, model)}
-    measured = measure_models(models, task, examples, latency_rows=len(examples))
+    max_length = card.get("config", {}).get("data", {}).get("max_length") or 128
+    measured = measure_models(models, task, examples, latency_rows=len(examples), max_length=max_length)
     return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}
 
 

@@ -12,7 +12,7 @@ from distill.delivery.measure import sparsity
 from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
 from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
-from distill.hf import load_classifier, load_tokenizer
+from distill.hf import head_logits, load_classifier, load_tokenizer
 from distill.hookspecs import hookimpl
 from distill.layers import LayerMap, resolve_layer_map
 from distill.loss import LossTerm
@@ -46,6 +46,7 @@ __all__ = [
     "TransformerTap",
     "atomic_directory",
     "hookimpl",
+    "head_logits",
     "load_classifier",
     "load_model",
     "load_tokenizer",

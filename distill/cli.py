@@ -21,10 +21,10 @@ from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
 from distill.compression import Compression
-from distill.delivery.bench import run_bench
+from distill.delivery.bench import MAX_LENGTH, run_bench
 from distill.delivery.export import export_checkpoint, export_onnx_variants
 from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
-from distill.delivery.loading import CARD_NAME, card_task
+from distill.delivery.loading import CARD_NAME, card_max_length, card_task
 from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
@@ -282,7 +282,10 @@ def bench_command(argv: list[str]) -> None:
                 f"model folder {folder} does not exist: give folders written by distill or save_pretrained"
             )
     task, examples = bench_data(args.students, args.task, args.data_dir, args.validation)
-    rows = run_bench(args.teacher, args.students, task, examples, Path(args.out), args.names, args.latency_rows)
+    max_length = card_max_length(Path(args.students[0]), MAX_LENGTH)
+    rows = run_bench(
+        args.teacher, args.students, task, examples, Path(args.out), args.names, args.latency_rows, max_length
+    )
     print(table_markdown(rows))
     print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
 

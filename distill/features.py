@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from distill.hf import head_logits
+
 FEATURE_NAMES = frozenset({"logits", "hidden_states", "attentions", "values", "pooled"})
 
 
@@ -113,7 +115,7 @@ class TransformerTap:
                 seen.clear()
         hidden = tuple(output.hidden_states) if want_hidden else None
         return Features(
-            logits=output.logits,
+            logits=head_logits(output),
             attention_mask=batch["attention_mask"],
             hidden_states=hidden,
             pooled=hidden[-1][:, 0] if hidden is not None else None,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import torch
 import transformers
+from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
@@ -47,3 +50,21 @@ def load_tokenizer(source: str, role: str) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as error:
         raise DistillError(f"could not load the tokenizer of {role} {source!r}: {error}") from None
+
+
+def head_logits(output: Any) -> Tensor:
+    """A model's output as one logits tensor: a plain tensor as it is, `logits` when the output has them, or the
+    `*_logits` a span head returns (a question-answering model's start and end, each (B, T)) stacked on a last
+    axis in the order the model returns them, so every task reads (B, T, 2) from the same place.
+
+    Raises:
+        DistillError: the output holds no logits at all.
+    """
+    if isinstance(output, Tensor):
+        return output
+    if getattr(output, "logits", None) is not None:
+        return output.logits
+    parts = [value for key, value in output.items() if key.endswith("_logits")]
+    if not parts:
+        raise DistillError(f"the model returned {type(output).__name__} with no logits ({list(output.keys())})")
+    return torch.stack(parts, dim=-1)

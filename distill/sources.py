@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -16,7 +18,7 @@ import datasets
 
 from distill.errors import DistillError
 
-FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"]
+FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll", "squad"]
 _SUFFIXES: dict[str, FileFormat] = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -24,7 +26,7 @@ _SUFFIXES: dict[str, FileFormat] = {
     ".jsonl": "jsonl",
     ".parquet": "parquet",
     ".conll": "conll",
-}
+}  # SQuAD files are .json: `file_format` tells them by their layout
 
 
 def fingerprint(*parts: object) -> str:
@@ -67,7 +69,9 @@ class DataFiles:
         format: csv, tsv, json, jsonl, parquet or conll; by default each file's suffix decides. TSV is read with
             quoting off (as GLUE's files need: a field holds no tab or newline); CSV with standard quoting.
             CoNLL files (one token per line, its tag in the last column, a blank line between sentences) give
-            a `tokens` and a `tags` column; give `format: conll` for files named .txt.
+            a `tokens` and a `tags` column; give `format: conll` for files named .txt. SQuAD v1.1 and v2.0
+            JSON files (data > paragraphs > qas) are recognised by their layout and give one row per question,
+            in the hub's squad columns (id, title, context, question, answers with text and answer_start).
         column_names: names for CSV or TSV files that have no header line.
     """
 
@@ -106,6 +110,8 @@ class DataFiles:
             return f"{place}, line {row + 1}"
         if kind == "conll":
             return f"{place}, sentence {row + 1}"
+        if kind == "squad":
+            return f"{place}, question {row + 1}"
         return f"{place}, row {row + 1}"
 
     def identity(self, split: str) -> str:
@@ -120,6 +126,8 @@ def file_format(path: Path, key: str, given: FileFormat | None = None) -> FileFo
         DistillError: the suffix is not one of the supported types.
     """
     kind = given or _SUFFIXES.get(path.suffix.lower())
+    if kind == "json" and given is None and _squad_layout(path):
+        return "squad"
     if kind is None:
         raise DistillError(
             f"{key} {str(path)!r}: unknown file type {path.suffix or '(no suffix)'!r}; use one of "
@@ -204,10 +212,61 @@ def read_conll(path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"tokens": tokens, "tags": tags})
 
 
+_SQUAD_START = re.compile(r'\s*\{\s*("version"\s*:\s*"[^"]*"\s*,\s*)?"data"\s*:\s*\[\s*\{')
+
+
+def _squad_layout(path: Path) -> bool:
+    """Whether a .json file opens the way SQuAD's do: {"version": ..., "data": [{"title": ..., "paragraphs"."""
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        head = handle.read(65536)
+    return bool(_SQUAD_START.match(head)) and '"paragraphs"' in head
+
+
+def read_squad(path: Path) -> datasets.Dataset:
+    """A SQuAD v1.1 or v2.0 file, one row per question, in the hub's squad columns; an unanswerable (v2)
+    question has no answers.
+
+    Raises:
+        DistillError: an article, paragraph or question lacks a key SQuAD files have (its place is named).
+    """
+    articles = json.loads(path.read_text(encoding="utf-8"))["data"]
+    rows: dict[str, list] = {"id": [], "title": [], "context": [], "question": [], "answers": []}
+    for a, article in enumerate(articles):
+        for p, paragraph in enumerate(article.get("paragraphs", [])):
+            place = f"{path}, article {a + 1} ({article.get('title', 'untitled')}), paragraph {p + 1}"
+            if "context" not in paragraph or "qas" not in paragraph:
+                raise DistillError(f"{place}: a SQuAD paragraph needs 'context' and 'qas': fix the file")
+            for q, qa in enumerate(paragraph["qas"]):
+                if "question" not in qa or "answers" not in qa:
+                    raise DistillError(f"{place}, question {q + 1}: needs 'question' and 'answers': fix the file")
+                answers = [] if qa.get("is_impossible") else qa["answers"]
+                rows["id"].append(str(qa.get("id", f"{a}-{p}-{q}")))
+                rows["title"].append(article.get("title", ""))
+                rows["context"].append(paragraph["context"])
+                rows["question"].append(qa["question"])
+                rows["answers"].append(
+                    {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]}
+                )
+    features = datasets.Features(
+        {
+            **{name: datasets.Value("string") for name in ("id", "title", "context", "question")},
+            "answers": {
+                "text": datasets.List(datasets.Value("string")),
+                "answer_start": datasets.List(datasets.Value("int32")),
+            },
+        }
+    )
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
 def _load_file(path: Path, kind: FileFormat, column_names: list[str] | None) -> datasets.Dataset:
     files = {"data": str(path)}
     if kind == "conll":
         return read_conll(path)
+    if kind == "squad":
+        return read_squad(path)
     if kind in ("csv", "tsv"):
         quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
         separator = "\t" if kind == "tsv" else ","

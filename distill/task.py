@@ -71,6 +71,7 @@ class Task(ABC):
     head: ClassVar[str] = "AutoModelForSequenceClassification"  # the transformers class an export loads with
     output: ClassVar[Output] = "softmax"  # how the distillation losses read the logits
     per_token: ClassVar[bool] = False  # logits are (batch, tokens, labels): sentence-level students cannot serve it
+    split_into_words: ClassVar[bool] = False  # a text column holds a list of words, not a string
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:

@@ -116,9 +116,9 @@ class TextClassifier(Student):
 
     def sentence_pair_width(self, width: int, provides: frozenset[str] = frozenset({"logits", "pooled"})) -> int:
         """Record the anatomy for sentence vectors of `width`; returns the classifier's input width."""
-        if self.per_token:
+        if self.per_token:  # a pair (a question and its context) is read as the one sequence it was tokenised as
             provides = frozenset({"logits"})
-        joined = width * (4 if self.pair else 1)
+        joined = width * (4 if self.pair and not self.per_token else 1)
         self.anatomy = Anatomy(self.family, provides, hidden_size=joined, num_labels=self.architecture["num_labels"])
         return joined
 

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification, PreTrainedModel
+from transformers import (
+    BertConfig,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    PreTrainedModel,
+)
 
 from distill import DistillError, StudentConfig, Task, Teacher, hookimpl, pca_basis, reduce_to
 from distill.students.transformer import TransformerStudent
@@ -14,6 +20,7 @@ from distill.students.transformer import TransformerStudent
 _HEADS = {
     "AutoModelForSequenceClassification": BertForSequenceClassification,
     "AutoModelForTokenClassification": BertForTokenClassification,
+    "AutoModelForQuestionAnswering": BertForQuestionAnswering,
 }
 
 
@@ -27,7 +34,7 @@ class BertStudent(StudentConfig):
         num_heads: attention heads; None takes the teacher's.
         intermediate_size: feed-forward width; None takes the teacher's.
         init_from_teacher: 0-based teacher layers to copy, one per student layer (e.g. [0, 2, 4]); the embeddings,
-            pooler and classifier are copied too. Needs the student's widths to equal the teacher's.
+            pooler and task head are copied too. Needs the student's widths to equal the teacher's.
         init_embeddings: "teacher" starts the word, position and segment embeddings from the teacher's, reduced by
             PCA when the student is narrower; "random" leaves them freshly initialised.
         dropout: hidden and attention dropout.
@@ -108,7 +115,9 @@ def _copy_teacher_layers(student: PreTrainedModel, teacher: Teacher, layers: lis
         student_layer.load_state_dict(source.bert.encoder.layer[teacher_layer].state_dict())
     if student.bert.pooler is not None and source.bert.pooler is not None:  # token heads have no pooler
         student.bert.pooler.load_state_dict(source.bert.pooler.state_dict())
-    student.classifier.load_state_dict(source.classifier.state_dict())
+    for name, head in student.named_children():  # the task head: classifier, qa_outputs, ...
+        if name != student.base_model_prefix:
+            head.load_state_dict(getattr(source, name).state_dict())
 
 
 @torch.no_grad()

@@ -17,14 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distill import DataFiles, DistillError, Teacher
+from distill import DataFiles, DistillError, Teacher, head_logits
 from distill.compression import finalize, served_logits
 from distill.delivery.bench import task_batches
 from distill.delivery.export import export_student, task_card
 from distill.delivery.loading import load_model
 from distill.registry import registered, task_from_spec
 from distill.training.module import DistillationModule
-from tests.conftest import CONLL, REFERENCE_TEACHER, ROOT, SST2
+from tests.conftest import CONLL, REFERENCE_TEACHER, ROOT, SHARED, SST2
 from tests.plugins.conftest import compress
 
 STUDENTS, LOSSES, METHODS, TASKS = (sorted(registered(k)) for k in ("students", "losses", "compression", "tasks"))
@@ -40,8 +40,14 @@ def offline_settings(name: str, tiny_teacher) -> dict:
 
 
 METHOD_SETTINGS = {"LayerPruning": {"layers": [2]}}  # which layers to drop has no sensible default
-TASK_SETTINGS = {"MultiLabelClassification": {"label_columns": ["positive", "long"]}}  # the labels are the columns
-TASK_SOURCES = {"TokenClassification": DataFiles(train=str(CONLL / "dev.txt"), format="conll")}  # real CoNLL rows
+TASK_SETTINGS = {
+    "MultiLabelClassification": {"label_columns": ["positive", "long"]},  # the labels are the columns
+    "ExtractiveQA": {"stride": 16},  # windows of the tests' 64 tokens
+}
+TASK_SOURCES = {  # real CoNLL and SQuAD rows
+    "TokenClassification": DataFiles(train=str(CONLL / "dev.txt"), format="conll"),
+    "ExtractiveQA": DataFiles(train=str(SHARED / "data" / "squad-v2-sample" / "dev-v2.0-sample.json")),
+}
 
 
 def task_rows(count: int = 64) -> list[dict]:
@@ -90,8 +96,7 @@ def build(name: str, teacher: Teacher, tiny_teacher):
 
 def served(model, batch: dict) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    output = model(**inputs)
-    return output.logits if hasattr(output, "logits") else output
+    return head_logits(model(**inputs))
 
 
 @pytest.mark.parametrize("name", STUDENTS)
@@ -127,7 +132,7 @@ def test_every_student_family_learns_every_task_exports_and_reloads(
         assert task.per_token and "\n" not in str(refusal)
         return
     logits = student(batch, frozenset({"logits"})).logits
-    assert logits.shape[0] == 8 and logits.shape[-1] == task.num_labels
+    assert logits.shape[0] == len(batch["input_ids"]) >= 8 and logits.shape[-1] == task.num_labels  # QA: windows
     loss = task.label_loss(logits, batch["labels"])
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())

@@ -166,7 +166,9 @@ def test_ner_trains_exports_reloads_and_predicts_entities(token_teacher, tokeniz
     run_cli("predict", "--model", str(export), "--input", str(sentences))
     row = json.loads((tmp_path / "sentences.predictions.jsonl").read_text())
     assert len(row["tags"].split()) == 5 and all(tag in card["labels"] for tag in row["tags"].split())
-    assert all({"type", "text", "first_word", "last_word"} == set(e) for e in row["entities"])
+    sentence = " ".join(["Peter", "Blackburn", "visited", "Leicester", "."])
+    assert all({"type", "text", "first_word", "last_word", "start", "end"} == set(e) for e in row["entities"])
+    assert all(sentence[e["start"] : e["end"]] == e["text"] for e in row["entities"])
 
 
 def test_a_bilstm_labels_every_token_and_reloads_to_the_same_predictions(token_teacher, tokenizer, tmp_path):
@@ -220,3 +222,14 @@ def test_sentences_cut_by_max_length_are_counted_not_silent(tokenizer, tmp_path)
     assert note.startswith(f"{longer} of 64 sentences are longer than max_length 16 word pieces") and longer > 0
     assert task.notes(examples, examples.map(task.encode, batched=True, fn_kwargs={"tokenizer": tokenizer,
                       "max_length": 512}), 512) == []  # fmt: skip
+
+
+def test_predicted_entities_carry_their_character_spans():
+    task = TokenClassification(labels=["B-PER", "I-PER", "O"])
+    logits = torch.zeros(1, 6, 3)
+    for position, tag in enumerate([2, 0, 1, 2, 0, 2]):  # [CLS] B-PER I-PER O B-PER [SEP]
+        logits[0, position, tag] = 5.0
+    batch = {WORD_INDEX: torch.tensor([[-1, 0, 1, 2, 3, -1]])}
+    words = ["Peter", "Blackburn", "met", "Ann"]
+    (entities,) = task.prediction_columns(logits, batch, {"tokens": [words]})["entities"]
+    assert [(e["text"], e["start"], e["end"]) for e in entities] == [("Peter Blackburn", 0, 15), ("Ann", 20, 23)]

@@ -17,6 +17,7 @@ from distill.compression import installed_kinds
 from distill.delivery.export import write_json_atomic, write_text_atomic
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
+from distill.hf import head_logits
 from distill.task import Task
 from distill.teacher import Teacher
 
@@ -52,8 +53,7 @@ def model_inputs(batch: Mapping[str, Tensor]) -> Batch:
 
 
 def _logits(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
-    output = model(**model_inputs(batch))
-    return output.logits if hasattr(output, "logits") else output
+    return head_logits(model(**model_inputs(batch)))
 
 
 @torch.inference_mode()
@@ -104,6 +104,7 @@ def measure_models(
     task: Task,
     examples: datasets.Dataset,
     latency_rows: int = 256,
+    max_length: int = MAX_LENGTH,
 ) -> dict[str, dict]:
     """Everything the report card and `distill bench` show, for each model, measured here and now.
 
@@ -112,12 +113,13 @@ def measure_models(
         task: the task whose metrics are computed, and which encodes the examples.
         examples: the evaluation split as the task read it; its first `latency_rows` rows are the latency mix.
         latency_rows: how many examples make up the fixed sequence-length mix that is timed.
+        max_length: truncation length in tokens, as the models were trained (the card's data.max_length).
     """
     kinds = installed_kinds()
     results: dict[str, dict] = {}
     for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring", unit="model"):
         results[name] = {
-            "metrics": evaluate(model, task_batches(task, tokenizer, examples, 64), task),
+            "metrics": evaluate(model, task_batches(task, tokenizer, examples, 64, max_length), task),
             "parameters": count_parameters(model),
             "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
             # read right after evaluation: e.g. the exit-layer histogram of the validation split
@@ -126,7 +128,7 @@ def measure_models(
     mix = examples.select(range(min(latency_rows, len(examples))))
     for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
         batches = {
-            name: [model_inputs(b) for b in task_batches(task, tokenizer, mix, batch_size)]
+            name: [model_inputs(b) for b in task_batches(task, tokenizer, mix, batch_size, max_length)]
             for name, (_, tokenizer, _) in models.items()
         }
         timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
@@ -136,11 +138,16 @@ def measure_models(
 
 
 def latency_mix(
-    task: Task, tokenizer: PreTrainedTokenizerBase, examples: datasets.Dataset, latency_rows: int = 256
+    task: Task,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: datasets.Dataset,
+    latency_rows: int = 256,
+    max_length: int = MAX_LENGTH,
 ) -> dict:
     """What the timed inputs look like: how many, how long in tokens, on how many threads."""
     mix = examples.select(range(min(latency_rows, len(examples))))
-    lengths = sorted(int(n) for b in task_batches(task, tokenizer, mix, 1) for n in b["attention_mask"].sum(-1))
+    batches = task_batches(task, tokenizer, mix, 1, max_length)
+    lengths = sorted(int(n) for b in batches for n in b["attention_mask"].sum(-1))
     return {
         "examples": len(lengths),
         "tokens_median": statistics.median(lengths),
@@ -157,6 +164,7 @@ def run_bench(
     out: Path,
     names: list[str] | None = None,
     latency_rows: int = 256,
+    max_length: int = MAX_LENGTH,
 ) -> list[dict]:
     """`distill bench`: teacher and exported students in one process; writes bench.json, bench.md, pareto.png.
 
@@ -177,15 +185,15 @@ def run_bench(
         models[name] = (model, tokenizer, Path(folder))
         for kind in kinds:
             models |= {label: (variant, tokenizer, Path(folder)) for label, variant in kind.bench_variants(name, model)}
-    rows = compare(measure_models(models, task, examples, latency_rows), task)
-    mix = latency_mix(task, models["teacher"][1], examples, latency_rows)
+    rows = compare(measure_models(models, task, examples, latency_rows, max_length), task)
+    mix = latency_mix(task, models["teacher"][1], examples, latency_rows, max_length)
     markdown = "\n".join(
         [
             f"# distill bench: {task.name} validation split",
             "",
             table_markdown(rows),
             "",
-            f"Latency over {mix['examples']} dev examples ({mix['tokens_median']} tokens median), "
+            f"Latency over {mix['examples']} dev inputs ({mix['tokens_median']} tokens median), "
             f"{mix['threads']} threads.",
             "",
             latency_markdown(rows),

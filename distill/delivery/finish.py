@@ -113,13 +113,14 @@ def report_card(
     }
     for variant in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         models[f"student-{variant.name}"] = (*load_model(variant), variant)  # e.g. the int8 copy
-    measured = measure_models(models, task, examples, latency_rows)
+    max_length = data.max_length
+    measured = measure_models(models, task, examples, latency_rows, max_length)
     sections = measured["student"]["sections"]
     return {
         "task": task.name,
         "rows": compare(measured, task),
         "measured": measured,
-        "latency_mix": latency_mix(task, teacher.tokenizer, examples, latency_rows),
+        "latency_mix": latency_mix(task, teacher.tokenizer, examples, latency_rows, max_length),
         "training": training,
         "sections": sections,
         "plugins": plugin_versions(),

@@ -41,6 +41,14 @@ def card_task(folder: Path) -> Task | None:
     return task_from_spec(spec) if spec else None
 
 
+def card_max_length(folder: Path, default: int) -> int:
+    """The truncation length an export was trained at (its card's data.max_length), else `default`."""
+    card = Path(folder) / CARD_NAME
+    if not card.is_file():
+        return default
+    return json.loads(card.read_text()).get("config", {}).get("data", {}).get("max_length") or default
+
+
 def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """The model in `folder` (eval mode) and its tokenizer.
 

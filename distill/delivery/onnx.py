@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from distill.errors import DistillError
+from distill.hf import head_logits
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SAMPLES = (("a gripping , funny and moving film .", "it is a film ."), ("dull", "nothing happens at all in it"))
@@ -25,8 +26,9 @@ class Logits(nn.Module):
         self.model = model
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
-        output = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        return output.logits if hasattr(output, "logits") else output
+        return head_logits(
+            self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        )
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, rows, pair: bool) -> dict[str, Tensor]:

@@ -12,10 +12,11 @@ from typing import Any
 import datasets
 import torch
 
-from distill.delivery.bench import model_inputs, task_batches
+from distill.delivery.bench import MAX_LENGTH, model_inputs, task_batches
 from distill.delivery.export import write_text_atomic
-from distill.delivery.loading import CARD_NAME, card_task, load_model
+from distill.delivery.loading import CARD_NAME, card_max_length, card_task, load_model
 from distill.errors import DistillError
+from distill.hf import head_logits
 from distill.registry import task_from_spec
 from distill.sources import file_format, load_table
 from distill.task import Task
@@ -61,8 +62,8 @@ def read_inputs(path: Path, task: Task) -> datasets.Dataset:
     for column in task.text_columns:
         for row, value in enumerate(rows[column]):
             words = isinstance(value, list) and all(isinstance(w, str) for w in value)
-            if not (words if task.per_token else isinstance(value, str)):
-                wanted = "a list of words" if task.per_token else "text"
+            if not (words if task.split_into_words else isinstance(value, str)):
+                wanted = "a list of words" if task.split_into_words else "text"
                 raise DistillError(
                     f"--input {str(path)!r}, row {row + 1}: column {column!r} holds {value!r}, not {wanted}"
                 )
@@ -82,13 +83,15 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
     kind = file_format(output_path, "--output")
     rows = read_inputs(input_path, chosen)
     texts = rows.select_columns(list(chosen.text_columns))
+    max_length = card_max_length(model_dir, MAX_LENGTH)
     added: dict[str, list] = {}
-    batches = task_batches(chosen, tokenizer, texts, batch_size)
-    for start, batch in zip(range(0, len(texts), batch_size), batches, strict=True):
-        result = model(**model_inputs(batch))
-        logits = result.logits if hasattr(result, "logits") else result
+    for start in range(0, len(texts), batch_size):
+        chunk = texts.select(range(start, min(start + batch_size, len(texts))))
+        # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
+        (batch,) = task_batches(chosen, tokenizer, chunk, len(texts) * 1024, max_length)
+        logits = head_logits(model(**model_inputs(batch)))
         check_label_space(model_dir, logits.shape[-1], chosen)
-        for column, values in chosen.prediction_columns(logits, batch, texts[start : start + batch_size]).items():
+        for column, values in chosen.prediction_columns(logits, batch, chunk.to_dict()).items():
             added.setdefault(column, []).extend(values)
     if clash := [c for c in added if c in rows.column_names]:
         raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")

@@ -43,6 +43,7 @@ class TokenClassification(Task):
     name: str = "tokenclassification"
     head = "AutoModelForTokenClassification"
     per_token = True
+    split_into_words = True
 
     @property
     def text_columns(self) -> list[str]:
@@ -160,7 +161,8 @@ class TokenClassification(Task):
     def prediction_columns(
         self, logits: Tensor, batch: Mapping[str, Tensor], rows: Mapping[str, list]
     ) -> dict[str, list]:
-        """Per sentence: each word's tag, and the entities (type, text, first and last word) they spell."""
+        """Per sentence: each word's tag, and the entities they spell: type, text, first and last word, and their
+        characters (start, one past the end) in the sentence's words joined by single spaces."""
         chosen = logits.argmax(-1).tolist()
         tags, entities = [], []
         for row, (pieces, words) in enumerate(zip(batch[WORD_INDEX].tolist(), rows[self.tokens_column], strict=True)):
@@ -171,12 +173,14 @@ class TokenClassification(Task):
             sentence = [by_word.get(i, "O") for i in range(len(words))]  # words cut off by max_length read as O
             tags.append(" ".join(sentence))
             found = entity_spans(sentence)
+            starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
             entities.append(
                 [
-                    {"type": kind, "text": " ".join(words[a:b]), "first_word": a, "last_word": b - 1}
+                    {"type": kind, "text": " ".join(words[a:b]), "first_word": a, "last_word": b - 1,
+                     "start": starts[a], "end": starts[b - 1] + len(words[b - 1])}
                     for kind, a, b in found
                 ]
-            )
+            )  # fmt: skip
         return {"tags": tags, "entities": entities}
 
 
