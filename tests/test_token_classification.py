@@ -13,7 +13,7 @@ import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from distill import DataFiles, DistillError, Features
-from distill.delivery.bench import task_batches
+from distill.delivery.bench import evaluate, task_batches
 from distill.delivery.loading import load_model
 from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import TokenClassification
@@ -233,3 +233,29 @@ def test_predicted_entities_carry_their_character_spans():
     words = ["Peter", "Blackburn", "met", "Ann"]
     (entities,) = task.prediction_columns(logits, batch, {"tokens": [words]})["entities"]
     assert [(e["text"], e["start"], e["end"]) for e in entities] == [("Peter Blackburn", 0, 15), ("Ann", 20, 23)]
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"class_path": "MagnitudePruning", "init_args": {"sparsity": 0.5}},
+        {"class_path": "MovementPruning", "init_args": {"sparsity": 0.5}},
+        {"class_path": "NeuronPruning"},
+        {"class_path": "LayerPruning", "init_args": {"layers": [2]}},
+        {"class_path": "VocabularyPruning"},
+    ],
+    ids=lambda method: method["class_path"],
+)
+def test_each_pruning_method_on_ner_exports_a_model_that_scores_as_trained(method, token_teacher, tokenizer, tmp_path):
+    student = {"class_path": "BertStudent", "init_args": {"num_layers": 2, "init_from_teacher": [0, 1]}}
+    run_cli("fit", "--config", str(ner_config(token_teacher, tmp_path, student, [method])), "--run_name", "p")
+    export = tmp_path / "p" / "student"
+    card = json.loads((export / "card.json").read_text())
+    model, own_tokenizer = load_model(export)  # pruned exports load with distill's loader
+    task = TokenClassification(**card["task_spec"]["init_args"])
+    batches = task_batches(task, own_tokenizer, task.read(DEV, "validation", limit=64), 64, max_length=64)
+    scored = evaluate(model, batches, task)["entity_f1"]
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert scored == pytest.approx(next(r["value"] for r in report["rows"] if r["model"] == "student"), abs=1e-6)
+    if method["class_path"] != "VocabularyPruning":  # its export reads dev pieces unseen in training as [UNK]
+        assert scored == pytest.approx(card["dev_metrics"]["entity_f1"], abs=1e-6)
