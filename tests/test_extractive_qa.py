@@ -213,6 +213,10 @@ def test_qa_trains_exports_reloads_and_predicts_answers(qa_teacher, articles, to
     assert card["task"] == "squad_sample" and {"exact_match", "f1", "no_answer_accuracy"} <= set(card["dev_metrics"])
     report = json.loads((tmp_path / "qa" / "report.json").read_text())
     assert report["rows"][0]["metric"] == "f1"
+    assert (
+        "| model | exact match | f1 | has answer f1 | no answer accuracy |"
+        in (tmp_path / "qa" / "report.md").read_text()
+    )
     module = DistillationModule.load_from_checkpoint(card["checkpoint"]).eval()
     reloaded = AutoModelForQuestionAnswering.from_pretrained(export).eval()
     examples = module.task.read(articles, "validation", limit=12)

@@ -172,7 +172,7 @@ def run_bench(
         DistillError: a folder holds no loadable model, or names and students differ in number.
     """
     from distill.delivery.loading import load_model
-    from distill.delivery.report import compare, latency_markdown, pareto_plot, table_markdown
+    from distill.delivery.report import compare, latency_markdown, metrics_markdown, pareto_plot, table_markdown
 
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
@@ -192,6 +192,7 @@ def run_bench(
             f"# distill bench: {task.name} validation split",
             "",
             table_markdown(rows),
+            *(["", metrics] if (metrics := metrics_markdown(rows)) else []),
             "",
             f"Latency over {mix['examples']} dev inputs ({mix['tokens_median']} tokens median), "
             f"{mix['threads']} threads.",

@@ -43,9 +43,24 @@ def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> 
                     for b in (1, 32)
                 },
                 "examples_per_second_batch32": m["latency_batch32"]["examples_per_second"],
+                **{f"{METRIC_PREFIX}{key}": value for key, value in m["metrics"].items()},
             }
         )
     return rows
+
+
+METRIC_PREFIX = "dev_"  # a row's every metric of the task, beside the main one its ratios are taken on
+
+
+def metrics_markdown(rows: list[dict[str, Any]]) -> str:
+    """Every dev metric of each model (a task such as QA scores exact match beside F1); "" when there is one."""
+    names = [key for key in rows[0] if key.startswith(METRIC_PREFIX)]
+    if len(names) < 2:
+        return ""
+    header = " | ".join(key.removeprefix(METRIC_PREFIX).replace("_", " ") for key in names)
+    lines = [f"| model | {header} |", "|---|" + "---|" * len(names)]
+    lines += [f"| {r['model']} | " + " | ".join(f"{100 * r[key]:.2f}" for key in names) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def signed_change(drop_points: float) -> str:
@@ -152,8 +167,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"and **{speed32:.2f}x** at batch 32, and is {smaller}x smaller on disk.",
         "",
         table_markdown(rows),
+        *(["", metrics] if (metrics := metrics_markdown(rows)) else []),
         "",
-        f"Latency: {mix['examples']} dev examples ({mix['tokens_median']} tokens median, {mix['tokens_max']} max), "
+        f"Latency: {mix['examples']} dev inputs ({mix['tokens_median']} tokens median, {mix['tokens_max']} max), "
         f"{mix['threads']} CPU threads, after warm-up; teacher and student timed interleaved in one process.",
         "",
         latency_markdown(rows),
