@@ -141,9 +141,14 @@ def test_validation_scores_what_the_export_serves(exported, criterion, threshold
     left_early = (scored - full_depth).abs().amax(-1) > 1e-4
     assert exiting.exits[:-1].sum() == left_early.sum()
     if criterion == "entropy":  # answered by the first ramp: none, all, or those below the median (a real mix)
-        below = int((first_ramp_entropies(served, tokenizer) < threshold).sum())
-        expected = {0.0: 0, 10.0: len(DEV_TEXTS)}.get(threshold, below)
-        assert exiting.exits[0] == expected and (threshold in (0.0, 10.0) or 0 < expected < len(DEV_TEXTS))
+        # A briefly trained tiny ramp is near uniform: its rows' entropies differ by 1e-7, as much as the batched
+        # and row-wise kernels do, so a row within 1e-6 of the threshold may go either way.
+        entropies = first_ramp_entropies(served, tokenizer)
+        fewest, most = (int((entropies < threshold + margin).sum()) for margin in (-1e-6, 1e-6))
+        if threshold in (0.0, 10.0):
+            fewest = most = {0.0: 0, 10.0: len(DEV_TEXTS)}[threshold]
+        assert fewest <= exiting.exits[0] <= most
+        assert threshold in (0.0, 10.0) or 0 < exiting.exits[0] < len(DEV_TEXTS)
 
 
 class SelectionProbe(Callback):
