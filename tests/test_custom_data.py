@@ -191,7 +191,7 @@ def test_regression_on_jsonl_end_to_end(tmp_path):
         ),
         (
             lambda d: d["task"].update(class_path="TextClasification"),
-            "unknown task 'TextClasification' in data.task: known tasks are MultiLabelClassification, Regression",
+            "unknown task 'TextClasification' in data.task: known tasks are ExtractiveQA, MultiLabelClassification",
         ),
         (lambda d: d.update(data_dir=str(SST2)), "data.files and data.data_dir are both set: give the data one way"),
     ],
