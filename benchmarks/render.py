@@ -25,7 +25,7 @@ SPECIAL = {
 }  # result files that are not one recipe's run
 
 
-TASK_SCRIPTS = {"squad_v2": "squad_sample.py"}  # a task whose benchmark script is not named after it
+TASK_SCRIPTS = {"squad": "squad_sample.py"}  # a task whose benchmark script is not named after it
 
 
 def _name(r: dict) -> str:
@@ -51,7 +51,7 @@ def _models(r: dict) -> list[tuple[str, dict]]:
 
 def _ratios(r: dict, s: dict | None = None) -> dict:
     t, s = r["teacher"], s or r["student"]
-    metric = next(iter(t["dev"]))
+    metric = _metric(r)
     return {
         "metric": metric,
         "value": s["dev"][metric],
@@ -63,8 +63,13 @@ def _ratios(r: dict, s: dict | None = None) -> dict:
     }
 
 
+def _metric(r: dict) -> str:
+    """The task's main metric (records before it was kept: the first, which was the main one)."""
+    return r.get("metric") or next(iter(r["teacher"]["dev"]))
+
+
 def recipe_table(records: list[dict]) -> list[str]:
-    metric = next(iter(records[0]["teacher"]["dev"]))
+    metric = _metric(records[0])
     title = "dev acc" if metric == "accuracy" else f"dev {metric.replace('_', ' ')}"
     lines = [
         f"| recipe | {title} | vs teacher (pts) | params | params w/o emb. | MB on disk | speedup @1 | speedup @32 "

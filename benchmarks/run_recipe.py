@@ -28,6 +28,7 @@ from distill.cli import card_data
 from distill.compression import installed_kinds
 from distill.delivery.bench import measure_models
 from distill.delivery.loading import load_model
+from distill.registry import task_from_spec
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -102,6 +103,7 @@ def main(argv: list[str]) -> None:
         "date": date.today().isoformat(),
         "machine": machine(),
         "task": card["task"],
+        "metric": task_from_spec(card["task_spec"]).main_metric if card.get("task_spec") else None,
         "epochs_or_steps": {k: card["config"]["trainer"][k] for k in ("max_epochs", "max_steps")},
         "training": {**card["training"], "wall_seconds": round(seconds, 1)},
         "batching": data.get("batching", "random"),  # exports from before length grouping have no such key

@@ -39,8 +39,9 @@ def split_sample() -> list[str]:
     SPLIT.mkdir(parents=True, exist_ok=True)
     for name, articles in (("train", sample["data"][:4]), ("dev", sample["data"][4:])):
         (SPLIT / f"{name}.json").write_text(json.dumps({"version": "1.1", "data": articles}))
-    return ["--data.task", "squad", "--data.files.train", str(SPLIT / "train.json"),
-            "--data.files.validation", str(SPLIT / "dev.json")]  # fmt: skip
+    split = SPLIT.relative_to(ROOT)
+    return ["--data.task", "squad", "--data.files.train", str(split / "train.json"),
+            "--data.files.validation", str(split / "dev.json")]  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
