@@ -88,6 +88,40 @@ def base_config(teacher: Path, root: Path, data_dir: Path = SST2, task: str = "s
     }
 
 
+def token_task_config(
+    teacher: Path,
+    root: Path,
+    data: dict,
+    student: dict | None = None,
+    compression: list | None = None,
+    hidden: bool = True,
+    latency_rows: int = 16,
+) -> Path:
+    """A fast fit config for a token-level task (NER, QA) with the given data block, written to root/fit.yaml. The
+    student defaults to one BERT layer copied from the teacher's second, trained on labels, logits KD and (with
+    `hidden`) hidden-state KD."""
+    losses = [
+        {"class_path": "HardLabelCE", "init_args": {"weight": 0.5}},
+        {"class_path": "LogitsKD", "init_args": {"weight": 0.5, "temperature": 2.0}},
+        *([{"class_path": "HiddenStatesKD"}] if hidden else []),
+    ]
+    config = {
+        "trainer": {"max_steps": 8, "val_check_interval": 4, "log_every_n_steps": 2, "default_root_dir": str(root),
+                    "enable_progress_bar": False, "enable_model_summary": False},
+        "model": {
+            "teacher": str(teacher),
+            "student": student or {"class_path": "BertStudent",
+                                   "init_args": {"num_layers": 1, "init_from_teacher": [1]}},
+            "losses": losses,
+            "compression": compression or [],
+            "learning_rate": 1e-3,
+        },
+        "report": {"latency_rows": latency_rows},
+        "data": {**data, "batch_size": 16, "cache_dir": str(root / "cache")},
+    }  # fmt: skip
+    return write_config(root / "fit.yaml", config)
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, BertForQuestionAnswering
 
 from distill import DataFiles, DistillError, Features
@@ -20,7 +19,7 @@ from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import ExtractiveQA
 from distill.plugins.tasks.extractive_qa import CONTEXT, OFFSETS, AnswerScores, normalize_answer, token_f1
 from distill.training.module import DistillationModule
-from tests.conftest import REFERENCE_TEACHER, SHARED, cli_error, run_cli, tiny_bert_config
+from tests.conftest import REFERENCE_TEACHER, SHARED, cli_error, run_cli, tiny_bert_config, token_task_config
 
 SAMPLE = SHARED / "data" / "squad-v2-sample" / "dev-v2.0-sample.json"
 
@@ -182,28 +181,12 @@ def qa_teacher(tmp_path_factory) -> Path:
 
 
 def qa_config(teacher: Path, root: Path, files: DataFiles, student: dict | None = None, hidden: bool = True) -> Path:
-    config = {
-        "trainer": {"max_steps": 8, "val_check_interval": 4, "log_every_n_steps": 2, "default_root_dir": str(root),
-                    "enable_progress_bar": False, "enable_model_summary": False},
-        "model": {
-            "teacher": str(teacher),
-            "student": student or {"class_path": "BertStudent",
-                                   "init_args": {"num_layers": 1, "init_from_teacher": [1]}},
-            "losses": [{"class_path": "HardLabelCE", "init_args": {"weight": 0.5}},
-                       {"class_path": "LogitsKD", "init_args": {"weight": 0.5, "temperature": 2.0}},
-                       *([{"class_path": "HiddenStatesKD"}] if hidden else [])],
-            "learning_rate": 1e-3,
-        },
-        "report": {"latency_rows": 8},
-        "data": {
-            "task": {"class_path": "ExtractiveQA", "init_args": {"stride": 32, "name": "squad_sample"}},
-            "files": {"train": files.train, "validation": files.validation},
-            "train_limit": 96, "eval_limit": 48, "batch_size": 16, "max_length": 128, "cache_dir": str(root / "cache"),
-        },
+    data = {
+        "task": {"class_path": "ExtractiveQA", "init_args": {"stride": 32, "name": "squad_sample"}},
+        "files": {"train": files.train, "validation": files.validation},
+        "train_limit": 96, "eval_limit": 48, "max_length": 128,
     }  # fmt: skip
-    path = root / "qa.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return token_task_config(teacher, root, data, student, hidden=hidden, latency_rows=8)
 
 
 def test_qa_trains_exports_reloads_and_predicts_answers(qa_teacher, articles, tokenizer, tmp_path):

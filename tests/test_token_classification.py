@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from distill import DataFiles, DistillError, Features
@@ -19,7 +18,7 @@ from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import TokenClassification
 from distill.plugins.tasks.tokens import WORD_INDEX, EntityScores, entity_spans
 from distill.training.module import DistillationModule
-from tests.conftest import CONLL, REFERENCE_TEACHER, cli_error, run_cli, tiny_bert_config
+from tests.conftest import CONLL, REFERENCE_TEACHER, cli_error, run_cli, tiny_bert_config, token_task_config
 
 DEV = DataFiles(validation=str(CONLL / "dev.txt"), format="conll")
 
@@ -123,29 +122,12 @@ def token_teacher(tmp_path_factory) -> Path:
 def ner_config(
     teacher: Path, root: Path, student: dict | None = None, compression: list | None = None, hidden: bool = True
 ) -> Path:
-    config = {
-        "trainer": {"max_steps": 8, "val_check_interval": 4, "log_every_n_steps": 2, "default_root_dir": str(root),
-                    "enable_progress_bar": False, "enable_model_summary": False},
-        "model": {
-            "teacher": str(teacher),
-            "student": student or {"class_path": "BertStudent",
-                                   "init_args": {"num_layers": 1, "init_from_teacher": [1]}},
-            "losses": [{"class_path": "HardLabelCE", "init_args": {"weight": 0.5}},
-                       {"class_path": "LogitsKD", "init_args": {"weight": 0.5, "temperature": 2.0}},
-                       *([{"class_path": "HiddenStatesKD"}] if hidden else [])],
-            "compression": compression or [],
-            "learning_rate": 1e-3,
-        },
-        "report": {"latency_rows": 16},
-        "data": {
-            "task": {"class_path": "TokenClassification", "init_args": {"name": "conll2003"}},
-            "files": {"train": str(CONLL / "train.txt"), "validation": str(CONLL / "dev.txt"), "format": "conll"},
-            "train_limit": 128, "eval_limit": 64, "batch_size": 16, "max_length": 64, "cache_dir": str(root / "cache"),
-        },
+    data = {
+        "task": {"class_path": "TokenClassification", "init_args": {"name": "conll2003"}},
+        "files": {"train": str(CONLL / "train.txt"), "validation": str(CONLL / "dev.txt"), "format": "conll"},
+        "train_limit": 128, "eval_limit": 64, "max_length": 64,
     }  # fmt: skip
-    path = root / "ner.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return token_task_config(teacher, root, data, student, compression, hidden)
 
 
 def test_ner_trains_exports_reloads_and_predicts_entities(token_teacher, tokenizer, tmp_path):

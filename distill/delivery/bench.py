@@ -32,11 +32,12 @@ def task_batches(
     task: Task,
     tokenizer: PreTrainedTokenizerBase,
     examples: datasets.Dataset,
-    batch_size: int,
+    batch_size: int | None,
     max_length: int = MAX_LENGTH,
 ) -> list[Batch]:
     """The examples encoded and padded by the task, in order: every model is scored and timed on the same rows,
-    each in its own vocabulary (so a token-level task aligns its labels to each model's word pieces)."""
+    each in its own vocabulary (so a token-level task aligns its labels to each model's word pieces).
+    `batch_size` counts encoded inputs (a long QA context gives several); None puts them all in one batch."""
     rows = examples.to_dict()
     encoded = dict(task.encode(rows, tokenizer, max_length))
     for carried in ("labels", "idx"):  # a sentence task leaves its labels to the rows; a token task aligns them
@@ -44,6 +45,7 @@ def task_batches(
             encoded[carried] = rows[carried]
     records = [dict(zip(encoded, values, strict=True)) for values in zip(*encoded.values(), strict=True)]
     collate = task.collator(tokenizer)
+    batch_size = batch_size or max(len(records), 1)
     return [dict(collate(records[start : start + batch_size])) for start in range(0, len(records), batch_size)]
 
 

@@ -88,7 +88,7 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
     for start in range(0, len(texts), batch_size):
         chunk = texts.select(range(start, min(start + batch_size, len(texts))))
         # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
-        (batch,) = task_batches(chosen, tokenizer, chunk, len(texts) * 1024, max_length)
+        (batch,) = task_batches(chosen, tokenizer, chunk, None, max_length)
         logits = head_logits(model(**model_inputs(batch)))
         check_label_space(model_dir, logits.shape[-1], chosen)
         for column, values in chosen.prediction_columns(logits, batch, chunk.to_dict()).items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,20 +277,15 @@ class ExtractiveQA(Task):
         self, logits: Tensor, batch: Mapping[str, Tensor], rows: Mapping[str, list]
     ) -> dict[str, list]:
         """Per question: the answer text ("" for none) and its first character in the context (-1 for none)."""
-        contexts = rows.get(self.context_column, [])
-        best: dict[int, tuple[float, int, int]] = {}
-        null: dict[int, float] = {}
+        joined = {}
         if len(logits):
             score, first, last = best_spans(logits, batch[OFFSETS], self.n_best, self.max_answer_length)
-            columns = (batch["idx"], score, first, last, null_scores(logits))
-            for row, s, a, b, n in zip(*(column.tolist() for column in columns), strict=True):
-                if row not in best or s > best[row][0]:
-                    best[row] = (s, a, b)
-                null[row] = min(null.get(row, n), n)
+            spans = zip(first.tolist(), last.tolist(), strict=True)
+            joined = join_windows(batch["idx"].tolist(), score.tolist(), null_scores(logits).tolist(), spans)
         answers, starts = [], []
-        for row, context in enumerate(contexts):
-            s, a, b = best.get(row, (float("-inf"), -1, -1))
-            if a < 0 or (self.no_answer and null[row] - s > self.null_threshold):
+        for row, context in enumerate(rows.get(self.context_column, [])):
+            score, null, (a, b) = joined.get(row, (float("-inf"), 0.0, (-1, -1)))
+            if no_answer_wins(score, null, bool(self.no_answer), self.null_threshold):
                 a, b = -1, -1
             answers.append(context[a:b] if a >= 0 else "")
             starts.append(a)
@@ -350,6 +345,27 @@ def best_spans(logits: Tensor, offsets: Tensor, n_best: int, max_answer_length: 
     first_char = torch.where(found, offsets[rows, first, 0], -1)
     end_char = torch.where(found, offsets[rows, last, 1], -1)
     return score, first_char, end_char
+
+
+def join_windows(
+    examples: Iterable[int], scores: Iterable[float], nulls: Iterable[float], payloads: Iterable[Any]
+) -> dict[int, tuple[float, float, Any]]:
+    """Per example: the best span score over its windows, the lowest null score over them, and the best window's
+    payload (its span, or how that span scores against the gold answers)."""
+    joined: dict[int, tuple[float, float, Any]] = {}
+    for example, score, null, payload in zip(examples, scores, nulls, payloads, strict=True):
+        if example not in joined:
+            joined[example] = (score, null, payload)
+            continue
+        best, lowest, kept = joined[example]
+        joined[example] = (score, min(lowest, null), payload) if score > best else (best, min(lowest, null), kept)
+    return joined
+
+
+def no_answer_wins(score: float, null: float, no_answer: bool, threshold: float) -> bool:
+    """Whether an example answers "": it has no valid span, or (SQuAD v2) its null score beats the span's by more
+    than the threshold."""
+    return score == float("-inf") or (no_answer and null - score > threshold)
 
 
 def null_scores(logits: Tensor) -> Tensor:
@@ -432,21 +448,16 @@ class AnswerScores(Metric):
     def compute(self) -> Tensor:
         if not self.example:
             return torch.tensor(0.0)
-        columns = [dim_zero_cat(getattr(self, name)).tolist() for name in _WINDOW_STATES]
-        best: dict[int, tuple[float, float, float]] = {}
-        null: dict[int, float] = {}
-        empty: dict[int, bool] = {}
-        for example, score, null_score, exact, f1, none in zip(*columns, strict=True):
-            if example not in best or score > best[example][0]:
-                best[example] = (score, exact, f1)
-            null[example] = min(null.get(example, null_score), null_score)
-            empty[example] = bool(none)
+        example, score, null, exact, f1, unanswerable = (
+            dim_zero_cat(getattr(self, name)).tolist() for name in _WINDOW_STATES
+        )
+        joined = join_windows(example, score, null, zip(exact, f1, unanswerable, strict=True))
         scored = {"exact_match": [], "f1": [], "has_answer_f1": [], "no_answer_accuracy": []}
-        for example, (score, exact, f1) in best.items():
-            if score == float("-inf") or (self.no_answer and null[example] - score > self.threshold):
-                exact = f1 = float(empty[example])  # "no answer" predicted
+        for score, null, (exact, f1, empty) in joined.values():
+            if no_answer_wins(score, null, self.no_answer, self.threshold):
+                exact = f1 = float(empty)  # "no answer" predicted
             scored["exact_match"].append(exact)
             scored["f1"].append(f1)
-            scored["no_answer_accuracy" if empty[example] else "has_answer_f1"].append(f1)
+            scored["no_answer_accuracy" if empty else "has_answer_f1"].append(f1)
         values = scored[self.which]
         return torch.tensor(sum(values) / len(values) if values else 0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import datasets
@@ -173,7 +174,7 @@ class TokenClassification(Task):
             sentence = [by_word.get(i, "O") for i in range(len(words))]  # words cut off by max_length read as O
             tags.append(" ".join(sentence))
             found = entity_spans(sentence)
-            starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
+            starts = list(accumulate((len(w) + 1 for w in words[:-1]), initial=0))  # each word's first character
             entities.append(
                 [
                     {"type": kind, "text": " ".join(words[a:b]), "first_word": a, "last_word": b - 1,
