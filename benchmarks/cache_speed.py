@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 from distill.plugins.losses import HardLabelCE, LogitsKD
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.cache import TeacherCache
 from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule

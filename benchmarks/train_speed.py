@@ -55,7 +55,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.registry import task_from_spec
 from distill.sources import DataFiles
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.teacher import Teacher
 from distill.training.module import DistillationModule
 

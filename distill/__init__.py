@@ -5,6 +5,7 @@ Everything a plugin needs is importable from here; the built-ins under students/
 
 from __future__ import annotations
 
+from distill.architecture import Architecture, Attention, Record, architecture_of, find_family, slice_linear
 from distill.compression import Compression, Stage
 from distill.delivery.export import atomic_directory
 from distill.delivery.loading import load_model, load_transformer
@@ -28,6 +29,8 @@ __all__ = [
     "FEATURE_NAMES",
     "UNLABELLED",
     "Anatomy",
+    "Architecture",
+    "Attention",
     "Compression",
     "DistillError",
     "Features",
@@ -37,6 +40,7 @@ __all__ = [
     "LayerMap",
     "LossTerm",
     "Preset",
+    "Record",
     "Ramp",
     "Stage",
     "Student",
@@ -44,7 +48,9 @@ __all__ = [
     "Task",
     "Teacher",
     "TransformerTap",
+    "architecture_of",
     "atomic_directory",
+    "find_family",
     "hookimpl",
     "head_logits",
     "load_classifier",
@@ -54,5 +60,6 @@ __all__ = [
     "pca_basis",
     "reduce_to",
     "resolve_layer_map",
+    "slice_linear",
     "sparsity",
 ]

@@ -33,7 +33,7 @@ from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import StudentConfig
 from distill.task import Task
 from distill.training.checkpoints import check_checkpoint
-from distill.training.data import TaskDataModule, resolve_data
+from distill.training.data import WIRED_FROM_MODEL, TaskDataModule, resolve_data
 from distill.training.module import SELECTION, DistillationModule
 from distill.training.run_folder import (
     BEST_PATTERN,
@@ -62,7 +62,8 @@ class LoggedConfig(SaveConfigCallback):
     @override
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-        config.get("data", {}).pop("tokenizer", None)
+        for wired in WIRED_FROM_MODEL:
+            config.get("data", {}).pop(wired, None)
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config, "plugins": plugin_versions()})
 
@@ -187,7 +188,7 @@ class DistillCLI(LightningCLI):
         if self.trainer.is_global_zero:
             remove_superseded_best(self.run_dir, best_checkpoint_path(self.trainer))
         self._dump_config()
-        for wired in ("tokenizer", "teacher"):  # filled from the model when training starts; not YAML keys
+        for wired in WIRED_FROM_MODEL:
             self.config_dump["data"].pop(wired, None)
         if self.search:
             path = finish_search(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)

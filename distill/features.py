@@ -6,13 +6,13 @@ is the output of encoder layer l (1-based); queries/keys/values[l - 1] belong to
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from distill.hf import head_logits
+from distill.architecture import architecture_of
+from distill.hf import head_logits, takes_token_types
 
 FEATURE_NAMES = frozenset({"logits", "hidden_states", "attentions", "values", "pooled"})
 
@@ -54,45 +54,28 @@ class Anatomy:
     num_labels: int = 0
 
 
-# Attribute names of the q/k/v projections in Hugging Face encoders: BERT/RoBERTa/ELECTRA, DistilBERT, others.
-_PROJECTION_NAMES = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"), ("q_proj", "k_proj", "v_proj"))
-
-
-def find_attention_projections(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear, nn.Linear]]:
-    """The (query, key, value) Linear layers of every self-attention block, in layer order."""
-    found = []
-    for module in model.modules():
-        for names in _PROJECTION_NAMES:
-            projections = [getattr(module, name, None) for name in names]
-            if all(isinstance(p, nn.Linear) for p in projections):
-                found.append(tuple(projections))
-    return found
-
-
 class TransformerTap:
-    """Runs a Hugging Face sequence classifier and fills Features with only what the losses need.
+    """Runs a Hugging Face model of any family with an Architecture adapter, and fills Features with only what
+    the losses need.
 
-    q, k and v come from forward hooks on the attention projections, so nothing forces the slower
-    eager attention path that `output_attentions=True` would need.
+    q, k and v come from forward hooks the adapter places on the attention projections, so nothing forces the
+    slower eager attention path that `output_attentions=True` would need.
+
+    Raises:
+        DistillError: no installed adapter reads the model's family (at construction, before any training).
     """
 
-    def __init__(self, model: nn.Module, head_size: int) -> None:
-        self.head_size = head_size
+    def __init__(self, model: nn.Module, role: str = "model") -> None:
+        self.architecture = architecture_of(model, role)
         self._recording: frozenset[str] = frozenset()
         self._captured: dict[str, list[Tensor]] = {"queries": [], "keys": [], "values": []}
-        for projections in find_attention_projections(model):
-            for kind, linear in zip(("queries", "keys", "values"), projections, strict=True):
-                linear.register_forward_hook(self._recorder(kind))
-        self._takes_token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+        for layer in self.architecture.layers(model):
+            self.architecture.capture(model, layer, self._record)
+        self._takes_token_types = takes_token_types(model)
 
-    def _recorder(self, kind: str):
-        def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            if kind in self._recording:
-                batch, length, width = output.shape
-                heads = output.view(batch, length, width // self.head_size, self.head_size).transpose(1, 2)
-                self._captured[kind].append(heads)  # (B, heads, T, d)
-
-        return record
+    def _record(self, kind: str, make: Callable[[], Tensor]) -> None:
+        if kind in self._recording:
+            self._captured[kind].append(make())
 
     def run(self, model: nn.Module, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
         """One forward pass of `model` on `batch`, recording the features named in `needs`."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
@@ -44,8 +45,15 @@ def load_classifier(
         raise DistillError(f"could not load {role} {source!r}: {error}") from None
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "config.json")
+
+
 def load_tokenizer(source: str, role: str) -> PreTrainedTokenizerBase:
-    location = check_source(source, role)
+    """A tokenizer from a hub id, a model folder, or a folder that holds only a tokenizer."""
+    if _looks_like_path(source) and any((Path(source).expanduser() / name).is_file() for name in TOKENIZER_FILES):
+        location: Path | str = Path(source).expanduser()
+    else:
+        location = check_source(source, role)
     try:
         return AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as error:
@@ -68,3 +76,8 @@ def head_logits(output: Any) -> Tensor:
     if not parts:
         raise DistillError(f"the model returned {type(output).__name__} with no logits ({list(output.keys())})")
     return torch.stack(parts, dim=-1)
+
+
+def takes_token_types(model: nn.Module) -> bool:
+    """Whether `model` reads segment ids: BERT does, DistilBERT and ModernBERT have none (and refuse them)."""
+    return "token_type_ids" in inspect.signature(model.forward).parameters

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
+    from distill.architecture import Architecture
     from distill.compression import Compression
     from distill.loss import LossTerm
     from distill.student import StudentConfig
@@ -51,6 +52,12 @@ def distill_register_students() -> list[type[StudentConfig]]:
 @hookspec
 def distill_register_compression() -> list[type[Compression]]:
     """Contribute Compression subclasses; YAML names them under `model.compression`."""
+
+
+@hookspec
+def distill_register_architectures() -> list[type[Architecture]]:
+    """Contribute Architecture subclasses: adapters that let distill read and reshape an encoder family (the
+    `config.model_type` values each lists), as teacher and as student."""
 
 
 # --- loading: formats of exported models ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from distill.task import Preset, Task
 ENTRY_POINT_GROUP = "distill.plugins"
 AUTOLOAD_OFF_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"  # "1": load only the plugins that ship with distill
 BLOCK_ENV = "DISTILL_BLOCK_PLUGINS"  # comma-separated entry-point names never to load
-KINDS = ("tasks", "losses", "students", "compression")
+KINDS = ("tasks", "losses", "students", "compression", "architectures")
 
 
 def _blocked_names() -> set[str]:
@@ -55,7 +55,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def registered(kind: str) -> dict[str, tuple[type, str]]:
-    """Every name of one kind ("tasks", "losses", "students", "compression") with its class and the plugin providing it.
+    """Every name of one kind (one of KINDS) with its class and the plugin providing it.
 
     Raises:
         DistillError: two plugins register the same name.

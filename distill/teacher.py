@@ -36,7 +36,7 @@ class Teacher(nn.Module):
         if order is not None:
             reorder_head(self.model, order)
             config.id2label, config.label2id = task.head_config()["id2label"], task.head_config()["label2id"]
-        self.tap = TransformerTap(self.model, head_size=config.hidden_size // config.num_attention_heads)
+        self.tap = TransformerTap(self.model, role="teacher")
         self.anatomy = Anatomy(
             family="teacher",
             provides=FEATURE_NAMES,

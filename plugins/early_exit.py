@@ -24,8 +24,18 @@ from torch import Tensor, nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from typing_extensions import override
 
-from distill import Compression, DistillError, Features, LossTerm, Stage, Student, hookimpl, load_transformer
-from distill.plugins._bert_layout import encoder_layers, hf_model
+from distill import (
+    Compression,
+    DistillError,
+    Features,
+    LossTerm,
+    Stage,
+    Student,
+    architecture_of,
+    hookimpl,
+    load_transformer,
+)
+from distill.plugins._transformer import hf_model
 
 SETTINGS = "distill_early_exit.json"
 RAMPS = "exit_ramps.safetensors"
@@ -109,7 +119,8 @@ class ExitRule:
 
 
 class EarlyExitModel(nn.Module):
-    """A BERT classifier with ramps that lets each row leave as soon as its criterion is met.
+    """A Transformer classifier of any family with an adapter, with ramps that let each row leave as soon as its
+    criterion is met. The adapter runs the model layer by layer on the rows still in the batch.
 
     `model(input_ids=..., attention_mask=...)` returns logits (B, C); `exits` counts the rows that left at each
     layer since the last `reset_exits()`.
@@ -120,27 +131,30 @@ class EarlyExitModel(nn.Module):
     ) -> None:
         super().__init__()
         self.model, self.ramps = model, ramps
+        self.architecture = architecture_of(model)
         self.criterion, self.threshold, self.patience = criterion, threshold, patience
         self.reset_exits()
 
     def reset_exits(self) -> None:
-        self.exits = torch.zeros(len(encoder_layers(self.model)), dtype=torch.long)
+        self.exits = torch.zeros(len(self.architecture.layers(self.model)), dtype=torch.long)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        base = self.model.base_model
-        hidden = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, T, H)
+        adapter, model = self.architecture, self.model
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            batch["token_type_ids"] = token_type_ids
+        hidden = adapter.embed(model, batch)  # (B, T, H)
         rows = torch.arange(len(input_ids))
         mask = attention_mask
-        result = torch.empty(len(input_ids), self.model.config.num_labels, dtype=hidden.dtype)
+        result = torch.empty(len(input_ids), model.config.num_labels, dtype=hidden.dtype)
         streak = torch.zeros(len(input_ids), dtype=torch.long)
         previous = torch.full((len(input_ids),), -1)
-        layers = encoder_layers(self.model)
+        depth_total = len(adapter.layers(model))
         rule = ExitRule(self.criterion, self.threshold, self.patience)
-        for depth, layer in enumerate(layers):
-            additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min  # (B, 1, 1, T)
-            hidden = layer(hidden, additive)
-            if depth == len(layers) - 1:
-                result[rows] = self.model.classifier(self.model.dropout(base.pooler(hidden)))
+        for depth in range(depth_total):
+            hidden = adapter.run_layer(model, depth, hidden, mask)
+            if depth == depth_total - 1:
+                result[rows] = adapter.classify(model, hidden, mask)
                 self.exits[depth] += len(rows)
                 break
             logits = self.ramps[depth](hidden)
@@ -198,10 +212,10 @@ class EarlyExit(Compression):
                 f"EarlyExit decides per example by the confidence of a softmax over classes; task {task.name} has "
                 f"{kind} outputs: drop EarlyExit from model.compression for this task"
             )
-        model = hf_model(student, self.name)
+        model, architecture = hf_model(student, self.name)
         if not hasattr(student, "exit_ramps"):
             hidden, labels = model.config.hidden_size, model.config.num_labels
-            student.exit_ramps = nn.ModuleList(Ramp(hidden, labels) for _ in encoder_layers(model)[:-1])
+            student.exit_ramps = nn.ModuleList(Ramp(hidden, labels) for _ in architecture.layers(model)[:-1])
 
     @override
     def loss_terms(self, student: Student) -> list[LossTerm]:

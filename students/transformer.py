@@ -21,7 +21,7 @@ class TransformerStudent(Student):
         self.family = family
         self.model = model
         config = model.config
-        self.tap = TransformerTap(model, head_size=config.hidden_size // config.num_attention_heads)
+        self.tap = TransformerTap(model, role="student")
         self.anatomy = Anatomy(
             family=family,
             provides=FEATURE_NAMES,

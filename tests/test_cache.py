@@ -9,7 +9,7 @@ from lightning.pytorch import Trainer, seed_everything
 
 from distill.errors import DistillError
 from distill.plugins.losses import HardLabelCE, HiddenStatesKD, LogitsKD
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
 from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule

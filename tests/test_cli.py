@@ -74,7 +74,7 @@ def test_print_config_shows_the_resolved_config_with_overrides(tiny_teacher, tmp
         run_cli("fit", "--config", str(config), "--print_config", "--trainer.max_epochs", "7")
     assert done.value.code in (0, None)
     printed = capsys.readouterr().out
-    assert "max_epochs: 7" in printed and "class_path: distill.students.bert.BertStudent" in printed
+    assert "max_epochs: 7" in printed and "class_path: distill.students.encoder.BertStudent" in printed
     assert "temperature: 2.0" in printed and str(tiny_teacher) in printed
     assert not any(tmp_path.glob("c-*"))  # printing a config starts no run
 

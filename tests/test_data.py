@@ -15,7 +15,7 @@ from distill import DataFiles, DistillError, HubDataset
 from distill.plugins.losses import HardLabelCE, LogitsKD
 from distill.plugins.tasks import TextClassification
 from distill.registry import task_from_spec
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, RTE, SST2

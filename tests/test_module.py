@@ -7,7 +7,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from distill.errors import DistillError
 from distill.loss import LossTerm
 from distill.plugins.losses import HardLabelCE, LogitsKD
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2

@@ -17,7 +17,7 @@ from distill.compression import installed_kinds
 from distill.delivery.export import write_json_atomic, write_text_atomic
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
-from distill.hf import head_logits
+from distill.hf import head_logits, takes_token_types
 from distill.task import Task
 from distill.teacher import Teacher
 
@@ -49,13 +49,14 @@ def task_batches(
     return [dict(collate(records[start : start + batch_size])) for start in range(0, len(records), batch_size)]
 
 
-def model_inputs(batch: Mapping[str, Tensor]) -> Batch:
-    """What a model is called with: the encoded inputs, without the labels and row indices."""
-    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+def model_inputs(model: nn.Module, batch: Mapping[str, Tensor]) -> Batch:
+    """What `model` is called with: the encoded inputs it reads, without the labels and row indices."""
+    names = MODEL_INPUTS if takes_token_types(model) else MODEL_INPUTS[:2]
+    return {k: v for k, v in batch.items() if k in names}
 
 
 def _logits(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
-    return head_logits(model(**model_inputs(batch)))
+    return head_logits(model(**model_inputs(model, batch)))
 
 
 @torch.inference_mode()
@@ -130,8 +131,8 @@ def measure_models(
     mix = examples.select(range(min(latency_rows, len(examples))))
     for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
         batches = {
-            name: [model_inputs(b) for b in task_batches(task, tokenizer, mix, batch_size, max_length)]
-            for name, (_, tokenizer, _) in models.items()
+            name: [model_inputs(model, b) for b in task_batches(task, tokenizer, mix, batch_size, max_length)]
+            for name, (model, tokenizer, _) in models.items()
         }
         timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
         for name in models:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from distill.architecture import architecture_of
 from distill.errors import DistillError
 from distill.registry import get_plugin_manager, registered, task_from_spec
 from distill.student import STUDENT_META, Student, StudentClassifier
@@ -118,4 +119,7 @@ def load_transformer(folder: Path, head: str = "AutoModelForSequenceClassificati
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise DistillError(f"{folder}: weights do not match the model (missing {missing}, unexpected {unexpected})")
+    architecture = architecture_of(model, f"model in {folder}")
+    for layer in architecture.layers(model):
+        architecture.sync(model, layer)  # cached head counts follow the narrower weights
     return model

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from distill.errors import DistillError
-from distill.hf import head_logits
+from distill.hf import head_logits, takes_token_types
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SAMPLES = (("a gripping , funny and moving film .", "it is a film ."), ("dull", "nothing happens at all in it"))
@@ -19,16 +19,17 @@ _CHECK = (("the cast is superb but the plot drags on and on", "a plot ."), ("bad
 
 
 class Logits(nn.Module):
-    """`model(input_ids, attention_mask, token_type_ids) -> logits` for any distill or Hugging Face classifier."""
+    """`model(input_ids, attention_mask, token_type_ids) -> logits` for any distill or Hugging Face classifier;
+    segment ids reach only a model that reads them (the graph then drops the unused input)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.segments = takes_token_types(model)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
-        return head_logits(
-            self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        )
+        extra = {"token_type_ids": token_type_ids} if self.segments else {}
+        return head_logits(self.model(input_ids=input_ids, attention_mask=attention_mask, **extra))
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, rows, pair: bool) -> dict[str, Tensor]:

@@ -89,7 +89,7 @@ def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | No
         chunk = texts.select(range(start, min(start + batch_size, len(texts))))
         # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
         (batch,) = task_batches(chosen, tokenizer, chunk, None, max_length)
-        logits = head_logits(model(**model_inputs(batch)))
+        logits = head_logits(model(**model_inputs(model, batch)))
         check_label_space(model_dir, logits.shape[-1], chosen)
         for column, values in chosen.prediction_columns(logits, batch, chunk.to_dict()).items():
             added.setdefault(column, []).extend(values)

@@ -21,8 +21,10 @@ from distill.sources import fingerprint as _fingerprint
 from distill.task import Task
 from distill.teacher import Teacher
 from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
+from distill.training.tokenizations import STUDENT_PREFIX, PairedCollator
 from distill.training.transfer import TransferSet, build_transfer_set
 
+WIRED_FROM_MODEL = ("tokenizer", "student_tokenizer", "teacher")  # filled when training starts; not YAML keys
 MODEL_COLUMNS = ("labels", "idx")  # kept from a task's read rows; the rest is replaced by what it encodes
 Batching = Literal["length_grouped", "random"]
 
@@ -54,6 +56,7 @@ class TaskDataModule(LightningDataModule):
         hub: HubDataset | None = None,
         data_dir: str | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
+        student_tokenizer: PreTrainedTokenizerBase | None = None,
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int = 64,
@@ -75,6 +78,8 @@ class TaskDataModule(LightningDataModule):
         data_dir: for a preset, a folder holding its files in their own layout (GLUE's train.tsv and dev.tsv);
             with none of files, hub and data_dir, a preset loads its hub dataset.
         tokenizer: set from the model (the teacher's tokenizer) when training starts; not a YAML key.
+        student_tokenizer: set from the model when the student has a vocabulary of its own; each example is then
+            tokenised by both, the student's columns under `student_` names. Not a YAML key.
         max_length: truncation length in tokens.
         batch_size: training batch size.
         eval_batch_size: validation, test and prediction batch size.
@@ -93,6 +98,7 @@ class TaskDataModule(LightningDataModule):
         super().__init__()
         self.task, self.source = resolve_data(task, files, hub, data_dir)
         self.tokenizer = tokenizer
+        self.student_tokenizer = student_tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -119,9 +125,15 @@ class TaskDataModule(LightningDataModule):
         """Tokenise the splits with the model's tokenizer (the teacher's, or a student's own vocabulary)."""
         module = self.trainer.lightning_module if self.trainer is not None else None
         self.tokenizer = self.tokenizer or getattr(module, "tokenizer", None)
+        self.student_tokenizer = self.student_tokenizer or getattr(module, "student_tokenizer", None)
         self.teacher = self.teacher or getattr(module, "teacher", None)
         if self.tokenizer is None:
             raise DistillError("TaskDataModule needs a tokenizer: pass the teacher's (the CLI does this for you)")
+        if self.student_tokenizer is not None and self.transfer is not None:
+            raise DistillError(
+                "data.transfer rewrites the teacher's word pieces, which a student with its own tokenizer does not "
+                "read: remove data.transfer, or build the student on the teacher's tokenizer"
+            )
         for split in ("train", "validation", *(("test",) if stage == "test" else ())):
             if split not in self.splits:
                 self.splits[split] = self._tokenised(split)
@@ -139,12 +151,29 @@ class TaskDataModule(LightningDataModule):
 
     def _tokenised(self, split: str) -> datasets.Dataset:
         raw = self.read(split)
+        tokenised, key = self._encoded(raw, split, self.tokenizer)
+        self.fingerprints[split] = key
+        for note in self.task.notes(raw, tokenised, self.max_length):
+            rank_zero_warn(f"{self.task.name} {split}: {note}")
+        if self.student_tokenizer is not None:
+            own, _ = self._encoded(raw, split, self.student_tokenizer)
+            for column in own.column_names:
+                if column not in MODEL_COLUMNS:
+                    tokenised = tokenised.add_column(STUDENT_PREFIX + column, own[column])
+        if split == "train" and self.transfer is not None:
+            return self._transfer_set(tokenised, key)
+        return tokenised
+
+    def _encoded(
+        self, raw: datasets.Dataset, split: str, tokenizer: PreTrainedTokenizerBase
+    ) -> tuple[datasets.Dataset, str]:
+        """The split encoded by one tokenizer, cached under a key of its exact contents, and that key."""
         source = (self.source.identity(self.evaluation_split(split)), self.limits[split])
-        key = _fingerprint(source, tokenizer_fingerprint(self.tokenizer), self.max_length, self.task.spec())
+        key = _fingerprint(source, tokenizer_fingerprint(tokenizer), self.max_length, self.task.spec())
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tokenised = raw.map(
             self.task.encode,
-            fn_kwargs={"tokenizer": self.tokenizer, "max_length": self.max_length},
+            fn_kwargs={"tokenizer": tokenizer, "max_length": self.max_length},
             batched=True,
             remove_columns=[c for c in raw.column_names if c not in MODEL_COLUMNS],
             cache_file_name=str(self.cache_dir / f"{_safe(self.task.name)}-{split}-{key}.arrow"),
@@ -153,12 +182,7 @@ class TaskDataModule(LightningDataModule):
             new_fingerprint=key,
             desc=f"tokenising {self.task.name} {split}",
         )
-        self.fingerprints[split] = key
-        for note in self.task.notes(raw, tokenised, self.max_length):
-            rank_zero_warn(f"{self.task.name} {split}: {note}")
-        if split == "train" and self.transfer is not None:
-            return self._transfer_set(tokenised, key)
-        return tokenised
+        return tokenised, key
 
     def _transfer_set(self, train: datasets.Dataset, key: str) -> datasets.Dataset:
         """The augmented transfer set, built once per (split, tokenizer, settings, teacher embeddings)."""
@@ -175,6 +199,12 @@ class TaskDataModule(LightningDataModule):
             built.save_to_disk(str(scratch))
             scratch.rename(folder)
         return datasets.load_from_disk(str(folder))
+
+    def collator(self):
+        """The task's padding, by each tokenizer for its own columns when the student has its own."""
+        if self.student_tokenizer is None:
+            return self.task.collator(self.tokenizer)
+        return PairedCollator(self.task.collator(self.tokenizer), self.task.collator(self.student_tokenizer))
 
     def _check_validation_interval(self, batches: int) -> None:
         """Lightning refuses an integer val_check_interval longer than an epoch with a traceback; say it plainly."""
@@ -208,7 +238,7 @@ class TaskDataModule(LightningDataModule):
             self.splits[split],
             sampler=sharded,
             batch_size=self.eval_batch_size,
-            collate_fn=self.task.collator(self.tokenizer),
+            collate_fn=self.collator(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=self._loader_generator(),
@@ -222,7 +252,7 @@ class TaskDataModule(LightningDataModule):
             train,
             sampler=self._train_sampler(),
             batch_size=self.batch_size,
-            collate_fn=self.task.collator(self.tokenizer),
+            collate_fn=self.collator(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=self._loader_generator(),

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule
 from torch import Tensor, nn
-from transformers import SchedulerType, get_scheduler
+from transformers import PreTrainedTokenizerBase, SchedulerType, get_scheduler
 from typing_extensions import override
 
 from distill.compression import Compression, check_combination, ordered, served_logits
@@ -20,6 +20,8 @@ from distill.student import StudentConfig
 from distill.teacher import Teacher
 from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
 from distill.training.callbacks import ResumeRandomState, TrainingThroughput
+from distill.training.data import tokenizer_fingerprint
+from distill.training.tokenizations import check_crossing, student_view
 
 SELECTION = "val/selection"  # what the best checkpoint is chosen on
 TOTAL_LOSS = "loss"  # train/loss: the weighted sum of the terms; no term may take this name
@@ -81,10 +83,19 @@ class DistillationModule(LightningModule):
         self.tokenizer = self.teacher.tokenizer if self.teacher is not None else self.student.tokenizer
         if self.tokenizer is None:
             raise DistillError("no tokenizer: set model.teacher, or use a student that brings its own")
+        self.student_tokenizer = self._own_tokenizer()
         self.cache_settings = teacher_cache
         self.cache: CacheStore | None = None
         self.val_metrics = self.task.build_metrics(prefix="val/")
         self.test_metrics = self.task.build_metrics(prefix="test/")
+
+    def _own_tokenizer(self) -> PreTrainedTokenizerBase | None:
+        """The student's tokenizer where it differs from the teacher's, checked against what can cross to it."""
+        own = self.student.tokenizer
+        if self.teacher is None or own is None or tokenizer_fingerprint(own) == tokenizer_fingerprint(self.tokenizer):
+            return None
+        check_crossing(list(self.losses), self.task, self.tokenizer, own)
+        return own
 
     def _teacher_needs(self) -> frozenset[str]:
         """The teacher features some loss reads; a loss that reads any needs a teacher."""
@@ -124,6 +135,8 @@ class DistillationModule(LightningModule):
                 self.losses.append(term)
         self.log_names = term_log_names(list(self.losses))
         self.teacher_needs, self.student_needs = self._teacher_needs(), self._student_needs()
+        if self.student_tokenizer is not None:
+            check_crossing(list(self.losses), self.task, self.tokenizer, self.student_tokenizer)
         self._configured = True
 
     # --- training -------------------------------------------------------------------------------------------
@@ -135,7 +148,7 @@ class DistillationModule(LightningModule):
             teacher = self.cache.lookup(batch, lambda: self.teacher(batch, self.teacher_needs))
         elif self.teacher_needs:
             teacher = at_cache_precision(self.teacher(batch, self.teacher_needs))
-        return self.student(batch, self.student_needs), teacher
+        return self.student(student_view(batch), self.student_needs), teacher
 
     @override
     def on_fit_start(self) -> None:
@@ -217,6 +230,7 @@ class DistillationModule(LightningModule):
 
     def _evaluate(self, batch: Mapping[str, Tensor], metrics: nn.Module, stage: str) -> None:
         """Score the student as it will be served (a compression method may answer for it, e.g. from exits)."""
+        batch = student_view(batch)
         logits = served_logits(self.compression, self.student, batch)
         if logits is None:
             logits = self.student(batch, frozenset({"logits"})).logits

@@ -1,4 +1,4 @@
-"""Structured pruning of BERT-style students: attention heads, feed-forward neurons, whole layers.
+"""Structured pruning of Transformer students (any family with an adapter): heads, neurons, whole layers.
 
 During training a pruned unit is switched off by a gate (a fixed-shape buffer, so checkpoints and resumes
 need nothing special). Heads and neurons are ranked by importance, Michel et al.'s (2019) expected
@@ -16,8 +16,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student
-from distill.plugins._bert_layout import encoder_layers, head_size, heads_in, hf_model, slice_linear
+from distill import Architecture, Compression, DistillError, Stage, Student
+from distill.plugins._transformer import hf_model, readable
 
 
 def _gate_heads(module: nn.Linear, args: tuple) -> tuple:
@@ -32,9 +32,12 @@ def _gate_neurons(module: nn.Linear, args: tuple) -> tuple:
     return (args[0] * module.neuron_gate, *args[1:])
 
 
-def _gate_layer(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
-    """Forward hook of an encoder layer: input + gate · (output − input); gate 0 skips the layer."""
-    return args[0] + module.layer_gate * (output - args[0])
+def _gate_layer(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:
+    """Forward hook of an encoder layer: input + gate · (output − input); gate 0 skips the layer. A layer that
+    returns a tuple (DeBERTa's) keeps its other outputs."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    gated = args[0] + module.layer_gate * (hidden - args[0])
+    return (gated, *output[1:]) if isinstance(output, tuple) else gated
 
 
 def _install(module: nn.Module, buffer: str, size: int, hook, pre: bool) -> None:
@@ -61,7 +64,7 @@ class GateScoring(Callback):
         return f"GateScoring[{self.method.name}]"
 
     def _gates(self, pl_module: LightningModule) -> list[Tensor]:
-        return self.method.gates(hf_model(pl_module.student, self.method.name))
+        return self.method.gates(*hf_model(pl_module.student, self.method.name))
 
     @override
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
@@ -111,7 +114,7 @@ class _GatedPruning(Compression):
             raise DistillError(f"{self.name} needs 0 < fraction < 1, 0 <= at < 1 and batches >= 1")
         self.settled_at = self.at
 
-    def gates(self, model: nn.Module) -> list[Tensor]:
+    def gates(self, model: nn.Module, architecture: Architecture) -> list[Tensor]:
         raise NotImplementedError
 
     def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
@@ -124,14 +127,13 @@ class _GatedPruning(Compression):
     @classmethod
     @override
     def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
-        """Heads and feed-forward neurons left in each layer, for BERT-style models that were slimmed."""
-        base = getattr(model, "base_model", None)
-        if base is None or not hasattr(base, "encoder") or slimmed_shapes(model) is None:
+        """Heads and feed-forward neurons left in each layer, for Transformers that were slimmed."""
+        architecture = readable(model)
+        if architecture is None or slimmed_shapes(model, architecture) is None:
             return []
-        size = head_size(model)
         data = {
-            f"layer {i} heads / neurons": f"{heads_in(layer, size)} / {layer.intermediate.dense.out_features}"
-            for i, layer in enumerate(encoder_layers(model), start=1)
+            f"layer {i} heads / neurons": f"{architecture.heads(model, layer)} / {architecture.neurons(layer)}"
+            for i, layer in enumerate(architecture.layers(model), start=1)
         }
         return [{"title": "Structure after pruning", "data": data}]
 
@@ -161,14 +163,15 @@ class HeadPruning(_GatedPruning):
         batches: training batches whose head-gate gradients make up each head's importance.
     """
 
-    def gates(self, model: nn.Module) -> list[Tensor]:
-        return [layer.attention.output.dense.head_gate for layer in encoder_layers(model)]
+    def gates(self, model: nn.Module, architecture: Architecture) -> list[Tensor]:
+        return [architecture.attention(layer).output.head_gate for layer in architecture.layers(model)]
 
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
-        model = hf_model(student, self.name)
-        for layer in encoder_layers(model):
-            _install(layer.attention.output.dense, "head_gate", model.config.num_attention_heads, _gate_heads, True)
+        model, architecture = hf_model(student, self.name)
+        for layer in architecture.layers(model):
+            output = architecture.attention(layer).output
+            _install(output, "head_gate", architecture.heads(model, layer), _gate_heads, True)
 
     def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
         normalised = [i / (i.norm() + 1e-12) for i in importance]  # Michel et al. normalise per layer
@@ -178,16 +181,12 @@ class HeadPruning(_GatedPruning):
 
     @override
     def finalize(self, student: Student) -> None:
-        model = hf_model(student, self.name)
-        size = head_size(model)
-        for layer in encoder_layers(model):
-            dense = layer.attention.output.dense
-            kept = dense.head_gate.nonzero().flatten().tolist()
-            columns = [head * size + i for head in kept for i in range(size)]
-            for projection in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
-                slice_linear(projection, keep=columns)
-            slice_linear(dense, keep_inputs=columns)
-            _remove_gate(dense, "head_gate")
+        model, architecture = hf_model(student, self.name)
+        for layer in architecture.layers(model):
+            output = architecture.attention(layer).output
+            kept = output.head_gate.nonzero().flatten().tolist()
+            _remove_gate(output, "head_gate")
+            architecture.keep_heads(model, layer, kept)
 
 
 @dataclass(eq=False)
@@ -196,22 +195,23 @@ class NeuronPruning(_GatedPruning):
 
     Attributes:
         fraction: share of feed-forward neurons removed.
-        uniform: remove the same number from every layer, so the export is a plain BertConfig (loadable with
-            `from_pretrained`); otherwise rank all layers together.
+        uniform: remove the same number from every layer, so the export is a plain configuration of its family
+            (loadable with `from_pretrained`); otherwise rank all layers together.
         at: fraction of training when neurons are scored and removed.
         batches: training batches that score them.
     """
 
     uniform: bool = True
 
-    def gates(self, model: nn.Module) -> list[Tensor]:
-        return [layer.output.dense.neuron_gate for layer in encoder_layers(model)]
+    def gates(self, model: nn.Module, architecture: Architecture) -> list[Tensor]:
+        return [architecture.feed_forward(layer)[1].neuron_gate for layer in architecture.layers(model)]
 
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
-        model = hf_model(student, self.name)
-        for layer in encoder_layers(model):
-            _install(layer.output.dense, "neuron_gate", model.config.intermediate_size, _gate_neurons, True)
+        model, architecture = hf_model(student, self.name)
+        for layer in architecture.layers(model):
+            outer = architecture.feed_forward(layer)[1]
+            _install(outer, "neuron_gate", architecture.neurons(layer), _gate_neurons, True)
 
     def prune(self, gates: list[Tensor], importance: list[Tensor]) -> None:
         if self.uniform:
@@ -226,22 +226,22 @@ class NeuronPruning(_GatedPruning):
 
     @override
     def finalize(self, student: Student) -> None:
-        model = hf_model(student, self.name)
+        model, architecture = hf_model(student, self.name)
         sizes = []
-        for layer in encoder_layers(model):
-            kept = layer.output.dense.neuron_gate.nonzero().flatten().tolist()
-            slice_linear(layer.intermediate.dense, keep=kept)
-            slice_linear(layer.output.dense, keep_inputs=kept)
-            _remove_gate(layer.output.dense, "neuron_gate")
+        for layer in architecture.layers(model):
+            outer = architecture.feed_forward(layer)[1]
+            kept = outer.neuron_gate.nonzero().flatten().tolist()
+            _remove_gate(outer, "neuron_gate")
+            architecture.keep_neurons(model, layer, kept)
             sizes.append(len(kept))
         if len(set(sizes)) == 1:
-            model.config.intermediate_size = sizes[0]
+            setattr(model.config, architecture.size_keys["intermediate"], sizes[0])
 
 
 @dataclass(eq=False)
 class LayerPruning(Compression):
     """Remove whole encoder layers: the listed ones are skipped from the start (the rest learn to do without
-    them) and cut out at export, which stays a plain BertConfig.
+    them) and cut out at export, which stays a plain configuration of its family.
 
     Attributes:
         layers: 1-based encoder layers to remove.
@@ -254,14 +254,15 @@ class LayerPruning(Compression):
 
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
-        model = hf_model(student, self.name)
-        layers = encoder_layers(model)
+        model, architecture = hf_model(student, self.name)
+        layers = architecture.layers(model)
         if (
             not self.layers
             or any(not 1 <= i <= len(layers) for i in self.layers)
             or len(set(self.layers)) >= len(layers)
         ):
             raise DistillError(f"LayerPruning.layers {self.layers} must name some, not all, of layers 1..{len(layers)}")
+        architecture.check_layer_removal(model, [i - 1 for i in self.layers])
         for position, layer in enumerate(layers, start=1):
             _install(layer, "layer_gate", 1, _gate_layer, False)
             if position in self.layers:
@@ -269,12 +270,12 @@ class LayerPruning(Compression):
 
     @override
     def finalize(self, student: Student) -> None:
-        model = hf_model(student, self.name)
-        kept = [layer for layer in encoder_layers(model) if layer.layer_gate.item() != 0]
-        for layer in kept:
+        model, architecture = hf_model(student, self.name)
+        layers = architecture.layers(model)
+        kept = [index for index, layer in enumerate(layers) if layer.layer_gate.item() != 0]
+        for layer in layers:
             _remove_gate(layer, "layer_gate")
-        model.base_model.encoder.layer = nn.ModuleList(kept)
-        model.config.num_hidden_layers = len(kept)
+        architecture.keep_layers(model, kept)
 
 
 def _remove_gate(module: nn.Module, buffer: str) -> None:
@@ -283,13 +284,13 @@ def _remove_gate(module: nn.Module, buffer: str) -> None:
     module.__dict__["_distill_gate_hooks"].pop(buffer).remove()
 
 
-def slimmed_shapes(model: nn.Module) -> dict[str, list[int]] | None:
+def slimmed_shapes(model: nn.Module, architecture: Architecture) -> dict[str, list[int]] | None:
     """Per-layer head and neuron counts if some layer differs from what the config says, else None."""
-    size = head_size(model)
-    layers = encoder_layers(model)
-    heads = [heads_in(layer, size) for layer in layers]
-    neurons = [layer.intermediate.dense.out_features for layer in layers]
+    layers = architecture.layers(model)
+    heads = [architecture.heads(model, layer) for layer in layers]
+    neurons = [architecture.neurons(layer) for layer in layers]
     config = model.config
-    if set(heads) == {config.num_attention_heads} and set(neurons) == {config.intermediate_size}:
+    intermediate = getattr(config, architecture.size_keys["intermediate"])
+    if set(heads) == {config.num_attention_heads} and set(neurons) == {intermediate}:
         return None
     return {"heads_per_layer": heads, "intermediate_per_layer": neurons}

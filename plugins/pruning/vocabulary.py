@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from typing_extensions import override
 
 from distill import Compression, DistillError, Stage, Student
+from distill.plugins._transformer import readable
 
 
 def word_embedding(student: Student, vocabulary: int) -> tuple[nn.Module, str, nn.Embedding]:
@@ -65,7 +66,14 @@ class VocabularyPruning(Compression):
 
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
-        self._tokenizer = teacher.tokenizer if teacher is not None else student.tokenizer
+        self._tokenizer = student.tokenizer or (teacher.tokenizer if teacher is not None else None)
+        self._column = "student_input_ids" if student.tokenizer is not None and teacher is not None else "input_ids"
+        model_type = json.loads(self._tokenizer.backend_tokenizer.to_str())["model"]["type"]
+        if model_type not in ("WordPiece", "WordLevel"):
+            raise DistillError(
+                f"VocabularyPruning rebuilds WordPiece vocabularies; the student's tokenizer is a {model_type} "
+                f"model, whose merges or scores would break: drop VocabularyPruning for this student"
+            )
         vocabulary = len(self._tokenizer)
         word_embedding(student, vocabulary)  # fail early if there is none
         if not hasattr(student, "vocabulary_kept"):
@@ -84,7 +92,8 @@ class VocabularyPruning(Compression):
             lines = path.read_text(encoding="utf-8").splitlines()
             ids = self._tokenizer(lines, add_special_tokens=False)["input_ids"]
         elif data is not None and "train" in getattr(data, "splits", {}):
-            ids = data.splits["train"]["input_ids"]
+            train = data.splits["train"]
+            ids = train[self._column if self._column in train.column_names else "input_ids"]
         else:
             return None
         flat = torch.tensor([i for row in ids for i in row], dtype=torch.long)
@@ -97,12 +106,14 @@ class VocabularyPruning(Compression):
             raise DistillError(
                 "VocabularyPruning kept no word pieces: train first, or give a corpus that the tokenizer covers"
             )
-        parent, attribute, table = word_embedding(student, len(self._tokenizer))
-        smaller = nn.Embedding(len(kept), table.embedding_dim, padding_idx=table.padding_idx)
-        smaller.weight = nn.Parameter(table.weight.detach()[kept].clone())
-        setattr(parent, attribute, smaller)
-        if hasattr(student, "model"):
-            student.model.config.vocab_size = len(kept)
+        architecture = readable(getattr(student, "model", None))
+        if architecture is not None:
+            architecture.shrink_vocabulary(student.model, kept)
+        else:
+            parent, attribute, table = word_embedding(student, len(self._tokenizer))
+            smaller = nn.Embedding(len(kept), table.embedding_dim, padding_idx=table.padding_idx)
+            smaller.weight = nn.Parameter(table.weight.detach()[kept].clone())
+            setattr(parent, attribute, smaller)
         if "vocab_size" in getattr(student, "architecture", {}):
             student.architecture["vocab_size"] = len(kept)
         student.tokenizer = reduced_tokenizer(self._tokenizer, kept.tolist())

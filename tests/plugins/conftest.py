@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from distill.compression import finalize
 from distill.delivery.export import export_student
 from distill.plugins.losses import HardLabelCE, LogitsKD
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2
@@ -25,9 +25,11 @@ def compress(
     steps: int = 16,
     callbacks: list[Callback] = (),
     validate_every: int | None = None,
+    module: DistillationModule | None = None,
     **module_args,
 ) -> tuple[DistillationModule, TaskDataModule]:
-    """Train a tiny student with `compression` for `steps` steps; validate every `validate_every` steps if given."""
+    """Train a tiny student with `compression` for `steps` steps (or train the given `module`); validate every
+    `validate_every` steps if given."""
     seed_everything(0)
     settings = dict(
         task="sst2",
@@ -37,7 +39,7 @@ def compress(
         learning_rate=1e-3,
         compression=compression,
     )
-    module = DistillationModule(**{**settings, **module_args})
+    module = module or DistillationModule(**{**settings, **module_args})
     data = TaskDataModule(
         task="sst2",
         data_dir=str(SST2),

@@ -11,7 +11,7 @@ from distill.plugins.early_exit import EarlyExit
 from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.plugins.pruning import HeadPruning, MagnitudePruning
 from distill.plugins.quantization import QuantizationAwareTraining
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.data import TaskDataModule
 from distill.training.module import DistillationModule
 from tests.conftest import SST2

@@ -13,7 +13,7 @@ from distill.delivery.loading import load_model
 from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
 from distill.registry import task_from_spec
 from distill.sources import DataFiles
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.training.module import SELECTION
 from tests.conftest import REFERENCE_TEACHER, SST2
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits

@@ -5,7 +5,7 @@ import torch
 
 from distill.errors import DistillError
 from distill.registry import task_from_spec
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.teacher import Teacher
 
 SST2_TASK = task_from_spec("sst2")

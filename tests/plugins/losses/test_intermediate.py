@@ -8,7 +8,7 @@ import torch
 from distill.errors import DistillError
 from distill.plugins.losses import AttentionKD, HiddenStatesKD, ValueRelationKD
 from distill.registry import registered, task_from_spec
-from distill.students.bert import BertStudent
+from distill.students.encoder import BertStudent
 from distill.teacher import Teacher
 
 SST2_TASK = task_from_spec("sst2")

@@ -1,0 +1,30 @@
+"""The Hugging Face model inside a Transformer student, with its family's adapter, for methods that reshape it."""
+
+from __future__ import annotations
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from distill import Architecture, DistillError, Student, architecture_of
+
+
+def hf_model(student: Student, method: str) -> tuple[PreTrainedModel, Architecture]:
+    """The student's Hugging Face model and the adapter of its family.
+
+    Raises:
+        DistillError: the student is not a Transformer, or is one of a family no adapter reads.
+    """
+    model = getattr(student, "model", None)
+    if not isinstance(model, PreTrainedModel):
+        raise DistillError(f"{method} works on Transformer students; the {student.family} student is not one")
+    return model, architecture_of(model, f"{student.family} student")
+
+
+def readable(model: nn.Module) -> Architecture | None:
+    """The adapter of a loaded model, or None when it is not a Hugging Face model of a family distill reads."""
+    if not isinstance(model, PreTrainedModel):
+        return None
+    try:
+        return architecture_of(model)
+    except DistillError:
+        return None

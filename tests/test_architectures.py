@@ -1,0 +1,184 @@
+"""The architecture-adapter contract over every built-in family, each from a tiny random config (no downloads).
+
+Each family is the teacher and the student of its cells. A cell fits a few steps on real SST-2 rows, exports,
+and reloads to the outputs the trained student gives; cells the maths rules out are refused with their message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from distill import TransformerTap
+from distill.architecture import architecture_of
+from distill.compression import served_logits
+from distill.delivery.bench import model_inputs
+from distill.delivery.loading import load_model
+from distill.delivery.measure import count_parameters
+from distill.errors import DistillError
+from distill.plugins.early_exit import EarlyExit
+from distill.plugins.losses import AttentionKD, HardLabelCE, HiddenStatesKD, LogitsKD, ValueRelationKD
+from distill.plugins.pruning import HeadPruning, LayerPruning, NeuronPruning
+from distill.plugins.quantization import QuantizationAwareTraining
+from distill.students.encoder import EncoderStudent
+from distill.training.module import DistillationModule
+from tests.families import FAMILIES, REFERENCE_TEACHER, save_family_teacher, tiny_config
+from tests.plugins.conftest import DEV_TEXTS, compress, export
+
+ADAPTED = tuple(f for f in FAMILIES if f != "xlm-roberta")  # XLM-R is RoBERTa's adapter; it has the loss cell
+
+
+@pytest.fixture(scope="session")
+def family_teachers(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {family: save_family_teacher(family, root / family) for family in FAMILIES}
+
+
+def outputs(model, tokenizer, texts: list[str] = DEV_TEXTS[:8]) -> torch.Tensor:
+    """Logits of a loaded export or of a module's student, each fed only the inputs it reads."""
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        if isinstance(model, DistillationModule):
+            served = served_logits(model.compression, model.student, batch)
+            return served if served is not None else model.student(batch, frozenset({"logits"})).logits
+        output = model(**model_inputs(model, batch))
+    return output.logits if hasattr(output, "logits") else output
+
+
+def fit(teacher: Path, tmp_path: Path, losses: list, compression: list = (), **student) -> DistillationModule:
+    settings = {"num_layers": 2, "init_embeddings": "teacher", **student}
+    module, _ = compress(
+        teacher, tmp_path, list(compression), steps=3, student=EncoderStudent(**settings), losses=losses
+    )
+    return module
+
+
+def exported_matches(module: DistillationModule, folder: Path) -> torch.nn.Module:
+    """Export the module's student and check the reload gives the trained student's outputs."""
+    export(module, folder)
+    expected = outputs(module, module.tokenizer)
+    loaded, tokenizer = load_model(folder)
+    torch.testing.assert_close(outputs(loaded, tokenizer), expected, atol=1e-5, rtol=1e-4)
+    return loaded
+
+
+def test_every_family_captures_features_and_runs_layer_by_layer_like_its_own_forward():
+    ids = torch.randint(1000, 2000, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 8:], mask[2, 5:] = 0, 0
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    for family in FAMILIES:
+        torch.manual_seed(0)
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_config(tiny_config(family)).eval()
+        adapter = architecture_of(model)
+        features = TransformerTap(model).run(model, batch, frozenset({"attentions", "values", "hidden_states"}))
+        depth = len(adapter.layers(model))
+        assert len(features.queries) == len(features.keys) == len(features.values) == depth, family
+        assert features.queries[0].shape == (3, 4, 12, 8), family
+        with torch.no_grad():
+            for rows in (slice(None), slice(1, None)):  # the whole batch, and a subset of its rows
+                part = {k: v[rows] for k, v in batch.items()}
+                hidden = adapter.embed(model, part)
+                for index in range(depth):
+                    hidden = adapter.run_layer(model, index, hidden, part["attention_mask"])
+                    if index < depth - 1:  # ramps read these: they must be the model's own hidden states
+                        torch.testing.assert_close(hidden, features.hidden_states[index + 1][rows], msg=family)
+                logits = adapter.classify(model, hidden, part["attention_mask"])
+                torch.testing.assert_close(logits, features.logits[rows], atol=1e-5, rtol=1e-4, msg=family)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_distils_with_every_loss_and_reloads(family, family_teachers, tmp_path):
+    losses = [
+        HardLabelCE(weight=0.5),
+        LogitsKD(weight=0.5),
+        HiddenStatesKD(weight=1.0),
+        AttentionKD(weight=1.0),
+        ValueRelationKD(weight=1.0),
+    ]
+    module = fit(family_teachers[family], tmp_path, losses, hidden_size=24, num_heads=4, intermediate_size=48)
+    loaded = exported_matches(module, tmp_path / "export")
+    assert architecture_of(loaded).name == architecture_of(module.teacher.model).name
+    assert loaded.config.hidden_size == 24
+
+
+METHODS = {
+    "heads": lambda: [HeadPruning(fraction=0.5, at=0.0, batches=1)],
+    "neurons": lambda: [NeuronPruning(fraction=0.5, at=0.0, batches=1)],
+    "layers": lambda: [LayerPruning(layers=[2])],
+    "qat": lambda: [QuantizationAwareTraining()],
+    "early_exit": lambda: [EarlyExit(threshold=0.69, settle=0.0)],
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("family", ADAPTED)
+def test_each_family_takes_every_compression_method_and_reloads(family, method, family_teachers, tmp_path):
+    teacher = family_teachers[family]
+    losses = [LogitsKD(weight=1.0), HiddenStatesKD(weight=1.0)]
+    module = fit(teacher, tmp_path, losses, METHODS[method](), num_layers=3)
+    before = count_parameters(module.student.model)["total"]
+    loaded = exported_matches(module, tmp_path / "export")
+    after = count_parameters(getattr(loaded, "model", loaded))["total"]
+    if method in ("heads", "neurons", "layers"):
+        assert after < before  # cut out of the weights, not masked
+    if method == "layers":
+        assert len(architecture_of(loaded).layers(loaded)) == 2
+    if method == "qat":
+        int8, tokenizer = load_model(tmp_path / "export" / "int8")
+        float_logits = outputs(loaded, tokenizer)
+        assert (outputs(int8, tokenizer) - float_logits).abs().max() < 0.05 + 0.1 * float_logits.abs().max()
+
+
+def test_modernbert_refuses_to_remove_its_first_layer(family_teachers, tmp_path):
+    with pytest.raises(DistillError, match="first layer has no attention norm"):
+        fit(family_teachers["modernbert"], tmp_path, [LogitsKD()], [LayerPruning(layers=[1])], num_layers=3)
+
+
+@pytest.mark.parametrize(("teacher", "student"), [("roberta", "bert"), ("bert", "deberta-v2"), ("bert", "modernbert")])
+def test_a_teacher_distils_into_a_student_of_another_family(teacher, student, family_teachers, tmp_path):
+    losses = [LogitsKD(weight=1.0), HiddenStatesKD(weight=1.0)]
+    module = fit(family_teachers[teacher], tmp_path, losses, family=student, hidden_size=16, num_heads=2)
+    loaded = exported_matches(module, tmp_path / "export")
+    assert architecture_of(loaded).name == student
+    words = module.teacher.model.get_input_embeddings().weight
+    assert loaded.get_input_embeddings().weight.shape == (words.shape[0], 16)  # the teacher's vocabulary
+
+
+def test_layers_are_copied_only_within_a_family(family_teachers, tmp_path):
+    with pytest.raises(DistillError, match="must be of the teacher's family"):
+        fit(family_teachers["bert"], tmp_path, [LogitsKD()], family="roberta", init_from_teacher=[0, 1])
+
+
+@pytest.mark.parametrize("family", ["deberta-v2", "modernbert"])
+def test_init_from_teacher_copies_a_family_layer_for_layer(family, family_teachers, tmp_path):
+    teacher = family_teachers[family]
+    module = DistillationModule(
+        task="sst2",
+        teacher=str(teacher),
+        student=EncoderStudent(num_layers=1, init_from_teacher=[1]),
+        losses=[LogitsKD()],
+    )
+    adapter = architecture_of(module.teacher.model)
+    mine = adapter.layers(module.student.model)[0].state_dict()
+    theirs = adapter.layers(module.teacher.model)[1].state_dict()
+    for name, value in mine.items():
+        if name in theirs:
+            torch.testing.assert_close(value, theirs[name])
+    assert len(mine) >= len(theirs) - 1  # ModernBERT's first layer alone has no attention norm
+
+
+def test_an_unknown_family_is_refused_at_set_up_with_the_supported_ones(tmp_path):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=100)).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(REFERENCE_TEACHER).save_pretrained(tmp_path)
+    with pytest.raises(DistillError) as refused:
+        DistillationModule(task="sst2", teacher=str(tmp_path), student=EncoderStudent(), losses=[LogitsKD()])
+    message = str(refused.value)
+    assert "'gpt2'" in message and "deberta-v2" in message and "distill_register_architectures" in message
