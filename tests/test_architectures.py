@@ -6,6 +6,7 @@ and reloads to the outputs the trained student gives; cells the maths rules out 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from distill.plugins.pruning import HeadPruning, LayerPruning, NeuronPruning
 from distill.plugins.quantization import QuantizationAwareTraining
 from distill.students.encoder import EncoderStudent
 from distill.training.module import DistillationModule
+from tests.conftest import RTE, base_config, run_cli, write_config
 from tests.families import FAMILIES, REFERENCE_TEACHER, save_family_teacher, tiny_config
 from tests.plugins.conftest import DEV_TEXTS, compress, export
 
@@ -182,3 +184,22 @@ def test_an_unknown_family_is_refused_at_set_up_with_the_supported_ones(tmp_path
         DistillationModule(task="sst2", teacher=str(tmp_path), student=EncoderStudent(), losses=[LogitsKD()])
     message = str(refused.value)
     assert "'gpt2'" in message and "deberta-v2" in message and "distill_register_architectures" in message
+
+
+@pytest.mark.parametrize("family", ["modernbert", "distilbert"])
+def test_fit_predict_bench_and_onnx_work_for_a_family_without_segment_ids(family, family_teachers, tmp_path):
+    """The CLI end to end on RTE pairs (which BERT reads with segment ids): report card, predict, ONNX."""
+    config = base_config(family_teachers[family], tmp_path, data_dir=RTE, task="rte")
+    settings = {"num_layers": 2, "init_from_teacher": [0, 1]}
+    config["model"]["student"] = {"class_path": "EncoderStudent", "init_args": settings}
+    run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", config)), "--run_name", "f")
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert [row["model"] for row in report["rows"]] == ["teacher", "student"]
+    assert json.loads((tmp_path / "f" / "student" / "card.json").read_text())["student_family"] == family
+    source = tmp_path / "in.tsv"
+    source.write_text("sentence1\tsentence2\na cat sat on the mat .\ta cat sat .\nit rained .\tthe sun shone .\n")
+    student = str(tmp_path / "f" / "student")
+    run_cli("predict", "--model", student, "--input", str(source), "--output", str(tmp_path / "o.tsv"))
+    assert len((tmp_path / "o.tsv").read_text().splitlines()) == 3
+    run_cli("export", "--model", student, "--onnx", "true")
+    assert (tmp_path / "f" / "student" / "onnx" / "model.onnx").is_file()
