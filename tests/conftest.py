@@ -13,7 +13,12 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    PretrainedConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -37,11 +42,16 @@ def tiny_bert_config(**overrides) -> BertConfig:
     return BertConfig(**{**settings, **overrides})
 
 
-def save_tiny_teacher(directory: Path, seed: int = 0, **overrides) -> Path:
+def save_teacher(config: PretrainedConfig, directory: Path, seed: int = 0) -> Path:
+    """A randomly initialised classifier of `config` saved like a fine-tuned teacher, with the real tokenizer."""
     torch.manual_seed(seed)
-    BertForSequenceClassification(tiny_bert_config(**overrides)).save_pretrained(directory)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
     AutoTokenizer.from_pretrained(REFERENCE_TEACHER).save_pretrained(directory)
     return directory
+
+
+def save_tiny_teacher(directory: Path, seed: int = 0, **overrides) -> Path:
+    return save_teacher(tiny_bert_config(**overrides), directory, seed)
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     BertConfig,
     DebertaV2Config,
     DistilBertConfig,
@@ -18,8 +15,8 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REFERENCE_TEACHER = SHARED / "teachers" / "minilm-l6-sst2"
+from tests.conftest import save_teacher
+
 VOCABULARY = 30522
 _SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 
@@ -67,7 +64,4 @@ FAMILIES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-
 
 def save_family_teacher(family: str, directory: Path, seed: int = 0, num_labels: int = 2) -> Path:
     """A random tiny classifier of `family` saved like a fine-tuned teacher, with the BERT tokenizer."""
-    torch.manual_seed(seed)
-    AutoModelForSequenceClassification.from_config(tiny_config(family, num_labels)).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(REFERENCE_TEACHER).save_pretrained(directory)
-    return directory
+    return save_teacher(tiny_config(family, num_labels), directory, seed)

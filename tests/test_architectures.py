@@ -26,8 +26,8 @@ from distill.plugins.pruning import HeadPruning, LayerPruning, NeuronPruning
 from distill.plugins.quantization import QuantizationAwareTraining
 from distill.students.encoder import EncoderStudent
 from distill.training.module import DistillationModule
-from tests.conftest import RTE, base_config, run_cli, write_config
-from tests.families import FAMILIES, REFERENCE_TEACHER, save_family_teacher, tiny_config
+from tests.conftest import REFERENCE_TEACHER, RTE, base_config, run_cli, write_config
+from tests.families import FAMILIES, save_family_teacher, tiny_config
 from tests.plugins.conftest import DEV_TEXTS, compress, export
 
 ADAPTED = tuple(f for f in FAMILIES if f != "xlm-roberta")  # XLM-R is RoBERTa's adapter; it has the loss cell
