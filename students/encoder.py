@@ -6,6 +6,7 @@ reduced by PCA, or at random.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -73,11 +74,11 @@ class EncoderStudent(StudentConfig):
                 "a student on its own tokenizer cannot start from the teacher's embeddings or layers (their rows "
                 "are other word pieces): drop init_from_teacher and set init_embeddings: random"
             )
-        sizes = self._sizes(teacher.model.config, teacher_family)
-        config = architecture.student_config(teacher.model.config, sizes, self.dropout, task.head_config())
-        if own is not None:
-            config.vocab_size = len(own)
-            config.pad_token_id = own.pad_token_id
+        source = copy.deepcopy(teacher.model.config)
+        if own is not None:  # the student's vocabulary facts are its own tokenizer's
+            source.vocab_size, source.pad_token_id = len(own), own.pad_token_id
+        sizes = self._sizes(source, teacher_family)
+        config = architecture.student_config(source, sizes, self.dropout, task.head_config())
         try:
             model = getattr(transformers, task.head).from_config(config)
         except ValueError as error:
