@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, RobertaConfig, RobertaModel
 
 from distill.errors import DistillError
 from distill.plugins.losses import HardLabelCE, HiddenStatesKD, LogitsKD, PooledKD
 from distill.students.encoder import EncoderStudent
+from distill.students.pretrained import PretrainedStudent
 from distill.training.module import DistillationModule
 from tests.conftest import SST2, base_config, cli_error, run_cli, write_config
 from tests.plugins.conftest import compress
@@ -68,9 +69,25 @@ class SeenIds(torch.nn.Module):
         self.seen.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone()))
 
 
-def test_a_student_with_another_vocabulary_trains_on_its_own_ids(tiny_teacher, bpe, tmp_path):
+def roberta_checkpoint(folder: Path, tokenizer: Path) -> Path:
+    """A tiny pretrained RoBERTa saved with the byte-level BPE: a checkpoint of another family and vocabulary."""
+    own = AutoTokenizer.from_pretrained(tokenizer)
+    config = RobertaConfig(
+        vocab_size=len(own), hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+        pad_token_id=own.pad_token_id, max_position_embeddings=80,
+    )  # fmt: skip
+    RobertaModel(config).save_pretrained(folder)
+    own.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["encoder", "pretrained"])
+def test_a_student_with_another_vocabulary_trains_on_its_own_ids(kind, tiny_teacher, bpe, tmp_path):
     probe = SeenIds()
-    student = EncoderStudent(family="roberta", tokenizer=str(bpe), num_layers=1, hidden_size=32, num_heads=4)
+    if kind == "encoder":
+        student = EncoderStudent(family="roberta", tokenizer=str(bpe), num_layers=1, hidden_size=32, num_heads=4)
+    else:
+        student = PretrainedStudent(model=str(roberta_checkpoint(tmp_path / "roberta", bpe)))
     module = DistillationModule(task="sst2", teacher=str(tiny_teacher), student=student, losses=[LogitsKD()])
     module.student.model.register_forward_pre_hook(probe, with_kwargs=True)
     module, data = compress(tiny_teacher, tmp_path, [], steps=3, module=module)
