@@ -7,8 +7,9 @@ reduced by PCA, or at random.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import torch
 import transformers
@@ -48,6 +49,8 @@ class EncoderStudent(StudentConfig):
         tokenizer: a folder or hub id of another tokenizer to build the student on; it then reads its own token
             ids, and only sentence-level losses (logits, pooled vectors) can reach it. None shares the teacher's.
         dropout: hidden and attention dropout.
+        config: further settings of the family's configuration, e.g. {position_buckets: 64} for DeBERTa or
+            {local_attention: 64} for ModernBERT; unknown keys are refused.
     """
 
     student_class: ClassVar[type] = TransformerStudent
@@ -60,6 +63,7 @@ class EncoderStudent(StudentConfig):
     init_embeddings: Literal["random", "teacher"] = "random"
     tokenizer: str | None = None
     dropout: float = 0.1
+    config: dict[str, Any] = field(default_factory=dict)
 
     def build(self, teacher: Teacher | None, task: Task) -> TransformerStudent:
         if teacher is None:
@@ -78,7 +82,14 @@ class EncoderStudent(StudentConfig):
         if own is not None:  # the student's vocabulary facts are its own tokenizer's
             source.vocab_size, source.pad_token_id = len(own), own.pad_token_id
         sizes = self._sizes(source, teacher_family)
-        config = architecture.student_config(source, sizes, self.dropout, task.head_config())
+        known = {*inspect.signature(architecture.config_class.__init__).parameters, *architecture.fresh_settings}
+        known |= set(architecture.config_class().to_dict())
+        if unknown := sorted(set(self.config) - set(known)):
+            raise DistillError(
+                f"{type(self).__name__}.config: {unknown} are not settings of the {architecture.name} family's "
+                f"{architecture.config_class.__name__}; known ones include {', '.join(sorted(known)[:12])}, ..."
+            )
+        config = architecture.student_config(source, sizes, self.dropout, {**task.head_config(), **self.config})
         try:
             model = getattr(transformers, task.head).from_config(config)
         except ValueError as error:
