@@ -186,7 +186,7 @@ def test_an_unknown_family_is_refused_at_set_up_with_the_supported_ones(tmp_path
     assert "'gpt2'" in message and "deberta-v2" in message and "distill_register_architectures" in message
 
 
-@pytest.mark.parametrize("family", ["modernbert", "distilbert"])
+@pytest.mark.parametrize("family", ["modernbert"])
 def test_fit_predict_bench_and_onnx_work_for_a_family_without_segment_ids(family, family_teachers, tmp_path):
     """The CLI end to end on RTE pairs (which BERT reads with segment ids): report card, predict, ONNX."""
     config = base_config(family_teachers[family], tmp_path, data_dir=RTE, task="rte")
@@ -203,3 +203,16 @@ def test_fit_predict_bench_and_onnx_work_for_a_family_without_segment_ids(family
     assert len((tmp_path / "o.tsv").read_text().splitlines()) == 3
     run_cli("export", "--model", student, "--onnx", "true")
     assert (tmp_path / "f" / "student" / "onnx" / "model.onnx").is_file()
+
+
+def test_family_settings_reach_the_students_config_and_typos_are_refused(family_teachers):
+    def build(settings: dict):
+        student = EncoderStudent(family="deberta-v2", num_layers=1, config=settings)
+        return DistillationModule(
+            task="sst2", teacher=str(family_teachers["bert"]), student=student, losses=[LogitsKD()]
+        )
+
+    module = build({"position_buckets": 16})
+    assert module.student.model.base_model.encoder.rel_embeddings.num_embeddings == 32
+    with pytest.raises(DistillError, match=r"\['bukets'\] are not settings of the deberta-v2 family"):
+        build({"bukets": 16})
