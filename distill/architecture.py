@@ -250,8 +250,9 @@ def architectures() -> dict[str, Architecture]:
     """Every installed adapter by `model_type` (the plugin manager is process-wide, so this is too)."""
     found: dict[str, Architecture] = {}
     for cls, _ in registered("architectures").values():
+        adapter = cls()  # one instance per family, whatever model types it reads
         for model_type in cls.model_types:
-            found[model_type] = cls()
+            found[model_type] = adapter
     return found
 
 

@@ -82,13 +82,7 @@ class EncoderStudent(StudentConfig):
         if own is not None:  # the student's vocabulary facts are its own tokenizer's
             source.vocab_size, source.pad_token_id = len(own), own.pad_token_id
         sizes = self._sizes(source, teacher_family)
-        known = {*inspect.signature(architecture.config_class.__init__).parameters, *architecture.fresh_settings}
-        known |= set(architecture.config_class().to_dict())
-        if unknown := sorted(set(self.config) - set(known)):
-            raise DistillError(
-                f"{type(self).__name__}.config: {unknown} are not settings of the {architecture.name} family's "
-                f"{architecture.config_class.__name__}; known ones include {', '.join(sorted(known)[:12])}, ..."
-            )
+        self._check_settings(architecture)
         config = architecture.student_config(source, sizes, self.dropout, {**task.head_config(), **self.config})
         try:
             model = getattr(transformers, task.head).from_config(config)
@@ -97,7 +91,7 @@ class EncoderStudent(StudentConfig):
                 f"the {architecture.name} family has no {task.head} head (task {task.name}): {error}"
             ) from None
         if self.init_from_teacher is not None:
-            if architecture is not teacher_family:
+            if type(architecture) is not type(teacher_family):
                 raise DistillError(
                     f"init_from_teacher copies layers, so the student must be of the teacher's family "
                     f"({teacher_family.name}), not {architecture.name}: drop family or init_from_teacher"
@@ -108,6 +102,16 @@ class EncoderStudent(StudentConfig):
         student = TransformerStudent(model, family=architecture.name)
         student.tokenizer = own
         return student
+
+    def _check_settings(self, architecture: Architecture) -> None:
+        """Refuse `config` keys the family's configuration does not know (a typo would otherwise do nothing)."""
+        known = {*inspect.signature(architecture.config_class.__init__).parameters, *architecture.fresh_settings}
+        known |= set(architecture.config_class().to_dict())
+        if unknown := sorted(set(self.config) - known):
+            raise DistillError(
+                f"{type(self).__name__}.config: {unknown} are not settings of the {architecture.name} family's "
+                f"{architecture.config_class.__name__}; known ones include {', '.join(sorted(known)[:12])}, ..."
+            )
 
     def _sizes(self, teacher_config, teacher_family: Architecture) -> dict[str, int]:
         hidden = self.hidden_size or teacher_config.hidden_size
