@@ -22,11 +22,13 @@ from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import Student, StudentConfig
 from distill.task import Preset, Task
 from distill.teacher import Teacher
+from distill.training.tokenizations import STUDENT_PREFIX
 from distill.training.transfer import UNLABELLED
 
 __version__ = "0.1.0"
 __all__ = [
     "FEATURE_NAMES",
+    "STUDENT_PREFIX",
     "UNLABELLED",
     "Anatomy",
     "Architecture",

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student
+from distill import STUDENT_PREFIX, Compression, DistillError, Stage, Student
 from distill.plugins._transformer import readable
 
 
@@ -67,7 +67,7 @@ class VocabularyPruning(Compression):
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         self._tokenizer = student.tokenizer or (teacher.tokenizer if teacher is not None else None)
-        self._column = "student_input_ids" if student.tokenizer is not None and teacher is not None else "input_ids"
+        self._column = f"{STUDENT_PREFIX}input_ids"  # present when the student reads a tokenisation of its own
         model_type = json.loads(self._tokenizer.backend_tokenizer.to_str())["model"]["type"]
         if model_type not in ("WordPiece", "WordLevel"):
             raise DistillError(
