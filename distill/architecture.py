@@ -192,6 +192,21 @@ class Architecture:
         self._set_layers(model, nn.ModuleList(layers[i] for i in kept))
         model.config.num_hidden_layers = len(kept)
 
+    def keep_depth(self, model: PreTrainedModel, count: int) -> list[int]:
+        """Keep `count` layers spread evenly over the depth, the first and the last included, as LayerDrop's
+        "every other layer" pruning does; returns the 0-based layers kept.
+
+        Raises:
+            DistillError: `count` is not between 1 and the depth, or the family cannot drop those layers.
+        """
+        total = len(self.layers(model))
+        if not 1 <= count <= total:
+            raise DistillError(f"a model of {total} layers can keep 1 to {total} of them, not {count}")
+        kept = [round(i * (total - 1) / (count - 1)) for i in range(count)] if count > 1 else [0]
+        self.check_layer_removal(model, [i for i in range(total) if i not in kept])
+        self.keep_layers(model, kept)
+        return kept
+
     def check_layer_removal(self, model: PreTrainedModel, removed: list[int]) -> None:
         """Refuse removing layers whose removal the family cannot express (0-based indices)."""
 

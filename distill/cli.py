@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from distill.compression import Compression
 from distill.delivery.bench import MAX_LENGTH, run_bench
-from distill.delivery.export import export_checkpoint, export_onnx_variants
+from distill.delivery.export import export_checkpoint, export_depth, export_onnx_variants
 from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
 from distill.delivery.loading import CARD_NAME, card_max_length, card_task
 from distill.delivery.predict import predict
@@ -342,9 +342,21 @@ def export_command(argv: list[str]) -> None:
         default=[],
         help="compression methods whose export variants to add, by name (see `distill plugins`)",
     )
+    parser.add_argument(
+        "--layers", type=int | None, default=None, help="with --model and --out: cut the export to this many layers"
+    )
     args = parser.parse_args(argv)
     if (args.checkpoint is None) == (args.model is None):
         raise DistillError("give exactly one of --checkpoint (export it) or --model (add formats to an export)")
+    if args.layers is not None:
+        if args.model is None or args.out is None:
+            raise DistillError("--layers cuts an existing export: give --model (the export) and --out (a new folder)")
+        source = Path(args.model)
+        if not (source / CARD_NAME).is_file():
+            raise DistillError(f"{source} is not a distill export (no card.json): export it first")
+        card = export_depth(source, args.layers, Path(args.out))
+        print(f"written: {args.out} (layers {card['layers_kept']} of {source})")
+        return
     if args.checkpoint is not None:
         checkpoint = check_checkpoint(args.checkpoint, "--checkpoint")
         folder = _export_folder(checkpoint, args.out)

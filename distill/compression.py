@@ -94,6 +94,12 @@ class Compression:
         """Make the method permanent before the student is saved: remove masks, gates and fake-quant, and cut
         pruned units out. Called in reverse stage order, so each method finds the student as it left it."""
 
+    def structure(self, student: Student) -> dict[str, Any] | None:
+        """What `rebuild` needs to re-create the modules this method put in place of the family's own (low-rank
+        factors, a codebook, shared weights), which config.json cannot describe; None when it put none. Called
+        on the finalized student; the export records it, and loading replays it before the weights load."""
+        return None
+
     def export_extras(self, student: Student, directory: Path) -> None:
         """Write what this method adds to the export folder after the student is saved (ramps, settings)."""
 
@@ -102,6 +108,11 @@ class Compression:
         return []
 
     # --- reading exports (class methods: a loaded model does not know the method instance that made it) -----
+
+    @classmethod
+    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
+        """Re-create, in a model freshly built from its config, the modules `structure` described, so the saved
+        weights load into them."""
 
     @classmethod
     def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
@@ -160,6 +171,31 @@ def served_logits(methods: Sequence[Compression], student: Student, batch: Mappi
         (logits for method in ordered(methods) if (logits := method.served_logits(student, batch)) is not None),
         None,
     )
+
+
+def structures(methods: Sequence[Compression], student: Student) -> list[dict[str, Any]]:
+    """The structure records of the methods that replaced modules, in the order they were applied."""
+    return [
+        {"method": method.name, "settings": settings}
+        for method in ordered(methods)
+        if (settings := method.structure(student)) is not None
+    ]
+
+
+def rebuild(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> None:
+    """Replay an export's structure records on a model built from its config.
+
+    Raises:
+        DistillError: a record names a method no installed plugin provides.
+    """
+    methods = {cls.__name__: cls for cls, _ in registered("compression").values()}
+    for record in records:
+        if record["method"] not in methods:
+            raise DistillError(
+                f"this model was shaped by {record['method']}, which no installed plugin provides: install it "
+                f"(`distill plugins` lists what is installed)"
+            )
+        methods[record["method"]].rebuild(model, record["settings"])
 
 
 def export_variants(methods: Sequence[Compression], directory: Path) -> list[Path]:

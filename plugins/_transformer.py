@@ -28,3 +28,19 @@ def readable(model: nn.Module) -> Architecture | None:
         return architecture_of(model)
     except DistillError:
         return None
+
+
+def replace_module(root: nn.Module, path: str, new: nn.Module) -> None:
+    """Put `new` at `path` within `root`, keeping the forward hooks on the old module (distill's feature capture
+    hooks the attention projections when a student is built, before any method reshapes it)."""
+    parent_path, _, attribute = path.rpartition(".")
+    parent = root.get_submodule(parent_path)
+    old = getattr(parent, attribute)
+    new._forward_hooks.update(old._forward_hooks)
+    new._forward_pre_hooks.update(old._forward_pre_hooks)
+    setattr(parent, attribute, new)
+
+
+def module_paths(root: nn.Module) -> dict[int, str]:
+    """Each module's path within `root`, by identity."""
+    return {id(module): name for name, module in root.named_modules()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from torch import Tensor
+from safetensors.torch import save_file
+from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from distill import FEATURE_NAMES, Anatomy, Features, Student, TransformerTap
@@ -35,5 +36,24 @@ class TransformerStudent(Student):
         return self.tap.run(self.model, batch, needs)
 
     def save(self, directory: Path) -> None:
-        """Hugging Face format: `AutoModelForSequenceClassification.from_pretrained` loads it without distill."""
-        self.model.save_pretrained(directory)
+        """Hugging Face format: `AutoModelForSequenceClassification.from_pretrained` loads it without distill.
+
+        Weights shared across layers (which save_pretrained refuses) are written once under their first name;
+        distill's loader re-ties them from the export's structure records.
+        """
+        if (unique := shared_once(self.model)) is None:
+            self.model.save_pretrained(directory)
+            return
+        self.model.config.save_pretrained(directory)
+        save_file(unique, str(Path(directory) / "model.safetensors"), metadata={"format": "pt"})
+
+
+def shared_once(model: nn.Module) -> dict[str, Tensor] | None:
+    """The state dict with each tensor under its first name only, or None when no tensor has two names."""
+    unique: dict[str, Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique[name] = tensor.detach().contiguous()
+    return None if len(unique) == len(model.state_dict()) else unique

@@ -14,8 +14,8 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from distill.compression import Compression, export_variants, finalize, onnx_network, ordered
-from distill.delivery.loading import CARD_NAME
+from distill.compression import Compression, export_variants, finalize, onnx_network, ordered, structures
+from distill.delivery.loading import CARD_NAME, STRUCTURE_NAME
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
 from distill.registry import plugin_versions
@@ -92,6 +92,8 @@ def export_student(
     """
     with atomic_directory(target) as scratch:
         student.save(scratch)
+        if records := structures(methods, student):
+            write_json_atomic(scratch / STRUCTURE_NAME, {"records": records})
         for method in ordered(methods):
             method.export_extras(student, scratch)
         (student.tokenizer or tokenizer).save_pretrained(scratch)
@@ -124,6 +126,44 @@ def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
     finalize(module.compression, module.student)
     card = {**task_card(module.task), "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
     return export_student(module.student, module.tokenizer, target, card, module.compression)
+
+
+def export_depth(source: Path, layers: int, target: Path) -> dict[str, Any]:
+    """`distill export --model SOURCE --layers N --out TARGET`: the export cut to N of its encoder layers, spread
+    over the depth (a LayerDrop student keeps its accuracy there). Its card keeps the source's task and training
+    record; the source's dev metrics are left out, since they belong to the whole model.
+
+    Raises:
+        DistillError: the export is not a Transformer of a family distill reads, or holds modules a method
+            put in (their records name layers by position).
+    """
+    import json
+
+    from distill.architecture import architecture_of
+    from distill.delivery.loading import STRUCTURE_NAME, load_model
+
+    if (Path(source) / STRUCTURE_NAME).is_file():
+        raise DistillError(
+            f"{source} holds modules a compression method put in ({STRUCTURE_NAME}), which name layers by "
+            f"position: cut the depth of an export made without them"
+        )
+    model, tokenizer = load_model(source)
+    architecture = architecture_of(model, f"model in {source}")
+    kept = architecture.keep_depth(model, layers)
+    written = json.loads((Path(source) / CARD_NAME).read_text())
+    with atomic_directory(target) as scratch:
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        card = {
+            **{k: v for k, v in written.items() if k not in ("dev_metrics", "variants", "checkpoint")},
+            "cut_from": str(source),
+            "layers_kept": [i + 1 for i in kept],
+            "parameters": count_parameters(model),
+            "size_on_disk_bytes": weights_size_on_disk(scratch),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(scratch / CARD_NAME, card)
+    return card
 
 
 def export_onnx_variants(folder: Path, pair: bool) -> list[Path]:

@@ -13,12 +13,14 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.architecture import architecture_of
+from distill.compression import rebuild
 from distill.errors import DistillError
 from distill.registry import get_plugin_manager, registered, task_from_spec
 from distill.student import STUDENT_META, Student, StudentClassifier
 from distill.task import Task
 
 CARD_NAME = "card.json"
+STRUCTURE_NAME = "distill_structure.json"  # modules a compression method put in place of the family's own
 
 
 def _registered_family(folder: Path) -> type[Student]:
@@ -94,32 +96,48 @@ def _narrower_than_config(folder: Path, head: type) -> bool:
 
 def load_transformer(folder: Path, head: str = "AutoModelForSequenceClassification") -> PreTrainedModel:
     """A Hugging Face model with the task's head (a transformers Auto class name) from `folder`, also when its
-    saved layers are narrower than config.json says.
+    saved layers are narrower than config.json says, or hold modules a compression method put in.
 
     Per-layer widths (heads and neurons a structured pruning removed) cannot be written in a config such as
     BertConfig. When the saved tensors differ from the config's shapes, the model is built from its config and
     each Linear and Embedding is resized to the saved tensor before loading; attention infers its head count
-    from the projection width.
+    from the projection width. Modules a method replaced (low-rank factors, codebooks, shared weights) are
+    re-created first from the export's structure records.
     """
     auto = getattr(transformers, head)
-    if not _narrower_than_config(folder, auto):
+    records = _structure_records(folder)
+    if not records and not _narrower_than_config(folder, auto):
         return auto.from_pretrained(folder)
     model = auto.from_config(AutoConfig.from_pretrained(folder))
+    rebuild(model, records)
     state = load_file(str(folder / "model.safetensors"))
     for name, module in model.named_modules():
         weight = state.get(f"{name}.weight")
-        if weight is None or weight.shape == module.weight.shape:
+        if weight is None or not isinstance(module, nn.Linear | nn.Embedding) or weight.shape == module.weight.shape:
             continue
         if isinstance(module, nn.Linear):
             module.out_features, module.in_features = weight.shape
             module.bias = nn.Parameter(torch.empty(weight.shape[0])) if module.bias is not None else None
-        elif isinstance(module, nn.Embedding):
+        else:
             module.num_embeddings = weight.shape[0]
         module.weight = nn.Parameter(torch.empty(weight.shape))
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = _not_shared(model, missing, state)
     if missing or unexpected:
         raise DistillError(f"{folder}: weights do not match the model (missing {missing}, unexpected {unexpected})")
     architecture = architecture_of(model, f"model in {folder}")
     for layer in architecture.layers(model):
         architecture.sync(model, layer)  # cached head counts follow the narrower weights
     return model
+
+
+def _structure_records(folder: Path) -> list[dict]:
+    path = folder / STRUCTURE_NAME
+    return json.loads(path.read_text())["records"] if path.is_file() else []
+
+
+def _not_shared(model: nn.Module, missing: list[str], saved: dict[str, torch.Tensor]) -> list[str]:
+    """The missing keys that are not another name of a saved tensor (shared weights are saved once)."""
+    tensors = model.state_dict(keep_vars=True)
+    loaded = {id(tensors[key]) for key in saved if key in tensors}
+    return [key for key in missing if id(tensors[key]) not in loaded]

@@ -22,8 +22,10 @@ def _quantized_tensors(module: nn.Module) -> list[torch.Tensor]:
 
 
 def _tensors(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
+    """Each tensor once, with the module holding it first (weights shared across layers count once)."""
     tensors = [(m, p) for m in model.modules() for p in m.parameters(recurse=False)]
-    return tensors + [(m, t) for m in model.modules() for t in _quantized_tensors(m)]
+    tensors += [(m, t) for m in model.modules() for t in _quantized_tensors(m)]
+    return list({id(t): (m, t) for m, t in reversed(tensors)}.values())
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
