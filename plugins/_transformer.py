@@ -7,6 +7,8 @@ from transformers import PreTrainedModel
 
 from distill import Architecture, DistillError, Student, architecture_of
 
+LAYER_TYPES = ("attention", "attention_output", "feed_forward_in", "feed_forward_out")
+
 
 def hf_model(student: Student, method: str) -> tuple[PreTrainedModel, Architecture]:
     """The student's Hugging Face model and the adapter of its family.
@@ -44,3 +46,15 @@ def replace_module(root: nn.Module, path: str, new: nn.Module) -> None:
 def module_paths(root: nn.Module) -> dict[int, str]:
     """Each module's path within `root`, by identity."""
     return {id(module): name for name, module in root.named_modules()}
+
+
+def layer_linears(architecture: Architecture, layer: nn.Module) -> dict[str, list[nn.Module]]:
+    """One encoder layer's Linear layers by type: q/k/v (or fused qkv), attention output, feed-forward in and out."""
+    parts = architecture.attention(layer)
+    inner, outer = architecture.feed_forward(layer)
+    return {
+        "attention": [p for p in (parts.query, parts.key, parts.value, parts.fused) if p is not None],
+        "attention_output": [parts.output],
+        "feed_forward_in": [inner],
+        "feed_forward_out": [outer],
+    }

@@ -16,10 +16,8 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Architecture, Compression, DistillError, Stage, Student, hookimpl
-from distill.plugins._transformer import hf_model, module_paths, replace_module
-
-LAYER_TYPES = ("attention", "attention_output", "feed_forward_in", "feed_forward_out")
+from distill import Compression, DistillError, Stage, Student, hookimpl
+from distill.plugins._transformer import LAYER_TYPES, hf_model, layer_linears, module_paths, replace_module
 
 
 class LowRankLinear(nn.Module):
@@ -101,19 +99,6 @@ def _rank(weight: Tensor, keep: float, by: str) -> int:
     return int(torch.searchsorted(energy / energy[-1], torch.tensor(keep)).item()) + 1
 
 
-def typed_linears(model: nn.Module, architecture: Architecture) -> dict[str, list[nn.Module]]:
-    """The encoder's Linear layers by type: q/k/v (or fused qkv), attention output, feed-forward in and out."""
-    found: dict[str, list[nn.Module]] = {kind: [] for kind in LAYER_TYPES}
-    for layer in architecture.layers(model):
-        parts = architecture.attention(layer)
-        found["attention"] += [p for p in (parts.query, parts.key, parts.value, parts.fused) if p is not None]
-        found["attention_output"].append(parts.output)
-        inner, outer = architecture.feed_forward(layer)
-        found["feed_forward_in"].append(inner)
-        found["feed_forward_out"].append(outer)
-    return found
-
-
 @dataclass(eq=False)
 class LowRankDecomposition(Compression):
     """Factorise the encoder's Linear layers by truncated SVD, and optionally the word embedding (ALBERT).
@@ -152,15 +137,15 @@ class LowRankDecomposition(Compression):
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         model, architecture = hf_model(student, self.name)
         paths = module_paths(model)
-        for kind, linears in typed_linears(model, architecture).items():
-            if kind not in self.keep:
-                continue
-            for linear in linears:
-                if not isinstance(linear, nn.Linear):
-                    continue  # already factorised (configure_student is idempotent)
-                rank = _rank(linear.weight, self.keep[kind], self.by)
-                if rank * (linear.in_features + linear.out_features) < linear.in_features * linear.out_features:
-                    replace_module(model, paths[id(linear)], LowRankLinear.from_linear(linear, rank))
+        typed = [
+            (kind, linear)
+            for layer in architecture.layers(model)
+            for kind, linears in layer_linears(architecture, layer).items()
+            for linear in linears
+        ]
+        for kind, linear in typed:
+            if kind in self.keep:
+                self._factorise(model, paths[id(linear)], linear, self.keep[kind])
         table = architecture.embeddings(model)["word"]
         if self.embedding_rank is not None and isinstance(table, nn.Embedding):
             if self.embedding_rank >= table.embedding_dim:
@@ -169,6 +154,13 @@ class LowRankDecomposition(Compression):
                     f"{table.embedding_dim}"
                 )
             model.set_input_embeddings(FactorisedEmbedding.from_embedding(table, self.embedding_rank))
+
+    def _factorise(self, model: nn.Module, path: str, linear: nn.Module, keep: float) -> None:
+        if not isinstance(linear, nn.Linear):
+            return  # already factorised (configure_student is idempotent)
+        rank = _rank(linear.weight, keep, self.by)
+        if rank * (linear.in_features + linear.out_features) < linear.in_features * linear.out_features:
+            replace_module(model, path, LowRankLinear.from_linear(linear, rank))
 
     @override
     def structure(self, student: Student) -> dict[str, Any] | None:
