@@ -57,7 +57,8 @@ class CodedEmbedding(nn.Module):
         self.codebooks = nn.Embedding(codebooks * codewords, width)  # an Embedding, so it counts as one
 
     def forward(self, ids: Tensor) -> Tensor:
-        words = self.codebooks(self.codes[ids].long() + self.offsets)  # (..., M, width)
+        codes = (self.codes[ids].long() + self.offsets).reshape(-1, len(self.offsets))  # 2-D for int8 tables
+        words = self.codebooks(codes).reshape(*ids.shape, *codes.shape[-1:], -1)  # (..., M, width)
         return words.sum(-2) if self.kind == "additive" else words.flatten(-2)
 
     @classmethod
@@ -180,7 +181,9 @@ class EmbeddingCodebook(Compression):
         if not isinstance(table, CodedEmbedding):
             return []
         dense = table.num_embeddings * table.embedding_dim * 4
-        coded = table.codes.numel() * table.codes.element_size() + table.codebooks.weight.numel() * 4
+        books = table.codebooks.weight
+        books = books() if callable(books) else books  # an int8 export's codebooks are a quantized table
+        coded = table.codes.numel() * table.codes.element_size() + books.numel() * books.element_size()
         data = {
             "codes per word piece": table.codes.shape[1],
             "codewords per codebook": table.codewords,
