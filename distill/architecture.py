@@ -67,6 +67,8 @@ class Architecture:
         derived_keys: config keys derived from the depth, dropped when a smaller config is made from a larger one.
         fresh_settings: config settings a student of this family gets when the teacher is of another family.
         gated: the feed-forward input projection holds [input; gate] halves (GLU).
+        positions_in_layers: positions enter every layer (relative or rotary) rather than once with the
+            embeddings, so a layer's output cannot be re-read as a shorter sequence of the same positions.
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
@@ -82,6 +84,7 @@ class Architecture:
     derived_keys: ClassVar[tuple[str, ...]] = ()
     fresh_settings: ClassVar[dict[str, Any]] = {}
     gated: ClassVar[bool] = False
+    positions_in_layers: ClassVar[bool] = False
 
     # --- where things are -----------------------------------------------------------------------------------
 

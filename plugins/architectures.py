@@ -119,6 +119,7 @@ class DebertaV2Architecture(Architecture):
     model_types: ClassVar[tuple[str, ...]] = ("deberta-v2",)
     name: ClassVar[str] = "deberta-v2"
     config_class: ClassVar[type[PretrainedConfig]] = DebertaV2Config
+    positions_in_layers: ClassVar[bool] = True
     derived_keys: ClassVar[tuple[str, ...]] = ("pooler_hidden_size", "embedding_size")  # follow hidden_size
     fresh_settings: ClassVar[dict[str, Any]] = {  # DeBERTa-v3's published settings
         "relative_attention": True,
@@ -179,6 +180,7 @@ class ModernBertArchitecture(Architecture):
     dropout_keys: ClassVar[tuple[str, ...]] = ("attention_dropout", "mlp_dropout", "embedding_dropout")
     derived_keys: ClassVar[tuple[str, ...]] = ("layer_types",)
     gated: ClassVar[bool] = True
+    positions_in_layers: ClassVar[bool] = True
 
     def layers(self, model: PreTrainedModel) -> nn.ModuleList:
         return model.base_model.layers

@@ -1,0 +1,219 @@
+"""Progressive word-vector elimination (PoWER-BERT, Goyal et al., 2020).
+
+After each encoder layer only the `keep[i]` word vectors that received the most attention in that layer go
+on ([CLS] always does): significance is the attention a position receives, summed over heads and over the
+real query positions. Every row keeps the same count, so a batch stays rectangular. Padding receives no
+attention and goes first, so a row's answer does not depend on its batch mates. The student is trained with
+the eliminating pass distilled from the teacher (beside its usual losses on the full pass), and validation
+scores the eliminating pass, as the export serves it.
+
+Positions must enter once, with the embeddings: in families that add relative or rotary positions in every
+layer (DeBERTa, ModernBERT), a shortened sequence would be read at the wrong positions, so they are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from typing_extensions import override
+
+from distill import (
+    Architecture,
+    Compression,
+    DistillError,
+    Features,
+    LossTerm,
+    Stage,
+    Student,
+    architecture_of,
+    hookimpl,
+    load_transformer,
+)
+from distill.plugins._transformer import hf_model
+
+SETTINGS = "distill_word_elimination.json"
+
+
+def significance(queries: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+    """(B, T): the attention each position receives from the real positions, summed over heads."""
+    scores = queries @ keys.transpose(-1, -2) * queries.shape[-1] ** -0.5
+    scores = scores.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
+    return (scores.softmax(-1) * mask[:, None, :, None].to(scores.dtype)).sum((1, 2))
+
+
+def check_family(architecture: Architecture) -> None:
+    if architecture.positions_in_layers:
+        raise DistillError(
+            f"WordVectorElimination needs positions added once with the embeddings; the {architecture.name} family "
+            f"adds them in every layer, so a shortened sequence would be read at the wrong positions"
+        )
+
+
+class Eliminator:
+    """Runs a Hugging Face classifier layer by layer, keeping `keep[i]` word vectors after layer i."""
+
+    def __init__(self, model: nn.Module, keep: list[int]) -> None:
+        self.architecture = architecture_of(model)
+        check_family(self.architecture)
+        self.keep = keep
+        self._recording = False
+        self._captured: dict[str, Tensor] = {}
+        for layer in self.architecture.layers(model):
+            self.architecture.capture(model, layer, self._record)
+
+    def _record(self, kind: str, make) -> None:
+        if self._recording and kind in ("queries", "keys"):
+            self._captured[kind] = make()
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+        adapter = self.architecture
+        hidden, mask = adapter.embed(model, batch), batch["attention_mask"]
+        for depth in range(len(adapter.layers(model))):
+            count = self.keep[depth] if depth < len(self.keep) else hidden.shape[1]
+            self._recording = count < hidden.shape[1]
+            try:
+                hidden = adapter.run_layer(model, depth, hidden, mask)
+            finally:
+                self._recording = False
+            if count < hidden.shape[1]:
+                scores = significance(self._captured["queries"], self._captured["keys"], mask)
+                scores[:, 0] = float("inf")  # [CLS] always stays
+                kept = scores.topk(count, dim=1).indices.sort(dim=1).values
+                hidden = hidden.gather(1, kept[..., None].expand(-1, -1, hidden.shape[-1]))
+                mask = mask.gather(1, kept)
+            self._captured.clear()
+        return adapter.classify(model, hidden, mask)
+
+
+class EliminatingModel(nn.Module):
+    """A loaded export that eliminates word vectors as it was trained to: `model(input_ids=..., attention_mask=...)`
+    returns logits (B, C)."""
+
+    def __init__(self, model: nn.Module, keep: list[int]) -> None:
+        super().__init__()
+        self.model, self.keep = model, keep
+        self.eliminate = Eliminator(model, keep)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            batch["token_type_ids"] = token_type_ids
+        return self.eliminate(self.model, batch)
+
+
+class EliminatedLogitsKD(LossTerm):
+    """T²·KL(teacher ‖ student's eliminating pass): the student learns to answer from the vectors it keeps."""
+
+    name = "eliminated_logits"
+    teacher_needs = frozenset({"logits"})
+
+    def __init__(self, student: Student, eliminate: Eliminator, temperature: float, weight: float) -> None:
+        super().__init__(weight)
+        self.parts = (student, eliminate)  # a tuple: the student stays a parameter of the student only
+        self.temperature = temperature
+
+    def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
+        model, eliminate = self.parts
+        logits = eliminate(model.model, batch)
+        t = self.temperature
+        target = F.softmax(teacher.logits.detach() / t, -1)
+        return F.kl_div(F.log_softmax(logits / t, -1), target, reduction="batchmean") * t * t
+
+
+@dataclass(eq=False)
+class WordVectorElimination(Compression):
+    """Keep fewer word vectors after each layer.
+
+    Attributes:
+        keep: word vectors kept after each encoder layer (the first entry after layer 1; layers past the list
+            keep all). Counts larger than a batch's length keep the whole batch.
+        weight: weight of the eliminating pass's distillation loss.
+        temperature: its softening temperature.
+    """
+
+    keep: list[int]
+    weight: float = 1.0
+    temperature: float = 2.0
+
+    stage: ClassVar[Stage] = Stage.EXITS
+    excludes: ClassVar[dict[str, str]] = {
+        "EarlyExit": "both run the layers themselves and serve their own answer; not combined yet",
+    }
+
+    def __post_init__(self) -> None:
+        if not self.keep or any(count < 1 for count in self.keep):
+            raise DistillError(f"WordVectorElimination.keep needs a count of at least 1 per layer; got {self.keep}")
+
+    @override
+    def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
+        task = getattr(data, "task", None)
+        if task is not None and (task.per_token or task.output != "softmax"):
+            raise DistillError(
+                f"WordVectorElimination answers from [CLS] after dropping word vectors; task {task.name} needs an "
+                f"answer per token or no softmax: drop WordVectorElimination for this task"
+            )
+        model, architecture = hf_model(student, self.name)
+        check_family(architecture)
+        if len(self.keep) > len(architecture.layers(model)):
+            raise DistillError(
+                f"WordVectorElimination.keep has {len(self.keep)} counts for {len(architecture.layers(model))} layers"
+            )
+        if "_distill_eliminator" not in student.__dict__:  # idempotent; kept with the model it hooks
+            student.__dict__["_distill_eliminator"] = Eliminator(model, self.keep)
+
+    @override
+    def loss_terms(self, student: Student) -> list[LossTerm]:
+        return [EliminatedLogitsKD(student, student.__dict__["_distill_eliminator"], self.temperature, self.weight)]
+
+    @override
+    def served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor:
+        return student.__dict__["_distill_eliminator"](student.model, batch)
+
+    @override
+    def export_extras(self, student: Student, directory: Path) -> None:
+        (directory / SETTINGS).write_text(json.dumps({"keep": self.keep}, indent=2))
+
+    @classmethod
+    @override
+    def bench_variants(cls, name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """The same weights without elimination: the speed-up elimination itself buys."""
+        return [(f"{name}@all_words", model.model)] if isinstance(model, EliminatingModel) else []
+
+    @classmethod
+    @override
+    def onnx_network(cls, model: nn.Module) -> nn.Module | None:
+        """The graph holds the full-length classifier: the kept count depends on each batch's length."""
+        return model.model if isinstance(model, EliminatingModel) else None
+
+    @classmethod
+    @override
+    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
+        if not isinstance(model, EliminatingModel):
+            return []
+        data = {f"after layer {i}": count for i, count in enumerate(model.keep, start=1)}
+        return [{"title": "Word vectors kept", "data": data}]
+
+
+@hookimpl
+def distill_register_compression() -> list[type]:
+    return [WordVectorElimination]
+
+
+@hookimpl
+def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
+    if not (folder / SETTINGS).is_file():
+        return None
+    keep = json.loads((folder / SETTINGS).read_text())["keep"]
+    return EliminatingModel(load_transformer(folder), keep), AutoTokenizer.from_pretrained(folder)
