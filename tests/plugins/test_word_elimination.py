@@ -8,7 +8,6 @@ from distill.errors import DistillError
 from distill.plugins.early_exit import EarlyExit
 from distill.plugins.word_elimination import EliminatingModel, WordVectorElimination, significance
 from distill.students.encoder import EncoderStudent
-from tests.families import save_family_teacher
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
 
 
@@ -32,14 +31,20 @@ def test_batch_of_32_answers_as_each_row_alone_and_the_export_reloads(tiny_teach
     assert len(DEV_TEXTS) == 32 and batch_effect < 1e-6
     assert (batched - full).abs().max() > 1000 * batch_effect  # words really were eliminated
     assert torch.allclose(logits(module.student.model, tokenizer, DEV_TEXTS), full, atol=1e-5)
-    served = module.compression[0].served_logits(module.student, dict(tokenizer(DEV_TEXTS, padding=True,
-                                                                                 return_tensors="pt")))
+    served = module.compression[0].served_logits(
+        module.student, dict(tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"))
+    )
     assert torch.allclose(served, batched, atol=1e-5)  # validation scored what the export serves
 
 
 def test_families_with_positions_in_every_layer_and_early_exit_are_refused(tiny_teacher, tmp_path):
     with pytest.raises(DistillError, match="positions"):
-        compress(tiny_teacher, tmp_path, [WordVectorElimination(keep=[4])], steps=1,
-                 student=EncoderStudent(family="deberta-v2", num_layers=2))
+        compress(
+            tiny_teacher,
+            tmp_path,
+            [WordVectorElimination(keep=[4])],
+            steps=1,
+            student=EncoderStudent(family="deberta-v2", num_layers=2),
+        )
     with pytest.raises(DistillError, match="cannot run together"):
         compress(tiny_teacher, tmp_path, [WordVectorElimination(keep=[4]), EarlyExit()], steps=1)
