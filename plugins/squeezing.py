@@ -142,9 +142,12 @@ class WeightSqueezing(Compression):
                 replace_module(model, paths[id(linear)], SqueezedLinear(source_linear, left, right))
         table = architecture.embeddings(model)["word"]
         if self.embeddings and isinstance(table, nn.Embedding):
-            if words.embedding_dim != hidden[0] or table.embedding_dim != hidden[1]:
-                raise DistillError("WeightSqueezing squeezes word embeddings as wide as the layers: embeddings: false")
-            model.set_input_embeddings(SqueezedEmbedding(words, basis.clone()))
+            width = (words.embedding_dim, table.embedding_dim)  # ELECTRA's tables are narrower than its layers
+            if width == hidden:
+                right = basis.clone()
+            else:
+                right = torch.eye(width[0]) if width[0] == width[1] else pca_basis(words.weight.detach(), width[1])
+            model.set_input_embeddings(SqueezedEmbedding(words, right))
 
     @override
     def finalize(self, student: Student) -> None:

@@ -61,6 +61,15 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def family_teachers(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random teacher of every built-in encoder family (tests/families.py)."""
+    from tests.families import FAMILIES, save_family_teacher  # it builds on this module's save_teacher
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: save_family_teacher(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
 def tiny_teacher_3_labels(tmp_path_factory) -> Path:
     return save_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher_3"), num_labels=3)
 

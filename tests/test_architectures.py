@@ -27,16 +27,10 @@ from distill.plugins.quantization import QuantizationAwareTraining
 from distill.students.encoder import EncoderStudent
 from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, RTE, base_config, run_cli, write_config
-from tests.families import FAMILIES, save_family_teacher, tiny_config
+from tests.families import FAMILIES, tiny_config
 from tests.plugins.conftest import DEV_TEXTS, compress, export
 
 ADAPTED = tuple(f for f in FAMILIES if f != "xlm-roberta")  # XLM-R is RoBERTa's adapter; it has the loss cell
-
-
-@pytest.fixture(scope="session")
-def family_teachers(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("families")
-    return {family: save_family_teacher(family, root / family) for family in FAMILIES}
 
 
 def outputs(model, tokenizer, texts: list[str] = DEV_TEXTS[:8]) -> torch.Tensor:
