@@ -60,6 +60,8 @@ def _ratios(r: dict, s: dict | None = None) -> dict:
         "speed32": t["latency_batch32"]["median_ms"] / s["latency_batch32"]["median_ms"],
         "size": s["size_on_disk_bytes"] / 1e6,
         "teacher_size": t["size_on_disk_bytes"] / 1e6,
+        "encoder": s["parameters"]["without_embeddings"],
+        "sections": s.get("sections", []),
     }
 
 
@@ -223,7 +225,8 @@ def cache_table(record: dict) -> list[str]:
 
 
 def _check(by_name: dict[str, dict], recipe: str, baseline: str | None, goal: str, test, only: str = "") -> list[str]:
-    """One row per model of `recipe` (student and variants whose name contains `only`): `test(q, base)` ->
+    """One row per model of `recipe` (student and variants whose name contains `only`, or is `only` after a
+    leading "="): `test(q, base)` ->
     (measured text, met) where q holds the model's teacher-relative ratios and base those of `baseline`'s
     student (None without one)."""
     r = by_name.get(recipe)
@@ -235,8 +238,8 @@ def _check(by_name: dict[str, dict], recipe: str, baseline: str | None, goal: st
     rows = []
     for name, measured in _models(r):
         variant = name.split(" / ", 1)[1] if " / " in name else ""
-        if only and only not in variant:
-            continue
+        if only and (variant != only[1:] if only.startswith("=") else only not in variant):
+            continue  # "=name" names one variant exactly
         text, met = test(_ratios(r, measured), base)
         rows.append(f"| {name} | {goal} | {text} | {'met' if met else '**missed**'} |")
     return rows
@@ -295,7 +298,65 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
         text = f"{_loses(q['drop'])}, {100 * share:.1f}% of the teacher's size, {q['speed1']:.2f}x @1"
         return text, q["drop"] <= 1.5 and share <= 0.10 and q["speed1"] >= 3.0
 
+    def variant_of(recipe: str, suffix: str) -> dict:
+        record = by_name.get(recipe, {})
+        found = next((m for v, m in record.get("variants", {}).items() if v.endswith(suffix)), None)
+        return _ratios(record, found) if found else {}
+
+    def low_rank(q: dict, b: dict) -> tuple[str, bool]:
+        loss, speed32 = 100 * (b["value"] - q["value"]), q["speed32"] / b["speed32"]
+        return f"{_loses(loss)}, {q['speed1'] / b['speed1']:.2f}x @1, {speed32:.2f}x @32", loss <= 1.0 and speed32 > 1.0
+
+    def eliminated(q: dict, b: dict) -> tuple[str, bool]:
+        loss, speed32 = 100 * (b["value"] - q["value"]), q["speed32"] / b["speed32"]
+        full = variant_of("bert_l3_power", "@all_words")
+        same = f"; {q['speed32'] / full['speed32']:.2f}x @32 over its own weights with every word" if full else ""
+        return f"{_loses(loss)}, {q['speed1'] / b['speed1']:.2f}x @1, {speed32:.2f}x @32{same}", (
+            loss <= 1.0 and speed32 >= 1.5
+        )
+
+    def codebook(q: dict, b: dict) -> tuple[str, bool]:
+        loss = 100 * (b["value"] - q["value"])
+        section = next((s for s in q["sections"] if s["title"] == "Word-embedding codebook"), None)
+        if section is None:
+            return "no codebook section", False
+        ratio = float(section["data"]["table bytes (float32 → coded)"].rsplit("(", 1)[1].split("x")[0])
+        return f"{_loses(loss)}, table {ratio:.1f}x smaller", loss <= 1.0 and ratio >= 8.0
+
+    def shared(q: dict, b: dict) -> tuple[str, bool]:
+        loss, shrink = 100 * (b["value"] - q["value"]), b["encoder"] / q["encoder"]
+        return f"{_loses(loss)}, encoder {shrink:.2f}x smaller", loss <= 2.0 and shrink >= 2.5
+
+    def outliers_over_plain(record: str):
+        def test(q: dict, _: dict | None) -> tuple[str, bool]:
+            plain = variant_of(record, "-w4-plain")
+            if not plain:
+                return "no plain 4-bit variant", False
+            gain = 100 * (q["value"] - plain["value"])
+            return f"{100 * q['value']:.2f} against {100 * plain['value']:.2f} plain: {gain:+.2f} pts", gain >= 0.5
+
+        return test
+
+    def cut_against_own(q: dict, own: dict) -> tuple[str, bool]:
+        gap = 100 * (own["value"] - q["value"])
+        return f"{100 * q['value']:.2f} against {100 * own['value']:.2f}: {_loses(gap)}", gap <= 1.5
+
+    base = "bert_l3_base17"
     checks = [
+        ("bert_l3_lowrank", base, "low-rank at half the Linear parameters: loss <= 1, faster @32", low_rank),
+        ("bert_l3_power", base, "PoWER-BERT: >= 1.5x @32 over its start, loss <= 1", eliminated),
+        ("bert_l3_codebook", base, "codebook: table >= 8x smaller, loss <= 1", codebook),
+        ("bert_l3_shared", base, "sharing: encoder >= 2.5x smaller, loss <= 2", shared),
+        (base, None, "outlier-aware 4-bit >= 0.5 pts over plain 4-bit", outliers_over_plain(base), "=student-w4"),
+        (
+            "bert_l3_outliers_qat",
+            None,
+            "outlier-aware 4-bit QAT >= 0.5 pts over plain 4-bit",
+            outliers_over_plain("bert_l3_outliers_qat"),
+            "=student-w4",
+        ),
+        ("bert_l3_layerdrop", "bert_l2", "LayerDrop's 2-layer cut within 1.5 pts of bert_l2", cut_against_own,
+         "@layers=2"),
         ("bert_l3", None, "loses <= 1.5 pts, >= 1.8x @1", vs_teacher(1.5, 1.8)),
         ("bilstm", None, "loses <= 2.5 pts, >= 10x @1", vs_teacher(2.5, 10.0)),
         ("cnn", None, "loses <= 3 pts, >= 15x @1", vs_teacher(3.0, 15.0)),
