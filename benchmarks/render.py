@@ -22,6 +22,7 @@ SPECIAL = {
     "torchdistill",
     "quickstart_task_redesign",
     "custom_csv",
+    "attention_lengths",
 }  # result files that are not one recipe's run
 
 
@@ -355,8 +356,13 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
             outliers_over_plain("bert_l3_outliers_qat"),
             "=student-w4",
         ),
-        ("bert_l3_layerdrop", "bert_l2", "LayerDrop's 2-layer cut within 1.5 pts of bert_l2", cut_against_own,
-         "@layers=2"),
+        (
+            "bert_l3_layerdrop",
+            "bert_l2",
+            "LayerDrop's 2-layer cut within 1.5 pts of bert_l2",
+            cut_against_own,
+            "@layers=2",
+        ),
         ("bert_l3", None, "loses <= 1.5 pts, >= 1.8x @1", vs_teacher(1.5, 1.8)),
         ("bilstm", None, "loses <= 2.5 pts, >= 10x @1", vs_teacher(2.5, 10.0)),
         ("cnn", None, "loses <= 3 pts, >= 15x @1", vs_teacher(3.0, 15.0)),
@@ -565,6 +571,13 @@ def main() -> None:
             *custom_lines(results["custom_csv"]),
             "",
         ]
+    if "attention_lengths" in results:
+        lines += [
+            "## Local-group attention at longer inputs",
+            "",
+            *attention_lengths_table(results["attention_lengths"]),
+            "",
+        ]
     if "quickstart_task_redesign" in results:
         lines += [
             "## Same seed, same maths: the quickstart across a redesign",
@@ -583,6 +596,24 @@ def main() -> None:
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     if records:
         readme_table(recipe_table(records))
+
+
+def attention_lengths_table(record: dict) -> list[str]:
+    """Median latency of the grouped students against the same weights attending globally, per input length."""
+    lines = [
+        f"`{record['command']}` ({record['date']}, {record['threads']} threads): the bert_l3 student's weights with "
+        "layers 1 and 2 attending in groups, against the same weights attending globally, on dev sentences joined "
+        "to each length. Speed only: grouping changes no weight.",
+        "",
+        "| model | tokens | batch | median ms | speedup over global attention |",
+        "|---|---|---|---|---|",
+    ]
+    for row in record["rows"]:
+        lines.append(
+            f"| {row['model']} | {row['tokens']} | {row['batch']} | {row['median_ms']:.1f} | "
+            f"{row['speedup_over_global']:.2f}x |"
+        )
+    return lines
 
 
 def readme_table(table: list[str]) -> None:
