@@ -85,7 +85,8 @@ class Compression:
     def served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
         """The logits the exported model will give on `batch`, where this method makes them differ from the
         student's own (early exit answers from a ramp); None leaves them. Validation scores these, so the best
-        checkpoint is the best model as it will be served. The first method (in stage order) to answer wins."""
+        checkpoint is the best model as it will be served. The last method (in stage order) to answer wins: it
+        serves the student as the earlier ones made it, so it must include their effect."""
         return None
 
     # --- export ---------------------------------------------------------------------------------------------
@@ -166,9 +167,13 @@ def finalize(methods: Sequence[Compression], student: Student) -> None:
 
 
 def served_logits(methods: Sequence[Compression], student: Student, batch: Mapping[str, Tensor]) -> Tensor | None:
-    """The first answer, in stage order, of a method that changes what the export serves; None if none does."""
+    """The answer of the last method, in stage order, that changes what the export serves; None if none does."""
     return next(
-        (logits for method in ordered(methods) if (logits := method.served_logits(student, batch)) is not None),
+        (
+            logits
+            for method in reversed(ordered(methods))
+            if (logits := method.served_logits(student, batch)) is not None
+        ),
         None,
     )
 

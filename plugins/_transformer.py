@@ -58,3 +58,16 @@ def layer_linears(architecture: Architecture, layer: nn.Module) -> dict[str, lis
         "feed_forward_in": [inner],
         "feed_forward_out": [outer],
     }
+
+
+BETWEEN_LAYERS = "distill_between_layers"
+
+
+def between_layers(model: nn.Module) -> list:
+    """Transforms `(depth, hidden, mask) -> (hidden, mask)` that a method attached to run after each encoder layer
+    when the model runs layer by layer (word-vector elimination); the model's own forward ignores them."""
+    return model.__dict__.get(BETWEEN_LAYERS, [])
+
+
+def add_between_layers(model: nn.Module, transform) -> None:
+    model.__dict__.setdefault(BETWEEN_LAYERS, []).append(transform)

@@ -35,7 +35,7 @@ from distill import (
     hookimpl,
     load_transformer,
 )
-from distill.plugins._transformer import hf_model
+from distill.plugins._transformer import between_layers, hf_model
 
 SETTINGS = "distill_early_exit.json"
 RAMPS = "exit_ramps.safetensors"
@@ -120,7 +120,8 @@ class ExitRule:
 
 class EarlyExitModel(nn.Module):
     """A Transformer classifier of any family with an adapter, with ramps that let each row leave as soon as its
-    criterion is met. The adapter runs the model layer by layer on the rows still in the batch.
+    criterion is met. The adapter runs the model layer by layer on the rows still in the batch, applying after
+    each layer the transforms other methods attached (word-vector elimination).
 
     `model(input_ids=..., attention_mask=...)` returns logits (B, C); `exits` counts the rows that left at each
     layer since the last `reset_exits()`.
@@ -151,8 +152,11 @@ class EarlyExitModel(nn.Module):
         previous = torch.full((len(input_ids),), -1)
         depth_total = len(adapter.layers(model))
         rule = ExitRule(self.criterion, self.threshold, self.patience)
+        transforms = between_layers(model)
         for depth in range(depth_total):
             hidden = adapter.run_layer(model, depth, hidden, mask)
+            for transform in transforms:
+                hidden, mask = transform(depth, hidden, mask)
             if depth == depth_total - 1:
                 result[rows] = adapter.classify(model, hidden, mask)
                 self.exits[depth] += len(rows)
@@ -227,6 +231,10 @@ class EarlyExit(Compression):
 
     @override
     def served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor:
+        if between_layers(student.model):  # another method reshapes the sequence between layers: run as served
+            served = EarlyExitModel(student.model, student.exit_ramps, self.criterion, self.threshold, self.patience)
+            names = ("input_ids", "attention_mask", "token_type_ids")
+            return served(**{k: v for k, v in batch.items() if k in names})
         features = student(batch, frozenset({"logits", "hidden_states"}))
         rule = ExitRule(self.criterion, self.threshold, self.patience)
         return rule.answers(_ramp_logits(student.exit_ramps, features), features.logits)

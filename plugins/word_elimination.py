@@ -25,6 +25,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from typing_extensions import override
 
 from distill import (
+    STUDENT_PREFIX,
     Architecture,
     Compression,
     DistillError,
@@ -36,7 +37,7 @@ from distill import (
     hookimpl,
     load_transformer,
 )
-from distill.plugins._transformer import hf_model
+from distill.plugins._transformer import add_between_layers, between_layers, hf_model
 
 SETTINGS = "distill_word_elimination.json"
 
@@ -57,49 +58,56 @@ def check_family(architecture: Architecture) -> None:
 
 
 class Eliminator:
-    """Runs a Hugging Face classifier layer by layer, keeping `keep[i]` word vectors after layer i."""
+    """After layer i, keeps the `keep[i]` word vectors that layer attended to most. Attached to a model as one
+    of its between-layer transforms, it runs wherever the model runs layer by layer (here, or in early exit)."""
 
     def __init__(self, model: nn.Module, keep: list[int]) -> None:
-        self.architecture = architecture_of(model)
-        check_family(self.architecture)
+        architecture = architecture_of(model)
+        check_family(architecture)
         self.keep = keep
-        self._recording = False
-        self._captured: dict[str, Tensor] = {}
-        for layer in self.architecture.layers(model):
-            self.architecture.capture(model, layer, self._record)
+        self._captured: dict[str, Tensor] = {}  # the latest layer's queries and keys
+        for layer in architecture.layers(model):
+            architecture.capture(model, layer, self._record)
 
     def _record(self, kind: str, make) -> None:
-        if self._recording and kind in ("queries", "keys"):
-            self._captured[kind] = make()
+        if kind in ("queries", "keys"):
+            self._captured[kind] = make()  # views of the projections' outputs: nothing is computed here
 
-    def __call__(self, model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
-        adapter = self.architecture
-        hidden, mask = adapter.embed(model, batch), batch["attention_mask"]
-        for depth in range(len(adapter.layers(model))):
-            count = self.keep[depth] if depth < len(self.keep) else hidden.shape[1]
-            self._recording = count < hidden.shape[1]
-            try:
-                hidden = adapter.run_layer(model, depth, hidden, mask)
-            finally:
-                self._recording = False
-            if count < hidden.shape[1]:
-                scores = significance(self._captured["queries"], self._captured["keys"], mask)
-                scores[:, 0] = float("inf")  # [CLS] always stays
-                kept = scores.topk(count, dim=1).indices.sort(dim=1).values
-                hidden = hidden.gather(1, kept[..., None].expand(-1, -1, hidden.shape[-1]))
-                mask = mask.gather(1, kept)
-            self._captured.clear()
-        return adapter.classify(model, hidden, mask)
+    def __call__(self, depth: int, hidden: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        count = self.keep[depth] if depth < len(self.keep) else hidden.shape[1]
+        if count >= hidden.shape[1]:
+            return hidden, mask
+        scores = significance(self._captured["queries"], self._captured["keys"], mask)
+        scores[:, 0] = float("inf")  # [CLS] always stays
+        kept = scores.topk(count, dim=1).indices.sort(dim=1).values
+        return hidden.gather(1, kept[..., None].expand(-1, -1, hidden.shape[-1])), mask.gather(1, kept)
+
+
+def attach(model: nn.Module, keep: list[int]) -> None:
+    """Give `model` its eliminator, once."""
+    if not any(isinstance(t, Eliminator) for t in between_layers(model)):
+        add_between_layers(model, Eliminator(model, keep))
+
+
+def layerwise(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    """The model's logits, run layer by layer with its between-layer transforms."""
+    adapter = architecture_of(model)
+    hidden, mask = adapter.embed(model, batch), batch["attention_mask"]
+    for depth in range(len(adapter.layers(model))):
+        hidden = adapter.run_layer(model, depth, hidden, mask)
+        for transform in between_layers(model):
+            hidden, mask = transform(depth, hidden, mask)
+    return adapter.classify(model, hidden, mask)
 
 
 class EliminatingModel(nn.Module):
     """A loaded export that eliminates word vectors as it was trained to: `model(input_ids=..., attention_mask=...)`
     returns logits (B, C)."""
 
-    def __init__(self, model: nn.Module, keep: list[int]) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model, self.keep = model, keep
-        self.eliminate = Eliminator(model, keep)
+        self.model = model
+        self.keep = next(t.keep for t in between_layers(model) if isinstance(t, Eliminator))
 
     @property
     def config(self):
@@ -109,7 +117,7 @@ class EliminatingModel(nn.Module):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             batch["token_type_ids"] = token_type_ids
-        return self.eliminate(self.model, batch)
+        return layerwise(self.model, batch)
 
 
 class EliminatedLogitsKD(LossTerm):
@@ -118,14 +126,14 @@ class EliminatedLogitsKD(LossTerm):
     name = "eliminated_logits"
     teacher_needs = frozenset({"logits"})
 
-    def __init__(self, student: Student, eliminate: Eliminator, temperature: float, weight: float) -> None:
+    def __init__(self, student: Student, temperature: float, weight: float) -> None:
         super().__init__(weight)
-        self.parts = (student, eliminate)  # a tuple: the student stays a parameter of the student only
+        self.parts = (student,)  # a tuple: the student stays a parameter of the student only
         self.temperature = temperature
 
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
-        model, eliminate = self.parts
-        logits = eliminate(model.model, batch)
+        own = {k[len(STUDENT_PREFIX) :]: v for k, v in batch.items() if k.startswith(STUDENT_PREFIX)}
+        logits = layerwise(self.parts[0].model, own or batch)
         t = self.temperature
         target = F.softmax(teacher.logits.detach() / t, -1)
         return F.kl_div(F.log_softmax(logits / t, -1), target, reduction="batchmean") * t * t
@@ -146,10 +154,7 @@ class WordVectorElimination(Compression):
     weight: float = 1.0
     temperature: float = 2.0
 
-    stage: ClassVar[Stage] = Stage.EXITS
-    excludes: ClassVar[dict[str, str]] = {
-        "EarlyExit": "both run the layers themselves and serve their own answer; not combined yet",
-    }
+    stage: ClassVar[Stage] = Stage.STRUCTURE  # early exit (a later stage) serves what it made
 
     def __post_init__(self) -> None:
         if not self.keep or any(count < 1 for count in self.keep):
@@ -169,16 +174,24 @@ class WordVectorElimination(Compression):
             raise DistillError(
                 f"WordVectorElimination.keep has {len(self.keep)} counts for {len(architecture.layers(model))} layers"
             )
-        if "_distill_eliminator" not in student.__dict__:  # idempotent; kept with the model it hooks
-            student.__dict__["_distill_eliminator"] = Eliminator(model, self.keep)
+        attach(model, self.keep)  # idempotent; kept with the model it hooks
 
     @override
     def loss_terms(self, student: Student) -> list[LossTerm]:
-        return [EliminatedLogitsKD(student, student.__dict__["_distill_eliminator"], self.temperature, self.weight)]
+        return [EliminatedLogitsKD(student, self.temperature, self.weight)]
 
     @override
     def served_logits(self, student: Student, batch: Mapping[str, Tensor]) -> Tensor:
-        return student.__dict__["_distill_eliminator"](student.model, batch)
+        return layerwise(student.model, batch)
+
+    @override
+    def structure(self, student: Student) -> dict[str, Any] | None:
+        return {"keep": self.keep}
+
+    @classmethod
+    @override
+    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
+        attach(model, settings["keep"])
 
     @override
     def export_extras(self, student: Student, directory: Path) -> None:
@@ -210,9 +223,10 @@ def distill_register_compression() -> list[type]:
     return [WordVectorElimination]
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
+    """An export trained with elimination, served layer by layer; after every other format's loader, so one that
+    also runs layer by layer (early exit) serves it with its own exits."""
     if not (folder / SETTINGS).is_file():
         return None
-    keep = json.loads((folder / SETTINGS).read_text())["keep"]
-    return EliminatingModel(load_transformer(folder), keep), AutoTokenizer.from_pretrained(folder)
+    return EliminatingModel(load_transformer(folder)), AutoTokenizer.from_pretrained(folder)
