@@ -62,7 +62,9 @@ def local_group_attention(
         allowed = F.pad(allowed, (0, pad, 0, pad)) | torch.eye(padded, dtype=torch.bool, device=query.device)
     groups = padded // group
     blocks = allowed.view(batch, 1, groups, group, groups, group).diagonal(dim1=2, dim2=4).permute(0, 1, 4, 2, 3)
-    split = [t.view(batch, heads, groups, group, size) for t in (query, key, value)]
+    # heads x groups as one axis, so the call stays 4-D (what ONNX's attention takes)
+    split = [t.reshape(batch, heads * groups, group, size) for t in (query, key, value)]
+    blocks = blocks.expand(batch, heads, groups, group, group).reshape(batch, heads * groups, group, group)
     output = F.scaled_dot_product_attention(*split, attn_mask=blocks, dropout_p=dropout, scale=scaling)
     return output.reshape(batch, heads, padded, size)[:, :, :length].transpose(1, 2).contiguous(), None
 

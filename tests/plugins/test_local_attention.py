@@ -5,6 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from distill.delivery.loading import load_model
+from distill.delivery.onnx import export_onnx
 from distill.errors import DistillError
 from distill.plugins.local_attention import LocalAttention, local_group_attention, localise
 from distill.students.encoder import EncoderStudent
@@ -52,6 +53,7 @@ def test_local_attention_trains_exports_and_reloads(tiny_teacher, tmp_path):
     folder = export(module, tmp_path / "export")
     loaded, tokenizer = load_model(folder)
     assert torch.allclose(logits(loaded, tokenizer, DEV_TEXTS), expected, atol=1e-5)
+    export_onnx(loaded, tokenizer, tmp_path / "model.onnx", pair=False)  # checked against PyTorch there
     plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     assert not torch.allclose(logits(plain, tokenizer, DEV_TEXTS), expected, atol=1e-6)  # the groups matter
 
