@@ -39,7 +39,10 @@ def offline_settings(name: str, tiny_teacher) -> dict:
     }.get(name, {})
 
 
-METHOD_SETTINGS = {"LayerPruning": {"layers": [2]}}  # which layers to drop has no sensible default
+METHOD_SETTINGS = {  # which layers to drop, or how many words to keep, has no sensible default
+    "LayerPruning": {"layers": [2]},
+    "WordVectorElimination": {"keep": [6, 3]},
+}
 TASK_SETTINGS = {
     "MultiLabelClassification": {"label_columns": ["positive", "long"]},  # the labels are the columns
     "ExtractiveQA": {"stride": 16},  # windows of the tests' 64 tokens
