@@ -1,12 +1,13 @@
 """Outlier-aware low-bit weights (GOBO, Zadeh et al., 2020): 8, 6 or 4 bits, a few outliers kept in float.
 
-A BERT weight matrix is nearly Gaussian with a thin tail of large weights; a uniform grid wide enough for the
-tail is too coarse for the rest. Here the largest `outliers` fraction of each matrix (by magnitude) is stored
-exactly (index and float value) and the others on a symmetric per-row grid of 2^bits - 1 levels sized to the
-inliers alone. The export variant `w<bits>/` packs the codes at `bits` bits each: it shrinks the file, not the
-time, since the loader rebuilds float weights (common CPUs have no 4- or 6-bit kernels). `plain` exports the
-same widths without outliers beside it, for the comparison; `aware_training` rounds the weights this way
-during distillation (QAT) so the student learns around the grid.
+A BERT weight matrix is nearly Gaussian with a thin tail of large weights. GOBO keeps the weights farthest from
+the matrix's mean (the `outliers` fraction) exactly, as index and float value, and stores every other weight as
+the index of one of 2^bits centroids that a one-dimensional k-means fits to those inliers: a non-uniform grid,
+dense where the weights are. "Plain" quantisation, exported beside it for the comparison, is the usual
+symmetric per-row uniform grid without outliers. The export variant `w<bits>/` packs the codes at `bits` bits
+each: it shrinks the file, not the time, since the loader rebuilds float weights (common CPUs have no 4- or
+6-bit kernels). `aware_training` rounds the weights the GOBO way during distillation (QAT), so the student
+learns around its grid.
 """
 
 from __future__ import annotations
@@ -29,64 +30,107 @@ SETTINGS = "distill_lowbit.json"
 WEIGHTS = "model_lowbit.pt"
 
 
-def _inliers(weight: Tensor, outliers: float) -> Tensor:
-    """Mask of the weights on the grid: all but the largest `outliers` fraction by magnitude."""
+def inlier_mask(weight: Tensor, outliers: float) -> Tensor:
+    """All but the `outliers` fraction of weights farthest from the matrix's mean."""
     count = int(outliers * weight.numel())
     if count == 0:
         return torch.ones_like(weight, dtype=torch.bool)
-    magnitude = weight.detach().abs().flatten()
-    threshold = magnitude.kthvalue(magnitude.numel() - count).values
-    return weight.detach().abs() <= threshold
+    distance = (weight.detach() - weight.detach().mean()).abs()
+    flat = distance.flatten()
+    return distance <= flat.kthvalue(flat.numel() - count).values
 
 
-def _scales(weight: Tensor, inliers: Tensor, bits: int) -> Tensor:
-    """Per-row step of the symmetric grid that spans the row's inliers."""
+def centroids(values: Tensor, count: int, start: Tensor | None = None, iterations: int = 25) -> Tensor:
+    """Sorted centres of a one-dimensional k-means of `values`, started at their quantiles (or at `start`)."""
+    values = values.detach().flatten().float()
+    if start is None:
+        sample = values[torch.randperm(len(values), generator=torch.Generator().manual_seed(0))[:200_000]]
+        start = torch.quantile(sample, torch.linspace(0.5 / count, 1 - 0.5 / count, count))
+    centres = start.clone()
+    for _ in range(iterations):
+        assigned = torch.bucketize(values, (centres[1:] + centres[:-1]) / 2)
+        sums = torch.zeros(count).index_add_(0, assigned, values)
+        counts = torch.bincount(assigned, minlength=count)
+        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres).sort().values
+    return centres
+
+
+def _codes(weight: Tensor, centres: Tensor) -> Tensor:
+    return torch.bucketize(weight.detach().float(), (centres[1:] + centres[:-1]) / 2)
+
+
+def gobo(weight: Tensor, bits: int, outliers: float, start: Tensor | None = None, iterations: int = 25):
+    """(`weight` as the export rebuilds it, the centroids): inliers snapped to 2^bits centroids, outliers exact."""
+    inliers = inlier_mask(weight, outliers)
+    centres = centroids(weight[inliers], 2**bits, start, iterations)
+    return torch.where(inliers, centres[_codes(weight, centres)].to(weight.dtype), weight), centres
+
+
+def _plain_codes(weight: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """The usual uniform grid: symmetric, one step per row, sized by the row's largest weight; (codes, steps)."""
     levels = 2 ** (bits - 1) - 1
-    return (weight.detach().abs() * inliers).amax(1, keepdim=True).clamp_min(1e-8) / levels
+    scale = weight.detach().abs().amax(1, keepdim=True).clamp_min(1e-8) / levels
+    return (weight.detach() / scale).round().clamp(-levels, levels).long(), scale
 
 
-def fake_quantize(weight: Tensor, bits: int, outliers: float) -> Tensor:
-    """`weight` as the export will rebuild it: inliers rounded to the grid, outliers exact."""
-    inliers = _inliers(weight, outliers)
-    scale, levels = _scales(weight, inliers, bits), 2 ** (bits - 1) - 1
-    rounded = (weight / scale).round().clamp(-levels, levels) * scale
-    return torch.where(inliers, rounded, weight)
+def plain(weight: Tensor, bits: int) -> Tensor:
+    """`weight` as the plain grid rebuilds it."""
+    codes, scale = _plain_codes(weight, bits)
+    return codes * scale
 
 
 class FakeLowBit(nn.Module):
-    """Parametrisation for QAT: the rounded weight forward, the identity backward (straight-through)."""
+    """Parametrisation for QAT: the GOBO-rounded weight forward, the identity backward (straight-through). The
+    centroids are refitted each step from the last step's, a few k-means iterations at a time."""
 
     def __init__(self, bits: int, outliers: float) -> None:
         super().__init__()
         self.bits, self.outliers = bits, outliers
+        self.centres: Tensor | None = None
 
     def forward(self, weight: Tensor) -> Tensor:
-        return weight + (fake_quantize(weight, self.bits, self.outliers) - weight).detach()
+        rounded, self.centres = gobo(weight, self.bits, self.outliers, self.centres, 25 if self.centres is None else 3)
+        return weight + (rounded - weight).detach()
 
 
-def pack(weight: Tensor, bits: int, outliers: float) -> dict[str, Any]:
-    """The matrix as packed codes, per-row scales and exact outliers."""
-    inliers = _inliers(weight, outliers)
-    scale, levels = _scales(weight, inliers, bits), 2 ** (bits - 1) - 1
-    codes = ((weight / scale).round().clamp(-levels, levels) + levels).to(torch.int64).flatten().numpy()
-    bit_planes = ((codes[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
+def _pack_bits(codes: Tensor, bits: int) -> Tensor:
+    planes = ((codes.flatten().numpy().astype(np.int64)[:, None] >> np.arange(bits)) & 1).astype(np.uint8)
+    return torch.from_numpy(np.packbits(planes.ravel()))
+
+
+def _unpack_bits(packed: Tensor, bits: int, count: int) -> Tensor:
+    planes = np.unpackbits(packed.numpy())[: count * bits].reshape(count, bits).astype(np.int64)
+    return torch.from_numpy((planes << np.arange(bits)).sum(1))
+
+
+def pack(weight: Tensor, bits: int, outliers: float | None) -> dict[str, Any]:
+    """The matrix at `bits` bits a weight: GOBO codes, centroids and exact outliers, or (outliers None) the
+    plain grid's codes and per-row steps."""
+    weight = weight.detach().float()
+    if outliers is None:
+        codes, scale = _plain_codes(weight, bits)
+        offset = 2 ** (bits - 1) - 1  # stored unsigned
+        return {"codes": _pack_bits(codes + offset, bits), "shape": list(weight.shape), "scale": scale.flatten()}
+    inliers = inlier_mask(weight, outliers)
+    centres = centroids(weight[inliers], 2**bits)
     index = (~inliers).flatten().nonzero().flatten()
     return {
-        "codes": torch.from_numpy(np.packbits(bit_planes.ravel())),
+        "codes": _pack_bits(_codes(weight, centres), bits),
         "shape": list(weight.shape),
-        "scale": scale.flatten().to(torch.float16),
+        "centroids": centres,
         "outlier_index": index.to(torch.int32),
-        "outlier_value": weight.flatten()[index].to(torch.float16),
+        "outlier_value": weight.flatten()[index],
     }
 
 
 def unpack(packed: dict[str, Any], bits: int) -> Tensor:
     rows, columns = packed["shape"]
-    count = rows * columns
-    planes = np.unpackbits(packed["codes"].numpy())[: count * bits].reshape(count, bits).astype(np.int64)
-    codes = torch.from_numpy((planes << np.arange(bits)).sum(1)) - (2 ** (bits - 1) - 1)
-    weight = (codes.view(rows, columns).float() * packed["scale"].float()[:, None]).flatten()
-    weight[packed["outlier_index"].long()] = packed["outlier_value"].float()
+    codes = _unpack_bits(packed["codes"], bits, rows * columns)
+    if "scale" in packed:
+        levels = 2 ** (bits - 1) - 1
+        return (codes.view(rows, columns) - levels).float() * packed["scale"][:, None]
+    weight = packed["centroids"][codes]
+    weight[packed["outlier_index"].long()] = packed["outlier_value"]
     return weight.view(rows, columns)
 
 
@@ -97,12 +141,13 @@ def quantized_modules(model: nn.Module, embeddings: bool) -> dict[str, nn.Module
 
 @dataclass(eq=False)
 class OutlierQuantization(Compression):
-    """Low-bit weights with float outliers, as export variants `w<bits>/` (and `w<bits>-plain/`).
+    """GOBO low-bit weights, as export variants `w<bits>/` (and `w<bits>-plain/`).
 
     Attributes:
         bits: widths to export (each 2 to 8).
-        outliers: fraction of each matrix kept in float (GOBO keeps about 0.1%).
-        plain: also export each width without outliers, for comparison.
+        outliers: fraction of each matrix kept in float, the weights farthest from its mean (GOBO's 3σ rule
+            keeps about 0.1 to 1%).
+        plain: also export each width on the plain uniform grid, for the comparison.
         embeddings: quantise the embedding tables too (they are most of a small student).
         aware_training: round the weights at the smallest width (with outliers) during distillation.
     """
@@ -142,8 +187,8 @@ class OutlierQuantization(Compression):
         model, tokenizer = load_model(directory)
         written = []
         for bits in self.bits:
-            for outliers in (self.outliers, 0.0) if self.plain else (self.outliers,):
-                target = directory / (f"w{bits}" if outliers else f"w{bits}-plain")
+            for outliers in (self.outliers, None) if self.plain else (self.outliers,):
+                target = directory / (f"w{bits}" if outliers is not None else f"w{bits}-plain")
                 with atomic_directory(target) as scratch:
                     torch.save(low_bit_state(model, bits, outliers, self.embeddings), scratch / WEIGHTS)
                     settings = {"base": "..", "bits": bits, "outliers": outliers}
@@ -154,8 +199,9 @@ class OutlierQuantization(Compression):
 
 
 @torch.no_grad()
-def low_bit_state(model: nn.Module, bits: int, outliers: float, embeddings: bool) -> dict[str, Any]:
-    """The model's state with every Linear (and embedding) weight packed; the rest as it is."""
+def low_bit_state(model: nn.Module, bits: int, outliers: float | None, embeddings: bool) -> dict[str, Any]:
+    """The model's state with every Linear (and embedding) weight packed (GOBO, or plain when `outliers` is
+    None); the rest as it is."""
     packed = {
         f"{name}.weight": pack(m.weight.float(), bits, outliers)
         for name, m in quantized_modules(model, embeddings).items()
