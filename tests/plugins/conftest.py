@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
@@ -64,6 +65,14 @@ def compress(
     )
     trainer.fit(module, datamodule=data)
     return module.eval(), data
+
+
+@pytest.fixture(scope="session")
+def plain_export(tiny_teacher, tmp_path_factory) -> Path:
+    """The default tiny student exported without any method: what a method's export is compared with."""
+    root = tmp_path_factory.mktemp("plain")
+    module, _ = compress(tiny_teacher, root, [], steps=1)
+    return export(module, root / "export")
 
 
 def export(module: DistillationModule, folder: Path) -> Path:

@@ -24,7 +24,7 @@ def test_codes_approximate_the_table_better_with_more_codebooks(kind):
 
 
 @pytest.mark.parametrize("after_training", [False, True])
-def test_coded_embedding_exports_small_and_reloads_exactly(after_training, tiny_teacher, tmp_path):
+def test_coded_embedding_exports_small_and_reloads_exactly(after_training, tiny_teacher, plain_export, tmp_path):
     method = EmbeddingCodebook(
         codebooks=4,
         codewords=32,
@@ -34,9 +34,8 @@ def test_coded_embedding_exports_small_and_reloads_exactly(after_training, tiny_
     )
     module, _ = compress(tiny_teacher, tmp_path, [method], steps=4)
     assert isinstance(module.student.model.get_input_embeddings(), CodedEmbedding) != after_training
-    dense_module, _ = compress(tiny_teacher, tmp_path / "dense", [], steps=1)
     folder = export(module, tmp_path / "export")
-    dense = export(dense_module, tmp_path / "dense_export")
+    dense = plain_export
     expected = logits(module, module.tokenizer, DEV_TEXTS)
     loaded, tokenizer = load_model(folder)
     table = loaded.get_input_embeddings()

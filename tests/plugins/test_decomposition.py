@@ -25,17 +25,16 @@ def test_svd_factors_are_the_best_rank_r_approximation():
     assert torch.isclose(error, s[4:].square().sum().sqrt(), atol=1e-4)  # Eckart-Young
 
 
-def test_factorised_export_is_smaller_reloads_and_traces(tiny_teacher, tmp_path):
+def test_factorised_export_is_smaller_reloads_and_traces(tiny_teacher, plain_export, tmp_path):
     method = LowRankDecomposition(
         keep=dict.fromkeys(["attention", "feed_forward_in", "feed_forward_out"], 0.5), embedding_rank=8
     )
     module, _ = compress(tiny_teacher, tmp_path, [method], steps=4)
-    dense, _ = compress(tiny_teacher, tmp_path / "dense", [], steps=4)
     factored = [m for m in module.student.modules() if isinstance(m, LowRankLinear)]
     assert len(factored) == 2 * (3 + 2)  # q, k, v and both feed-forward layers of each of 2 layers
     expected = logits(module, module.tokenizer, DEV_TEXTS)
     folder = export(module, tmp_path / "export")
-    reference = export(dense, tmp_path / "dense_export")
+    reference = plain_export
     loaded, tokenizer = load_model(folder)
     assert isinstance(loaded.get_input_embeddings(), FactorisedEmbedding)
     assert torch.allclose(logits(loaded, tokenizer, DEV_TEXTS), expected, atol=1e-5)

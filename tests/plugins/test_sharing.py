@@ -16,7 +16,7 @@ def _layers(model):
 
 
 @pytest.mark.parametrize("share", ["all", "attention", "feed_forward"])
-def test_shared_layers_train_as_one_and_the_file_shrinks(share, tiny_teacher, tmp_path):
+def test_shared_layers_train_as_one_and_the_file_shrinks(share, tiny_teacher, plain_export, tmp_path):
     module, _ = compress(tiny_teacher, tmp_path, [ParameterSharing(share=share)], steps=4)
     layers = _layers(module.student.model)
     query, ffn = (lambda layer: layer.attention.self.query.weight), (lambda layer: layer.intermediate.dense.weight)
@@ -24,7 +24,7 @@ def test_shared_layers_train_as_one_and_the_file_shrinks(share, tiny_teacher, tm
     assert (ffn(layers[0]) is ffn(layers[1])) == (share in ("all", "feed_forward"))
     expected = logits(module, module.tokenizer, DEV_TEXTS)
     folder = export(module, tmp_path / "export")
-    dense = export(compress(tiny_teacher, tmp_path / "dense", [], steps=1)[0], tmp_path / "dense_export")
+    dense = plain_export
     loaded, tokenizer = load_model(folder)
     assert torch.allclose(logits(loaded, tokenizer, DEV_TEXTS), expected, atol=1e-5)
     assert query(_layers(loaded)[0]) is query(_layers(loaded)[1]) or share == "feed_forward"
