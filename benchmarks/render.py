@@ -23,6 +23,7 @@ SPECIAL = {
     "quickstart_task_redesign",
     "custom_csv",
     "attention_lengths",
+    "codebook_post_training",
 }  # result files that are not one recipe's run
 
 
@@ -578,6 +579,8 @@ def main() -> None:
             *attention_lengths_table(results["attention_lengths"]),
             "",
         ]
+    if "codebook_post_training" in results:
+        lines += ["## Codebook embeddings after training", "", *codebook_table(results["codebook_post_training"]), ""]
     if "quickstart_task_redesign" in results:
         lines += [
             "## Same seed, same maths: the quickstart across a redesign",
@@ -612,6 +615,25 @@ def attention_lengths_table(record: dict) -> list[str]:
         lines.append(
             f"| {row['model']} | {row['tokens']} | {row['batch']} | {row['median_ms']:.1f} | "
             f"{row['speedup_over_global']:.2f}x |"
+        )
+    return lines
+
+
+def codebook_table(record: dict) -> list[str]:
+    """The starting student's word table coded without training, at several codebook counts and kinds."""
+    base = record["rows"][0]["accuracy"]
+    lines = [
+        f"`{record['command']}` ({record['date']}, `{record['model']}`): the table coded once, no training; 256 "
+        "codewords per codebook. Additive codes sum one codeword per codebook; product codes concatenate one per "
+        "slice of the width.",
+        "",
+        "| kind | codebooks | table smaller | relative error | dev acc | vs uncoded (pts) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in record["rows"][1:]:
+        lines.append(
+            f"| {row['kind']} | {row['codebooks']} | {row['smaller']:.1f}x | {row['relative_error']:.3f} | "
+            f"{100 * row['accuracy']:.2f} | {signed_change(100 * (base - row['accuracy']))} |"
         )
     return lines
 
