@@ -31,7 +31,7 @@ SETTINGS = [("additive", 8), ("product", 8), ("product", 32), ("product", 64), (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(HERE / "out" / "bert_l3_base17" / "student"))
+    parser.add_argument("--model", default="benchmarks/out/bert_l3_base17/student")
     args = parser.parse_args()
     model, tokenizer = load_model(args.model)
     task = task_from_spec("sst2")

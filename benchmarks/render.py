@@ -241,7 +241,7 @@ def _check(by_name: dict[str, dict], recipe: str, baseline: str | None, goal: st
     for name, measured in _models(r):
         variant = name.split(" / ", 1)[1] if " / " in name else ""
         if only and (variant != only[1:] if only.startswith("=") else only not in variant):
-            continue  # "=name" names one variant exactly
+            continue  # "=name" names one variant exactly; "=" the student alone
         text, met = test(_ratios(r, measured), base)
         rows.append(f"| {name} | {goal} | {text} | {'met' if met else '**missed**'} |")
     return rows
@@ -345,10 +345,10 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
 
     base = "bert_l3_base17"
     checks = [
-        ("bert_l3_lowrank", base, "low-rank at half the Linear parameters: loss <= 1, faster @32", low_rank),
-        ("bert_l3_power", base, "PoWER-BERT: >= 1.5x @32 over its start, loss <= 1", eliminated),
-        ("bert_l3_codebook", base, "codebook: table >= 8x smaller, loss <= 1", codebook),
-        ("bert_l3_shared", base, "sharing: encoder >= 2.5x smaller, loss <= 2", shared),
+        ("bert_l3_lowrank", base, "low-rank at half the Linear parameters: loss <= 1, faster @32", low_rank, "="),
+        ("bert_l3_power", base, "PoWER-BERT: >= 1.5x @32 over its start, loss <= 1", eliminated, "="),
+        ("bert_l3_codebook", base, "codebook: table >= 8x smaller, loss <= 1", codebook, "="),
+        ("bert_l3_shared", base, "sharing: encoder >= 2.5x smaller, loss <= 2", shared, "="),
         (base, None, "outlier-aware 4-bit >= 0.5 pts over plain 4-bit", outliers_over_plain(base), "=student-w4"),
         (
             "bert_l3_outliers_qat",
