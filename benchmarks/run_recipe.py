@@ -27,7 +27,7 @@ import torch
 from distill.cli import card_data
 from distill.compression import installed_kinds
 from distill.delivery.bench import measure_models
-from distill.delivery.loading import load_model
+from distill.delivery.loading import export_variants_in, load_model
 from distill.registry import task_from_spec
 
 HERE = Path(__file__).resolve().parent
@@ -72,7 +72,7 @@ def measure(teacher_dir: Path, student_dir: Path, card: dict) -> dict:
     task, source = card_data(card, None)
     examples = task.read(source, "validation")
     folders = {"teacher": teacher_dir, "student": student_dir}
-    folders |= {f"student-{p.name}": p for p in sorted(student_dir.iterdir()) if p.is_dir() and p.name[0] != "."}
+    folders |= {f"student-{name}": path for name, path in export_variants_in(student_dir).items()}
     models = {name: (*load_model(folder), folder) for name, folder in folders.items()}
     for name, (model, tokenizer, folder) in list(models.items())[1:]:
         for kind in installed_kinds():

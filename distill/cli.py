@@ -22,9 +22,10 @@ from typing_extensions import override
 
 from distill.compression import Compression
 from distill.delivery.bench import MAX_LENGTH, run_bench
-from distill.delivery.export import export_checkpoint, export_depth, export_onnx_variants
+from distill.delivery.export import export_checkpoint, export_depth
 from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
-from distill.delivery.loading import CARD_NAME, card_max_length, card_task
+from distill.delivery.loading import CARD_NAME, card_max_length, model_folder, serving
+from distill.delivery.model_card import push_to_hub
 from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
@@ -276,16 +277,28 @@ def bench_command(argv: list[str]) -> None:
     parser.add_argument("--out", type=str, default="bench", help="folder for bench.json, bench.md, pareto.png")
     parser.add_argument("--names", type=list[str] | None, default=None, help="one display name per student")
     parser.add_argument("--latency_rows", type=int, default=256, help="validation examples in the timed mix")
+    parser.add_argument(
+        "--tolerance", type=float, default=1.0, help="name the fastest model losing at most this many points"
+    )
     args = parser.parse_args(argv)
     for folder in (args.teacher, *args.students):
-        if not Path(folder).expanduser().is_dir():
+        if not Path(folder).expanduser().exists():
             raise DistillError(
-                f"model folder {folder} does not exist: give folders written by distill or save_pretrained"
+                f"model folder {folder} does not exist: give folders written by distill or save_pretrained "
+                f"(or an export's ONNX file)"
             )
     task, examples = bench_data(args.students, args.task, args.data_dir, args.validation)
     max_length = card_max_length(Path(args.students[0]), MAX_LENGTH)
     rows = run_bench(
-        args.teacher, args.students, task, examples, Path(args.out), args.names, args.latency_rows, max_length
+        args.teacher,
+        args.students,
+        task,
+        examples,
+        Path(args.out),
+        args.names,
+        args.latency_rows,
+        max_length,
+        args.tolerance,
     )
     print(table_markdown(rows))
     print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
@@ -300,7 +313,7 @@ def bench_data(
     A card's data is used only where its files exist here; with none, a preset tries the hub (whose error
     says what to pass).
     """
-    cards = [json.loads(card.read_text()) for card in (Path(s) / CARD_NAME for s in students) if card.is_file()]
+    cards = [json.loads(c.read_text()) for c in (model_folder(s) / CARD_NAME for s in students) if c.is_file()]
     if task is not None:
         chosen, source = resolve_data(task, None, None, data_dir)
     else:
@@ -335,7 +348,18 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument("--checkpoint", type=str | None, default=None, help="a .ckpt written by distill fit")
     parser.add_argument("--model", type=str | None, default=None, help="an existing export folder to add to")
     parser.add_argument("--out", type=str | None, default=None, help="export folder (default: <run>/student)")
-    parser.add_argument("--onnx", type=bool, default=False, help="add onnx/model.onnx and onnx/model_int8.onnx")
+    parser.add_argument(
+        "--onnx",
+        type=bool,
+        default=False,
+        help="add onnx/: model.onnx, model_optimized.onnx, model_dynamic_int8.onnx and model_static_int8.onnx",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=str | None,
+        default=None,
+        help="static int8's calibration rows: a file laid out like the training split (default: the card's data)",
+    )
     parser.add_argument(
         "--variants",
         type=list[str],
@@ -345,6 +369,10 @@ def export_command(argv: list[str]) -> None:
     parser.add_argument(
         "--layers", type=int | None, default=None, help="with --model and --out: cut the export to this many layers"
     )
+    parser.add_argument(
+        "--push_to_hub", type=str | None, default=None, help="then upload the export folder to this hub repository"
+    )
+    parser.add_argument("--private", type=bool, default=False, help="with --push_to_hub: make the repository private")
     args = parser.parse_args(argv)
     if (args.checkpoint is None) == (args.model is None):
         raise DistillError("give exactly one of --checkpoint (export it) or --model (add formats to an export)")
@@ -372,8 +400,27 @@ def export_command(argv: list[str]) -> None:
             raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
         written += methods[name][0]().export_variants(folder)
     if args.onnx:
-        written += export_onnx_variants(folder, card_task(folder).is_pair)
+        written += onnx_variants(folder, args.calibration)
     print("\n".join(f"written: {path}" for path in written))
+    if args.push_to_hub:
+        print(f"pushed: {push_to_hub(folder, args.push_to_hub, args.private)}")
+
+
+def onnx_variants(folder: Path, calibration: str | None) -> list[Path]:
+    """The ONNX serving variants of an export, static int8 calibrated on the first training rows of its data."""
+    card = json.loads((folder / CARD_NAME).read_text())
+    task, source = card_data(card, None)
+    if calibration is not None:
+        source = DataFiles(train=calibration)
+    module = serving()
+    try:
+        rows = task.read(source, "train", module.CALIBRATION_ROWS)
+    except DistillError as error:
+        raise DistillError(
+            f"static int8 calibrates on training rows, which could not be read: {error}; or pass "
+            f"--calibration FILE, a file laid out like the training split"
+        ) from None
+    return module.export_onnx_variants(folder, task, rows, card_max_length(folder, MAX_LENGTH))
 
 
 def _export_folder(checkpoint: Path, out: str | None) -> Path:

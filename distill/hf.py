@@ -14,13 +14,14 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from distill.errors import DistillError
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
+    """A local path rather than a hub id: it starts like one, or exists here."""
     return source.startswith((".", "/", "~")) or Path(source).exists()
 
 
 def check_source(source: str, role: str) -> Path | str:
     """A local folder must exist and hold a config.json; anything else is treated as a hub id."""
-    if not _looks_like_path(source):
+    if not looks_like_path(source):
         return source
     path = Path(source).expanduser()
     if not (path / "config.json").is_file():
@@ -50,7 +51,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "conf
 
 def load_tokenizer(source: str, role: str) -> PreTrainedTokenizerBase:
     """A tokenizer from a hub id, a model folder, or a folder that holds only a tokenizer."""
-    if _looks_like_path(source) and any((Path(source).expanduser() / name).is_file() for name in TOKENIZER_FILES):
+    if looks_like_path(source) and any((Path(source).expanduser() / name).is_file() for name in TOKENIZER_FILES):
         location: Path | str = Path(source).expanduser()
     else:
         location = check_source(source, role)
@@ -80,4 +81,5 @@ def head_logits(output: Any) -> Tensor:
 
 def takes_token_types(model: nn.Module) -> bool:
     """Whether `model` reads segment ids: BERT does, DistilBERT and ModernBERT have none (and refuse them)."""
-    return "token_type_ids" in inspect.signature(model.forward).parameters
+    declared = getattr(model, "reads_token_types", None)  # a runtime wrapper says what its graph takes
+    return declared if declared is not None else "token_type_ids" in inspect.signature(model.forward).parameters

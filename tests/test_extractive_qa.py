@@ -211,7 +211,7 @@ def test_qa_trains_exports_reloads_and_predicts_answers(qa_teacher, articles, to
         torch.testing.assert_close(served, module.student(batches[0], frozenset({"logits"})).logits)
     assert evaluate(reloaded, batches, module.task) == evaluate(load_model(export)[0], batches, module.task)
     run_cli("export", "--model", str(export), "--onnx", "true")  # kept only if onnxruntime agrees with PyTorch
-    assert (export / "onnx" / "model.onnx").is_file() and (export / "onnx" / "model_int8.onnx").is_file()
+    assert (export / "onnx" / "model.onnx").is_file() and (export / "onnx" / "model_static_int8.onnx").is_file()
     questions = tmp_path / "questions.jsonl"
     rows = [{"question": q, "context": c} for q, c in zip(examples["question"], examples["context"], strict=True)]
     questions.write_text("".join(json.dumps(row) + "\n" for row in rows))

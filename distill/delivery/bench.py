@@ -123,6 +123,9 @@ def measure_models(
     for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring", unit="model"):
         results[name] = {
             "metrics": evaluate(model, task_batches(task, tokenizer, examples, 64, max_length), task),
+            # row by row too: a model that computes anything per batch (dynamic quantization's activation ranges)
+            # answers a row differently depending on its batch mates
+            "metrics_batch1": evaluate(model, task_batches(task, tokenizer, examples, 1, max_length), task),
             "parameters": count_parameters(model),
             "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
             # read right after evaluation: e.g. the exit-layer histogram of the validation split
@@ -168,6 +171,7 @@ def run_bench(
     names: list[str] | None = None,
     latency_rows: int = 256,
     max_length: int = MAX_LENGTH,
+    tolerance_points: float = 1.0,
 ) -> list[dict]:
     """`distill bench`: teacher and exported students in one process; writes bench.json, bench.md, pareto.png.
 
@@ -175,7 +179,15 @@ def run_bench(
         DistillError: a folder holds no loadable model, or names and students differ in number.
     """
     from distill.delivery.loading import load_model
-    from distill.delivery.report import compare, latency_markdown, metrics_markdown, pareto_plot, table_markdown
+    from distill.delivery.report import (
+        batch_dependence_markdown,
+        choice_markdown,
+        compare,
+        latency_markdown,
+        metrics_markdown,
+        pareto_plot,
+        table_markdown,
+    )
 
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
@@ -202,6 +214,12 @@ def run_bench(
             "",
             latency_markdown(rows),
             "",
+            f"Fastest within {tolerance_points:g} points of the teacher (`--tolerance`):",
+            "",
+            choice_markdown(rows, tolerance_points),
+            "",
+            batch_dependence_markdown(rows),
+            "",
             "![Pareto plot](pareto.png)",
             "",
         ]
@@ -216,5 +234,7 @@ def run_bench(
 
 
 def _model_name(folder: Path) -> str:
-    """A run's export folder is <run>/student: name it after the run."""
+    """A run's export folder is <run>/student: name it after the run; an ONNX file after its export and stem."""
+    if folder.suffix == ".onnx":
+        return f"{_model_name(folder.parent.parent)}-{folder.parent.name}-{folder.stem}"
     return folder.parent.name if folder.name == "student" else folder.name

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from distill.compression import Compression, export_variants, finalize, onnx_network, ordered, structures
+from distill.compression import Compression, export_variants, finalize, ordered, structures
 from distill.delivery.loading import CARD_NAME, STRUCTURE_NAME
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
@@ -106,6 +106,9 @@ def export_student(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_json_atomic(scratch / CARD_NAME, card)
+        from distill.delivery.model_card import hub_name, write_model_card  # it formats with the report's table
+
+        write_model_card(scratch, card, None, "student", name=hub_name(target))
     if variants := export_variants(methods, target):
         card["variants"] = {path.name: weights_size_on_disk(path) for path in variants}
         write_json_atomic(target / CARD_NAME, card)
@@ -164,25 +167,3 @@ def export_depth(source: Path, layers: int, target: Path) -> dict[str, Any]:
         }
         write_json_atomic(scratch / CARD_NAME, card)
     return card
-
-
-def export_onnx_variants(folder: Path, pair: bool) -> list[Path]:
-    """`onnx/model.onnx` (checked against PyTorch) and `onnx/model_int8.onnx` (onnxruntime's dynamic int8)."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from distill.delivery.loading import load_model
-    from distill.delivery.onnx import export_onnx
-
-    model, tokenizer = load_model(folder)
-    network = onnx_network(model)
-    with atomic_directory(folder / "onnx") as scratch:
-        export_onnx(network, tokenizer, scratch / "model.onnx", pair)
-        # The exporter records intermediate shapes from its sample batch; the quantizer re-infers them, so drop them.
-        graph = onnx.load(str(scratch / "model.onnx"))
-        del graph.graph.value_info[:]
-        onnx.save(graph, str(scratch / "unshaped.onnx"))
-        quantize_dynamic(str(scratch / "unshaped.onnx"), str(scratch / "model_int8.onnx"), weight_type=QuantType.QInt8)
-        (scratch / "unshaped.onnx").unlink()
-        tokenizer.save_pretrained(scratch)
-    return [folder / "onnx" / "model.onnx", folder / "onnx" / "model_int8.onnx"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from lightning.pytorch.loggers import Logger
 from distill.compression import finalize
 from distill.delivery.bench import latency_mix, measure_models
 from distill.delivery.export import export_student, task_card, write_json_atomic
-from distill.delivery.loading import load_model
+from distill.delivery.loading import CARD_NAME, export_variants_in, load_model, serving
+from distill.delivery.model_card import write_model_card
 from distill.delivery.report import compare, pareto_plot, write_report
 from distill.registry import plugin_versions
 from distill.training.callbacks import TrainingThroughput
@@ -28,10 +30,16 @@ class ReportSettings:
     Attributes:
         enabled: write report.json, report.md and pareto.png after the export.
         latency_rows: dev examples in the timed mix (batch 1 and batch 32).
+        onnx: also export the ONNX serving variants into the export's onnx/ folder (fp32, graph-optimised,
+            dynamic and static int8 calibrated on training rows; needs the `onnx` extra), and measure them.
+        tolerance_points: the card names the fastest variant that loses at most this many points against the
+            teacher (at batch 64 and row by row).
     """
 
     enabled: bool = True
     latency_rows: int = 256
+    onnx: bool = False
+    tolerance_points: float = 1.0
 
 
 def finish_fit(
@@ -64,12 +72,30 @@ def finish_fit(
     target = run_dir / EXPORT_NAME
     finalize(module.compression, module.student)
     export_student(module.student, module.tokenizer, target, card, module.compression)
+    if report.onnx:
+        onnx, train = serving(), data.read("train")
+        calibration = train.select(range(min(onnx.CALIBRATION_ROWS, len(train))))
+        onnx.export_onnx_variants(target, module.task, calibration, data.max_length)
     if module.teacher is not None and report.enabled:
-        card = report_card(module, target, data, training, config, report.latency_rows)
+        card = report_card(module, target, data, training, config, report)
         write_report(card, run_dir)
+        write_model_cards(target, card["rows"])
         pareto_plot(card["rows"], run_dir / "pareto.png")
         log_report(trainer.loggers, card, run_dir / "pareto.png")
     return target
+
+
+def write_model_cards(export: Path, rows: list[dict[str, Any]]) -> None:
+    """README.md model cards with the measured table, in the export and each variant folder (an ONNX folder is
+    described by its first file, the fp32 graph)."""
+    card = json.loads((export / CARD_NAME).read_text())
+    write_model_card(export, card, rows, "student")
+    described = {export}
+    for name, variant in export_variants_in(export).items():
+        folder = variant if variant.is_dir() else variant.parent
+        if folder not in described:
+            write_model_card(folder, card, rows, f"student-{name}")
+            described.add(folder)
 
 
 def best_checkpoint_path(trainer: Trainer) -> str:
@@ -99,7 +125,7 @@ def report_card(
     data: LightningDataModule,
     training: dict,
     config: dict[str, Any],
-    latency_rows: int,
+    settings: ReportSettings,
 ) -> dict[str, Any]:
     """Teacher and exported student, measured in this process on the validation examples the run was scored on."""
     teacher = module.teacher
@@ -111,16 +137,17 @@ def report_card(
         "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),
     }
-    for variant in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        models[f"student-{variant.name}"] = (*load_model(variant), variant)  # e.g. the int8 copy
+    for name, variant in export_variants_in(student_dir).items():  # e.g. the int8 copy, the ONNX files
+        models[f"student-{name}"] = (*load_model(variant), variant)
     max_length = data.max_length
-    measured = measure_models(models, task, examples, latency_rows, max_length)
+    measured = measure_models(models, task, examples, settings.latency_rows, max_length)
     sections = measured["student"]["sections"]
     return {
         "task": task.name,
         "rows": compare(measured, task),
         "measured": measured,
-        "latency_mix": latency_mix(task, teacher.tokenizer, examples, latency_rows, max_length),
+        "latency_mix": latency_mix(task, teacher.tokenizer, examples, settings.latency_rows, max_length),
+        "tolerance_points": settings.tolerance_points,
         "training": training,
         "sections": sections,
         "plugins": plugin_versions(),

@@ -36,7 +36,7 @@ def _registered_family(folder: Path) -> type[Student]:
 
 def card_task(folder: Path) -> Task | None:
     """The task an export was trained for, from its card (None when there is no card, or it names no task)."""
-    card = Path(folder) / CARD_NAME
+    card = model_folder(folder) / CARD_NAME
     if not card.is_file():
         return None
     written = json.loads(card.read_text())
@@ -46,19 +46,63 @@ def card_task(folder: Path) -> Task | None:
 
 def card_max_length(folder: Path, default: int) -> int:
     """The truncation length an export was trained at (its card's data.max_length), else `default`."""
-    card = Path(folder) / CARD_NAME
+    card = model_folder(folder) / CARD_NAME
     if not card.is_file():
         return default
     return json.loads(card.read_text()).get("config", {}).get("data", {}).get("max_length") or default
 
 
+ONNX_MODEL = "model.onnx"
+
+
+def serving():
+    """distill's ONNX serving module, which needs the `onnx` extra.
+
+    Raises:
+        DistillError: onnxruntime or onnx is not installed.
+    """
+    try:
+        from distill.delivery import serving
+    except ImportError as error:
+        raise DistillError(f"ONNX needs {error.name}, which is not installed: pip install 'distill[onnx]'") from None
+    return serving
+
+
+def model_folder(path: str | Path) -> Path:
+    """The folder holding a model's card and tokenizer: the path itself, or the folder of an ONNX file."""
+    path = Path(path)
+    return path.parent if path.suffix == ".onnx" else path
+
+
+def export_variants_in(folder: Path) -> dict[str, Path]:
+    """The copies an export holds beside its own weights, by the name a report gives them: each subfolder
+    (`int8`), and each ONNX file of its onnx/ folder (`onnx-fp32` for model.onnx, `onnx-static_int8` for
+    model_static_int8.onnx)."""
+    found: dict[str, Path] = {}
+    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (sub / ONNX_MODEL).is_file():
+            for file in sorted(sub.glob("*.onnx")):
+                found[f"{sub.name}-{file.stem.removeprefix('model').lstrip('_') or 'fp32'}"] = file
+        else:
+            found[sub.name] = sub
+    return found
+
+
 def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
-    """The model in `folder` (eval mode) and its tokenizer.
+    """The model in `folder` (eval mode) and its tokenizer. `folder` may also be an ONNX file of an export
+    (`student/onnx/model_static_int8.onnx`), or its onnx/ folder (which serves model.onnx).
 
     Raises:
         DistillError: the folder does not exist or holds no model any installed plugin can read.
     """
     folder = Path(folder)
+    if folder.suffix == ".onnx" or (folder / ONNX_MODEL).is_file():
+        path = folder if folder.suffix == ".onnx" else folder / ONNX_MODEL
+        if not path.is_file():
+            raise DistillError(
+                f"ONNX file {path} does not exist: `distill export --model EXPORT --onnx true` writes an export's"
+            )
+        return serving().load_onnx(path), AutoTokenizer.from_pretrained(path.parent)
     if not folder.is_dir():
         raise DistillError(
             f"model folder {folder} does not exist: give a folder written by `distill fit` or "

@@ -33,6 +33,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
     Quantized modules count their packed weights too, so an int8 model has the counts of its float original.
     """
+    if counted := getattr(model, "parameter_counts", None):  # a runtime wrapper counts its source model
+        return counted
     tensors = _tensors(model)
     total = sum(t.numel() for _, t in tensors)
     embeddings = sum(t.numel() for m, t in tensors if isinstance(m, EMBEDDINGS))
@@ -41,8 +43,10 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
 
 def weights_size_on_disk(directory: Path) -> int:
-    """Bytes of the weight files in an export folder (configs and tokenizer files left out). Subfolders hold
-    other variants of the model (int8/, onnx/), so they do not count."""
+    """Bytes of the weight files in an export folder (configs and tokenizer files left out), or of one weight
+    file. Subfolders hold other variants of the model (int8/, onnx/), so they do not count."""
+    if Path(directory).is_file():
+        return Path(directory).stat().st_size
     return sum(f.stat().st_size for f in Path(directory).iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
 
 

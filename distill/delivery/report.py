@@ -24,6 +24,8 @@ def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> 
                 "metric": metric,
                 "value": m["metrics"][metric],
                 "drop_points": 100 * (base["metrics"][metric] - m["metrics"][metric]),
+                "value_batch1": m["metrics_batch1"][metric],
+                "drop_points_batch1": 100 * (base["metrics"][metric] - m["metrics_batch1"][metric]),
                 "parameters": m["parameters"]["total"],
                 "parameters_without_embeddings": m["parameters"]["without_embeddings"],
                 "nonzero_parameters": m["parameters"]["nonzero"],
@@ -76,6 +78,53 @@ def change_in_words(drop_points: float) -> str:
     return f"{kind} of {abs(drop_points):.2f} points against the teacher"
 
 
+def batch_dependence_markdown(rows: list[dict[str, Any]]) -> str:
+    """Which models answer a row differently at batch 1 than at batch 64, and by how much on dev."""
+    moved = [r for r in rows if round(r["value"] - r["value_batch1"], 4) != 0]
+    if not moved:
+        return "Every model scores the same on dev at batch 1 as at batch 64: no answer depends on its batch mates."
+    lines = [
+        "These models answer some rows differently at batch 1 than at batch 64: they compute something per batch "
+        "(dynamic quantization takes one activation range per batch, from every row in it). A variant whose "
+        "ranges are fixed in advance (static int8, calibrated on training rows) answers each row the same way "
+        "whatever it is batched with.",
+        "",
+        f"| model | {rows[0]['metric']} @64 | @1 | difference (pts) |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {100 * r['value']:.2f} | {100 * r['value_batch1']:.2f} "
+        f"| {100 * (r['value_batch1'] - r['value']):+.2f} |"
+        for r in moved
+    ]
+    return "\n".join(lines)
+
+
+def fastest_within(rows: list[dict[str, Any]], tolerance_points: float, batch: int) -> dict[str, Any] | None:
+    """The fastest model at `batch` that loses at most `tolerance_points` against the teacher, scored both at
+    batch 64 and row by row (its worse score counts); None when none does."""
+    eligible = [
+        r
+        for r in rows
+        if r["model"] != "teacher" and max(r["drop_points"], r["drop_points_batch1"]) <= tolerance_points
+    ]
+    return max(eligible, key=lambda r: r[f"speedup_batch{batch}"], default=None)
+
+
+def choice_markdown(rows: list[dict[str, Any]], tolerance_points: float) -> str:
+    """One line per batch size: which variant to serve for the tolerance the config states."""
+    lines = []
+    for batch in (1, 32):
+        best = fastest_within(rows, tolerance_points, batch)
+        lines.append(
+            f"- batch {batch}: no variant stays within {tolerance_points:g} points of the teacher"
+            if best is None
+            else f"- batch {batch}: **{best['model']}**, {best[f'speedup_batch{batch}']:.2f}x the teacher's speed, "
+            f"{100 * min(best['value'], best['value_batch1']):.2f} {best['metric']} (worse of batch 64 and 1)"
+        )
+    return "\n".join(lines)
+
+
 def _fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else format(value, pattern)
 
@@ -111,45 +160,89 @@ def latency_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def pareto_plot(
-    rows: list[dict[str, Any]], path: Path, latency_label: str = "median latency at batch 1 (ms, CPU)"
-) -> None:
-    """Metric against batch-1 latency and against size on disk; the non-dominated models are joined by a line."""
+SHOWN_POINTS = 12.0  # the plot's metric axis spans this many points below the best model, so outliers do not squash it
+SWEEP = "@"  # `model@knob=value`: one model at several settings of one knob, e.g. an early-exit threshold
+
+
+def family_of(row: dict[str, Any]) -> str:
+    """The colour group of a row: its `family` when the caller gave one, else the model it varies."""
+    return row.get("family") or row["model"].split(SWEEP)[0].split("-")[0].split(" / ")[0]
+
+
+def pareto_front(rows: list[dict[str, Any]], key: str, larger_is_better: bool) -> list[dict[str, Any]]:
+    """The rows no other row beats on both `key` and the metric, ordered from the best `key` down."""
+    front, best = [], float("-inf")
+    for row in sorted(rows, key=lambda r: (-r[key] if larger_is_better else r[key], -r["value"])):
+        if row["value"] > best:
+            front.append(row)
+            best = row["value"]
+    return front
+
+
+def pareto_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """The metric against the speed-up at batch 1 and against the size on disk, both on log axes. Only the
+    Pareto front is labelled, colours are method families (`family_of`), and a model's sweep over one knob
+    (`name@threshold=0.1`, ...) is one line rather than a dot per setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = rows[0]["metric"]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, key, label in (
-        (axes[0], "median_ms_batch1", latency_label),
-        (axes[1], "size_mb", "size on disk (MB)"),
-    ):
-        points = [(r[key], 100 * r["value"], r["model"]) for r in rows if r[key] is not None]
-        for x, y, name in points:
-            axis.scatter(x, y, color="tab:red" if name == "teacher" else "tab:blue")
-            axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        frontier = _frontier([(x, y) for x, y, _ in points])
-        axis.plot(*zip(*frontier, strict=True), color="tab:gray", linestyle="--", linewidth=1)
+    families = sorted({family_of(r) for r in rows})
+    palette = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
+    colour = {family: palette(i % palette.N) for i, family in enumerate(families)}
+    best = max(100 * r["value"] for r in rows)
+    floor = max(min(100 * r["value"] for r in rows) - 1, best - SHOWN_POINTS)
+    panels = (
+        ("speedup_batch1", "speed-up over the teacher at batch 1 (CPU, log scale)", True),
+        ("size_mb", "size on disk in MB (log scale)", False),
+    )
+    fronts = [pareto_front([r for r in rows if r.get(key)], key, better) for key, _, better in panels]
+    key_inches = 0.8 + 0.15 * (1 + max(len(front) for front in fronts))  # the x label, then the longer key
+    height = 5.9 + key_inches
+    figure, axes = plt.subplots(1, 2, figsize=(14, height))
+    figure.subplots_adjust(left=0.05, right=0.99, wspace=0.15, top=1 - 0.9 / height, bottom=key_inches / height)
+    for axis, (key, label, _), front in zip(axes, panels, fronts, strict=True):
+        points = [r for r in rows if r.get(key)]
+        sweeps: dict[str, list[dict[str, Any]]] = {}
+        for r in points:
+            if SWEEP in r["model"]:
+                sweeps.setdefault(r["model"].split(SWEEP)[0], []).append(r)
+            else:
+                axis.scatter(r[key], 100 * r["value"], color=colour[family_of(r)], s=24, zorder=3)
+        for members in sweeps.values():
+            members.sort(key=lambda r: r[key])
+            xs, ys = [r[key] for r in members], [100 * r["value"] for r in members]
+            axis.plot(xs, ys, color=colour[family_of(members[0])], marker=".", linewidth=1.2, zorder=2)
+        axis.plot([r[key] for r in front], [100 * r["value"] for r in front], color="gray", linestyle="--", lw=0.8)
+        for n, r in enumerate(front, 1):  # numbered on the plot, named in the key: long names never overlap
+            axis.annotate(str(n), (r[key], 100 * r["value"]), textcoords="offset points", xytext=(3, 4), fontsize=8)
+        key_text = "\n".join(f"{n}  {r['model']}" for n, r in enumerate(front, 1))
+        axis.annotate(
+            f"Pareto front:\n{key_text}",
+            (0, 0),
+            xycoords="axes fraction",
+            xytext=(0, -38),
+            textcoords="offset points",
+            fontsize=8,
+            va="top",
+        )
+        below = sum(100 * r["value"] < floor for r in points)
+        axis.set_ylim(floor, best + 0.5)
+        axis.set_xscale("log")
         axis.set_xlabel(label)
-        axis.set_ylabel(f"dev {metric} (%)")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
+        axis.set_ylabel(f"dev {rows[0]['metric']} (%)")
+        if below:
+            axis.set_title(
+                f"{below} model(s) more than {SHOWN_POINTS:g} points below the best are off the axis", fontsize=8
+            )
+        axis.grid(alpha=0.3, which="both")
+    handles = [plt.Line2D([], [], color=colour[f], marker="o", linestyle="", label=f) for f in families]
+    figure.legend(handles=handles, loc="upper center", ncol=min(len(families), 5), fontsize=9, frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     plt.close(figure)
     write_bytes_atomic(path, buffer.getvalue())
-
-
-def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points no other point beats on both axes (lower x and higher y), sorted by x."""
-    frontier, best = [], float("-inf")
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if y > best:
-            frontier.append((x, y))
-            best = y
-    return frontier
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -173,6 +266,17 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{mix['threads']} CPU threads, after warm-up; teacher and student timed interleaved in one process.",
         "",
         latency_markdown(rows),
+        "",
+        "## Which variant to serve",
+        "",
+        f"The fastest variant that loses at most {report['tolerance_points']:g} points against the teacher "
+        f"(`report.tolerance_points`), at each batch size:",
+        "",
+        choice_markdown(rows, report["tolerance_points"]),
+        "",
+        "## Batch dependence",
+        "",
+        batch_dependence_markdown(rows),
     ]
     if report.get("training"):
         t = report["training"]

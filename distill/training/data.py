@@ -89,7 +89,8 @@ class TaskDataModule(LightningDataModule):
         cache_dir: where tokenised splits are cached; defaults to the datasets cache.
         transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
         teacher: set from the model when training starts; the transfer set finds neighbour words in its embeddings.
-        seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree.
+        seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree. It is
+            separate from seed_everything (which seeds initialisation and dropout): a seed study varies both.
         batching: "length_grouped" batches training sentences of similar length, so little compute goes into
             padding; "random" draws every batch from the whole shuffle.
         length_pool: with length grouping, how many batches of shuffled examples are sorted by length together:

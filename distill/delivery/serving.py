@@ -1,0 +1,163 @@
+"""The CPU serving path: an export's ONNX variants (fp32, graph-optimised fp32, dynamic and static int8), and
+the module that runs any of them through onnxruntime behind the same call as a PyTorch model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import datasets
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from onnxruntime.quantization import CalibrationDataReader
+from torch import Tensor, nn
+
+from distill.compression import onnx_network
+from distill.delivery.export import atomic_directory
+from distill.delivery.loading import CARD_NAME, load_model
+from distill.delivery.model_card import hub_name, write_model_card
+from distill.delivery.onnx import export_onnx
+from distill.errors import DistillError
+from distill.task import Task
+
+ONNX_DIR = "onnx"
+FILES = {
+    "fp32": "model.onnx",
+    "optimized": "model_optimized.onnx",
+    "dynamic_int8": "model_dynamic_int8.onnx",
+    "static_int8": "model_static_int8.onnx",
+}
+CALIBRATION_ROWS = 256
+CALIBRATION_BATCH = 16
+
+
+class OnnxClassifier(nn.Module):
+    """One ONNX file in an onnxruntime session, called like the PyTorch model it came from (input ids, mask and,
+    where the graph declares them, segment ids; logits out), so scoring, timing and `distill predict` serve it
+    unchanged. It holds no torch parameters; `parameter_counts` are those of the model it was exported from."""
+
+    def __init__(self, path: Path, parameter_counts: dict[str, int] | None = None) -> None:
+        super().__init__()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # timed beside PyTorch on the same threads
+        self.path = Path(path)
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.reads_token_types = "token_type_ids" in self.inputs
+        self.parameter_counts = parameter_counts
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return torch.from_numpy(self.session.run(None, _feed(self.inputs, given))[0])
+
+
+def _feed(names: list[str], batch: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
+    """The graph's inputs as int64 arrays; segment ids a tokenizer did not give are all segment 0."""
+    segments = batch.get("token_type_ids")
+    given = {**batch, "token_type_ids": torch.zeros_like(batch["input_ids"]) if segments is None else segments}
+    return {name: given[name].numpy().astype(np.int64) for name in names}
+
+
+def load_onnx(path: Path) -> OnnxClassifier:
+    """An ONNX file of an export; its parameter counts come from the card beside it, when there is one."""
+    card = path.parent / CARD_NAME
+    counts = json.loads(card.read_text()).get("parameters") if card.is_file() else None
+    return OnnxClassifier(path, counts).eval()
+
+
+class _CalibrationRows(CalibrationDataReader):
+    """Training batches fed to the float graph so static quantization can fix each activation's range."""
+
+    def __init__(self, batches: list[dict[str, Tensor]], names: list[str]) -> None:
+        self.feeds = iter([_feed(names, b) for b in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.feeds, None)
+
+
+def _self_contained(path: Path) -> None:
+    """torch.export's exporter writes the weights beside the graph (model.onnx.data); one file under protobuf's
+    2 GB limit is what servers, the quantizers and optimum expect, and its size is the variant's real size."""
+    graph = onnx.load(str(path))  # reads the external weights in
+    if graph.ByteSize() < 2**31:
+        onnx.save(graph, str(path))
+        for data in path.parent.glob(f"{path.name}*.data"):
+            data.unlink()
+
+
+def _without_shapes(source: Path, target: Path) -> None:
+    """The exporter records intermediate shapes from its sample batch; the quantizers re-infer them."""
+    graph = onnx.load(str(source))
+    del graph.graph.value_info[:]
+    onnx.save(graph, str(target))
+
+
+def _optimise(source: Path, target: Path) -> None:
+    """onnxruntime's extended graph fusions (attention, LayerNorm, GELU, MatMul+Add), saved as a file so a server
+    loads the fused graph as it is."""
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+
+
+def _quantize_static(source: Path, target: Path, batches: list[dict[str, Tensor]]) -> None:
+    """int8 weights and activations with ranges fixed on training rows: a row's answer then never depends on
+    the rows batched with it (dynamic int8 takes one range per batch). MatMul and Gemm (the Linear layers, which
+    hold the time) and Gather (the embedding tables, which hold the size) are quantized; LayerNorm and softmax,
+    where 8 bits lose accuracy, stay in float."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    names = [i.name for i in onnxruntime.InferenceSession(str(source)).get_inputs()]
+    quantize_static(
+        str(source),
+        str(target),
+        _CalibrationRows(batches, names),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+def export_onnx_variants(folder: Path, task: Task, calibration: datasets.Dataset, max_length: int) -> list[Path]:
+    """Write `folder/onnx/`: the ONNX graph (checked against PyTorch), its graph-optimised copy, dynamic int8 and
+    static int8 calibrated on `calibration` (training rows), with the tokenizer, the card, and the Hugging Face
+    config where the export has one (so optimum's ORTModel classes load the folder).
+
+    Raises:
+        DistillError: there are no calibration rows, or no exporter reproduces the model.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from distill.delivery.bench import task_batches
+
+    if len(calibration) == 0:
+        raise DistillError("static int8 needs calibration rows, and the training split gave none: check data")
+    model, tokenizer = load_model(folder)
+    batches = task_batches(task, tokenizer, calibration, CALIBRATION_BATCH, max_length)
+    with atomic_directory(folder / ONNX_DIR) as scratch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the quantizers warn about every tensor they leave in float
+        export_onnx(onnx_network(model), tokenizer, scratch / FILES["fp32"], task.is_pair)
+        _self_contained(scratch / FILES["fp32"])
+        _optimise(scratch / FILES["fp32"], scratch / FILES["optimized"])
+        _without_shapes(scratch / FILES["fp32"], scratch / "unshaped.onnx")
+        quantize_dynamic(
+            str(scratch / "unshaped.onnx"), str(scratch / FILES["dynamic_int8"]), weight_type=QuantType.QInt8
+        )
+        _quantize_static(scratch / "unshaped.onnx", scratch / FILES["static_int8"], batches)
+        (scratch / "unshaped.onnx").unlink()
+        tokenizer.save_pretrained(scratch)
+        for name in (CARD_NAME, "config.json"):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, scratch / name)
+        if (folder / CARD_NAME).is_file():
+            card = json.loads((folder / CARD_NAME).read_text())
+            write_model_card(scratch, card, None, "student-onnx-fp32", name=hub_name(folder / ONNX_DIR))
+    return [folder / ONNX_DIR / name for name in FILES.values()]
