@@ -30,6 +30,8 @@ def _hub_dataset(card: dict[str, Any]) -> HubDataset | None:
         return None
     if data.get("hub"):
         return HubDataset(**data["hub"])
+    if not card.get("task"):
+        return None
     try:
         source = resolve_data(card["task"], None, None, None)[1]
     except DistillError:  # a task class trained on its own files has no hub dataset
@@ -40,18 +42,19 @@ def _hub_dataset(card: dict[str, Any]) -> HubDataset | None:
 def _metadata(card: dict[str, Any], name: str, metrics: dict[str, float]) -> dict[str, Any]:
     from distill.registry import task_from_spec
 
-    task = task_from_spec(card.get("task_spec") or card["task"])
-    pipeline = PIPELINES.get(task.head)
+    spec = card.get("task_spec") or card.get("task")  # a card written outside distill fit may name no task
+    task = task_from_spec(spec) if spec else None
+    pipeline = PIPELINES.get(task.head) if task else None
     dataset = _hub_dataset(card)
     teacher = str(card.get("teacher") or "")
-    meta: dict[str, Any] = {"tags": ["distill", "knowledge-distillation", task.name]}
+    meta: dict[str, Any] = {"tags": ["distill", "knowledge-distillation", *([task.name] if task else [])]}
     if teacher and not looks_like_path(teacher):  # a local teacher folder is no hub id to link to
         meta["base_model"] = teacher
     if dataset is not None:
         meta["datasets"] = [dataset.path]
     if pipeline:
         meta["pipeline_tag"] = pipeline
-    if metrics:
+    if metrics and task:
         result: dict[str, Any] = {
             "task": {"type": pipeline or task.name},
             "dataset": {
@@ -94,7 +97,8 @@ def model_card(
         "",
         f"# {name}",
         "",
-        f"A {card.get('student_family', 'student')} model distilled with distill from `{teacher}` for {card['task']}.",
+        f"A {card.get('student_family', 'student')} model distilled with distill from `{teacher}` for "
+        f"{card.get('task', 'its task')}.",
     ]
     if rows:
         parts += [
