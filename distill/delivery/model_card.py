@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from distill.delivery.export import write_text_atomic
+from distill.delivery.loading import CARD_NAME
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
 from distill.hf import looks_like_path
@@ -121,7 +122,7 @@ def hub_name(folder: Path) -> str:
     folder = Path(folder)
     if folder.name == "student":
         return folder.parent.name
-    return f"{hub_name(folder.parent)}-{folder.name}" if (folder.parent / "card.json").is_file() else folder.name
+    return f"{hub_name(folder.parent)}-{folder.name}" if (folder.parent / CARD_NAME).is_file() else folder.name
 
 
 def write_model_card(

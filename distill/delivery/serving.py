@@ -116,9 +116,9 @@ def _quantize_static(source: Path, target: Path, batches: list[dict[str, Tensor]
     the rest, LayerNorm and softmax among it, where 8 bits lose accuracy, stays in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    names = [i.name for i in onnxruntime.InferenceSession(str(source)).get_inputs()]
     graph = onnx.load(str(source)).graph
     weights = {tensor.name for tensor in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in weights]  # the graph's own inputs, read once
     # only nodes that read a weight: a Gather or MatMul on activations (shapes, attention scores) stays in float
     weighted = [node.name for node in graph.node if node.op_type in QUANTIZED and set(node.input) & weights]
     quantize_static(
