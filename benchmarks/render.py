@@ -57,10 +57,13 @@ def _models(r: dict) -> list[tuple[str, dict]]:
 def _ratios(r: dict, s: dict | None = None) -> dict:
     t, s = r["teacher"], s or r["student"]
     metric = _metric(r)
+    row_by_row = s.get("metrics_batch1", {}).get(metric)  # scored row by row too (since issue 18)
     return {
         "metric": metric,
         "value": s["dev"][metric],
         "drop": 100 * (t["dev"][metric] - s["dev"][metric]),
+        "worst_drop": 100 * (t["dev"][metric] - min(s["dev"][metric], row_by_row or s["dev"][metric])),
+        "row_by_row": row_by_row,
         "speed1": t["latency_batch1"]["median_ms"] / s["latency_batch1"]["median_ms"],
         "speed32": t["latency_batch32"]["median_ms"] / s["latency_batch32"]["median_ms"],
         "size": s["size_on_disk_bytes"] / 1e6,
@@ -261,9 +264,11 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
     teacher-relative, from their own runs)."""
 
     def vs_teacher(most_drop: float, least_speed: float):
+        """Judged on the worse of the batch-64 and row-by-row scores where both were measured."""
+
         def test(q: dict, _: dict | None) -> tuple[str, bool]:
-            text = f"{_loses(q['drop'])}, {q['speed1']:.2f}x @1, {q['speed32']:.2f}x @32"
-            return text, q["drop"] <= most_drop and q["speed1"] >= least_speed
+            text = f"{_loses(q['worst_drop'])}, {q['speed1']:.2f}x @1, {q['speed32']:.2f}x @32"
+            return text, q["worst_drop"] <= most_drop and q["speed1"] >= least_speed
 
         return test
 
@@ -275,12 +280,10 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
 
         return test
 
-    def exits_vs_full_depth(most_loss: float, least_speed: float):
+    def exits_vs_full_depth(recipe: str, most_loss: float, least_speed: float):
         """Loss against the starting student; speed against the same weights run to full depth (the
-        threshold-0 variant, timed in the same process), which is what exits alone buy."""
-        record = by_name.get("bert_l3_early_exit", {})
-        full = next((m for v, m in record.get("variants", {}).items() if v.endswith("@threshold=0.0")), None)
-        f = _ratios(record, full) if full else {}
+        threshold-0 variant of `recipe`, timed in the same process), which is what exits alone buy."""
+        f = variant_of(recipe, "@threshold=0.0")
 
         def test(q: dict, b: dict) -> tuple[str, bool]:
             loss, speed, speed32 = (
@@ -368,7 +371,10 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
             "@layers=2",
         ),
         ("bert_l3", None, "loses <= 1.5 pts, >= 1.8x @1", vs_teacher(1.5, 1.8)),
-        ("bilstm", None, "loses <= 2.5 pts, >= 10x @1", vs_teacher(2.5, 10.0)),
+        *(
+            (name, None, "loses <= 2.5 pts, >= 10x @1", vs_teacher(2.5, 10.0))
+            for name in ("bilstm", "bilstm_no_transfer")
+        ),
         ("cnn", None, "loses <= 3 pts, >= 15x @1", vs_teacher(3.0, 15.0)),
         ("nas_cnn", "cnn", "more accurate than cnn at equal or lower latency", pareto_over_cnn),
         ("bert_l3_sparse", STARTING_STUDENT, "50% sparse, loss <= 0.5", vs_student(0.5, 0.0)),
@@ -386,13 +392,38 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
             vs_student(0.5, 1.5, 3.5),
             "int8",
         ),
-        ("bert_l3_early_exit", STARTING_STUDENT, "loss <= 1, >= 1.5x", exits_vs_full_depth(1.0, 1.5)),
+        *(
+            (recipe, "bert_l3", "loss <= 1, >= 1.5x", exits_vs_full_depth(recipe, 1.0, 1.5))
+            for recipe in ("bert_l3_early_exit", "bert_l3_early_exit_mean")
+        ),
         ("bert_l3_compound", None, "int8: loses <= 1.5 pts, <= 10% of size, >= 3x @1", compound, "int8"),
     ]
     lines = ["| model | target | measured | verdict |", "|---|---|---|---|"]
     for recipe, baseline, goal, test, *only in checks:
         lines += _check(by_name, recipe, baseline, goal, test, *only)
-    return lines
+    return lines + small_and_fast(by_name)
+
+
+def small_and_fast(by_name: dict[str, dict], least_speed: float = 5.0, most_drop: float = 1.5) -> list[str]:
+    """Issue 18's small student, judged on every model of every recipe: >= 5x the teacher @1, within 1.5 pts on
+    the worse of its batch-64 and row-by-row scores (dynamic int8 depends on its batch mates). A model scored at
+    batch 64 only cannot be called met: it is listed as unproven."""
+    goal = f">= {least_speed:g}x @1, loses <= {most_drop:g} pts (worse of @64 and @1)"
+    candidates = []
+    for r in by_name.values():
+        for name, measured in _models(r):
+            q = _ratios(r, measured)
+            if q["speed1"] >= least_speed:
+                candidates.append((q["worst_drop"], name, q["speed1"], q["row_by_row"] is not None))
+    candidates.sort()
+    rows = []
+    for worst, name, speed, both in candidates:
+        if worst > most_drop and rows:
+            break  # past the line: the closest miss is shown only when nothing is within it
+        measured = f"{_loses(worst)}, {speed:.2f}x @1" + ("" if both else "; scored at batch 64 only")
+        verdict = "met" if worst <= most_drop and both else ("unproven" if worst <= most_drop else "**missed**")
+        rows.append(f"| {name} | {goal} | {measured} | {verdict} |")
+    return rows or [f"| (any model) | {goal} | none at {least_speed:g}x @1 | **missed** |"]
 
 
 def torchdistill_lines(record: dict) -> list[str]:

@@ -40,18 +40,26 @@ from distill.plugins._transformer import between_layers, hf_model
 SETTINGS = "distill_early_exit.json"
 RAMPS = "exit_ramps.safetensors"
 Criterion = Literal["entropy", "patience"]
+Pooling = Literal["cls", "mean"]
 
 
 class Ramp(nn.Module):
-    """DeeBERT's off-ramp: a pooler (dense + tanh on [CLS]) and a classifier."""
+    """DeeBERT's off-ramp: a pooler (dense + tanh) and a classifier, over [CLS] or over the mean of the real
+    tokens. After a shallow layer [CLS] has gathered little of the sentence yet; the mean reads all of it."""
 
-    def __init__(self, hidden: int, num_labels: int) -> None:
+    def __init__(self, hidden: int, num_labels: int, pooling: Pooling = "cls") -> None:
         super().__init__()
+        self.pooling = pooling
         self.pooler = nn.Linear(hidden, hidden)
         self.classifier = nn.Linear(hidden, num_labels)
 
-    def forward(self, hidden_states: Tensor) -> Tensor:
-        return self.classifier(torch.tanh(self.pooler(hidden_states[:, 0])))
+    def forward(self, hidden_states: Tensor, mask: Tensor) -> Tensor:
+        if self.pooling == "mean":  # padding excluded, so a row's answer does not depend on its batch mates
+            weights = mask.unsqueeze(-1).to(hidden_states.dtype)
+            pooled = (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        else:
+            pooled = hidden_states[:, 0]
+        return self.classifier(torch.tanh(self.pooler(pooled)))
 
 
 class RampLoss(LossTerm):
@@ -67,7 +75,7 @@ class RampLoss(LossTerm):
         self.teacher_needs = frozenset({"logits"}) if target == "teacher" else frozenset()
 
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
-        logits = _ramp_logits(*self.ramps, student)
+        logits = _ramp_logits(*self.ramps, student, batch["attention_mask"])
         if self.target == "labels":
             return sum(F.cross_entropy(ramp, batch["labels"], ignore_index=-100) for ramp in logits) / len(logits)
         reference = (teacher.logits if self.target == "teacher" else student.logits).detach()
@@ -77,9 +85,9 @@ class RampLoss(LossTerm):
         return sum(kl) * t * t / len(kl)
 
 
-def _ramp_logits(ramps: nn.ModuleList, student: Features) -> list[Tensor]:
+def _ramp_logits(ramps: nn.ModuleList, student: Features, mask: Tensor) -> list[Tensor]:
     """Each ramp's logits on the layer it follows (every encoder layer but the last)."""
-    return [ramp(hidden) for ramp, hidden in zip(ramps, student.hidden_states[1:-1], strict=True)]
+    return [ramp(hidden, mask) for ramp, hidden in zip(ramps, student.hidden_states[1:-1], strict=True)]
 
 
 def _entropy(logits: Tensor) -> Tensor:
@@ -161,7 +169,7 @@ class EarlyExitModel(nn.Module):
                 result[rows] = adapter.classify(model, hidden, mask)
                 self.exits[depth] += len(rows)
                 break
-            logits = self.ramps[depth](hidden)
+            logits = self.ramps[depth](hidden, mask)
             done, streak, previous = rule.leaving(logits, streak, previous)
             result[rows[done]] = logits[done]
             self.exits[depth] += int(done.sum())
@@ -182,6 +190,7 @@ class EarlyExit(Compression):
         patience: ramps in a row that must agree before a row exits (patience criterion).
         target: what ramps learn from: "teacher" logits, the student's "final" classifier, or the gold "labels".
         temperature: softening temperature of the ramp distillation.
+        pooling: what a ramp reads: the "cls" vector (DeeBERT) or the "mean" of the real tokens.
         weight: weight of the ramp loss in the objective.
         ramp_learning_rate: the ramps' own learning rate; they start untrained, so the fine-tuning rate of a
             trained student leaves them near their initialisation. None: the run's learning rate.
@@ -195,6 +204,7 @@ class EarlyExit(Compression):
     patience: int = 2
     target: Literal["teacher", "final", "labels"] = "teacher"
     temperature: float = 2.0
+    pooling: Pooling = "cls"
     weight: float = 1.0
     ramp_learning_rate: float | None = 1.0e-3
     settle: float = 0.5
@@ -219,7 +229,8 @@ class EarlyExit(Compression):
         model, architecture = hf_model(student, self.name)
         if not hasattr(student, "exit_ramps"):
             hidden, labels = model.config.hidden_size, model.config.num_labels
-            student.exit_ramps = nn.ModuleList(Ramp(hidden, labels) for _ in architecture.layers(model)[:-1])
+            ramps = (Ramp(hidden, labels, self.pooling) for _ in architecture.layers(model)[:-1])
+            student.exit_ramps = nn.ModuleList(ramps)
 
     @override
     def loss_terms(self, student: Student) -> list[LossTerm]:
@@ -237,7 +248,8 @@ class EarlyExit(Compression):
             return served(**{k: v for k, v in batch.items() if k in names})
         features = student(batch, frozenset({"logits", "hidden_states"}))
         rule = ExitRule(self.criterion, self.threshold, self.patience)
-        return rule.answers(_ramp_logits(student.exit_ramps, features), features.logits)
+        ramp_logits = _ramp_logits(student.exit_ramps, features, batch["attention_mask"])
+        return rule.answers(ramp_logits, features.logits)
 
     @override
     def export_extras(self, student: Student, directory: Path) -> None:
@@ -247,6 +259,7 @@ class EarlyExit(Compression):
             "threshold": self.threshold,
             "patience": self.patience,
             "ramps": len(student.exit_ramps),
+            "pooling": self.pooling,
         }
         (directory / SETTINGS).write_text(json.dumps(settings, indent=2))
 
@@ -258,7 +271,7 @@ class EarlyExit(Compression):
             return []
         variants = []
         if model.criterion == "entropy":  # threshold 0: the same weights run to full depth, for the speedup
-            settings = [("threshold", t) for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)]
+            settings = [("threshold", t) for t in (0.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.6)]
         else:
             settings = [("patience", p) for p in (1, 2, 3, len(model.ramps) + 1)]
         for attribute, value in settings:
@@ -300,7 +313,9 @@ def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase
         return None
     settings = json.loads((folder / SETTINGS).read_text())
     model = load_transformer(folder)
-    ramps = nn.ModuleList(Ramp(model.config.hidden_size, model.config.num_labels) for _ in range(settings["ramps"]))
+    pooling = settings.get("pooling", "cls")  # exports from before ramps could pool read [CLS]
+    hidden, labels = model.config.hidden_size, model.config.num_labels
+    ramps = nn.ModuleList(Ramp(hidden, labels, pooling) for _ in range(settings["ramps"]))
     ramps.load_state_dict(load_file(str(folder / RAMPS)))
     exiting = EarlyExitModel(model, ramps, settings["criterion"], settings["threshold"], settings["patience"])
     return exiting, AutoTokenizer.from_pretrained(folder)

@@ -58,7 +58,7 @@ def first_ramp_entropies(model: EarlyExitModel, tokenizer) -> torch.Tensor:
     batch = dict(tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"))
     with torch.no_grad():
         first_layer = model.model(**batch, output_hidden_states=True).hidden_states[1]
-        p = torch.softmax(model.ramps[0](first_layer), -1)
+        p = torch.softmax(model.ramps[0](first_layer, batch["attention_mask"]), -1)
     return -(p * p.log()).sum(-1)
 
 
@@ -68,9 +68,19 @@ def median_first_ramp_entropy(model: EarlyExitModel, tokenizer) -> float:
     return float(ordered[middle - 1] + ordered[middle]) / 2  # between two rows, so no row sits on the boundary
 
 
+def mean_pooled(model: EarlyExitModel) -> EarlyExitModel:
+    """The same model with its ramps reading the mean of the real tokens instead of [CLS]."""
+    ramps = copy.deepcopy(model.ramps)
+    for ramp in ramps:
+        ramp.pooling = "mean"
+    return EarlyExitModel(model.model, ramps, model.criterion, model.threshold, model.patience).eval()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("criterion", ["entropy", "patience"])
-def test_a_batch_gives_the_same_predictions_as_its_rows_one_by_one(six_layers, criterion):
+def test_a_batch_gives_the_same_predictions_as_its_rows_one_by_one(six_layers, criterion, pooling):
     base, tokenizer = six_layers
+    base = mean_pooled(base) if pooling == "mean" else base
     if criterion == "entropy":
         model = with_setting(base, criterion=criterion, threshold=median_first_ramp_entropy(base, tokenizer))
     else:
@@ -103,7 +113,7 @@ def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
     examples = task.read(DataFiles(validation=str(SST2 / "dev.tsv")), "validation")
     rows = run_bench(str(tiny_teacher), [str(folder)], task, examples, tmp_path, ["ee"], latency_rows=16)
     names = [r["model"] for r in rows]
-    assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 7
+    assert names[:2] == ["teacher", "ee"] and sum("ee@threshold=" in n for n in names) == 8
 
 
 def test_ramps_train_at_their_own_learning_rate(tiny_teacher, tmp_path):
@@ -149,6 +159,24 @@ def test_validation_scores_what_the_export_serves(exported, criterion, threshold
             fewest = most = {0.0: 0, 10.0: len(DEV_TEXTS)}[threshold]
         assert fewest <= exiting.exits[0] <= most
         assert threshold in (0.0, 10.0) or 0 < exiting.exits[0] < len(DEV_TEXTS)
+
+
+def test_mean_pooled_ramps_reload_and_serve_what_validation_scored(tiny_teacher, tmp_path):
+    """Ramps over the mean of the real tokens train, export with their pooling, and the reloaded model answers
+    as validation scored: the padding of a batch never reaches a ramp."""
+    method = EarlyExit(pooling="mean", threshold=0.6, settle=0.0)
+    student = BertStudent(num_layers=3, init_from_teacher=[0, 1, 1])
+    module, _ = compress(tiny_teacher, tmp_path, [method], student=student, steps=8)
+    served, tokenizer = load_model(export(module, tmp_path / "export"))
+    assert [ramp.pooling for ramp in served.ramps] == ["mean", "mean"]
+    threshold = median_first_ramp_entropy(served, tokenizer)
+    method.threshold = threshold
+    batch = dict(tokenizer(DEV_TEXTS, padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        scored = served_logits(module.compression, module.student, batch)
+    exiting = with_setting(served, threshold=threshold)
+    torch.testing.assert_close(scored, logits(exiting, tokenizer, DEV_TEXTS), atol=1e-4, rtol=1e-4)
+    assert 0 < exiting.exits[0] < len(DEV_TEXTS)  # the median threshold lets some rows, not all, leave first
 
 
 class SelectionProbe(Callback):
