@@ -765,19 +765,20 @@ def serving_table(records: list[dict]) -> list[str]:
             continue
         base, within = _ratios(r), []
         for name, m in models:
-            if not name.startswith(SERVED) or "metrics_batch1" not in m:
+            q = _ratios(r, m)
+            if not name.startswith(SERVED) or q["row_by_row"] is None:
                 continue
-            q, metric = _ratios(r, m), _metric(r)
-            row_by_row = m["metrics_batch1"][metric]
-            worst = 100 * r["teacher"]["dev"][metric] - 100 * min(q["value"], row_by_row)
-            within += [(q["speed1"], name)] if worst <= TOLERANCE else []
+            within += [(q["speed1"], name)] if q["worst_drop"] <= TOLERANCE else []
             lines.append(
-                f"| {_name(r)} / {name} | {100 * q['value']:.2f} | {100 * row_by_row:.2f} | {signed_change(worst)} "
-                f"| {q['size']:.1f} | {q['speed1']:.2f}x | {q['speed32']:.2f}x | {q['speed1'] / base['speed1']:.2f}x "
-                f"| {q['speed32'] / base['speed32']:.2f}x |"
+                f"| {_name(r)} / {name} | {100 * q['value']:.2f} | {100 * q['row_by_row']:.2f} "
+                f"| {signed_change(q['worst_drop'])} | {q['size']:.1f} | {q['speed1']:.2f}x | {q['speed32']:.2f}x "
+                f"| {q['speed1'] / base['speed1']:.2f}x | {q['speed32'] / base['speed32']:.2f}x |"
             )
-        speed, name = max(within)
-        choices.append(f"{_name(r)}: **{name}** ({speed:.2f}x @1)")
+        if within:
+            speed, name = max(within)
+            choices.append(f"{_name(r)}: **{name}** ({speed:.2f}x @1)")
+        else:
+            choices.append(f"{_name(r)}: none")
     if not choices:
         return []
     return [
