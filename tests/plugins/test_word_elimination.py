@@ -56,7 +56,8 @@ def test_elimination_compounds_with_early_exit(tiny_teacher, tmp_path):
             ramp.classifier.bias.copy_(torch.tensor([10.0, 0.0]))
         served = served_logits(module.compression, module.student, batch)
         features = module.student(batch, frozenset({"logits", "hidden_states"}))
-        ramps = [ramp(h) for ramp, h in zip(module.student.exit_ramps, features.hidden_states[1:-1], strict=True)]
+        mask, states = batch["attention_mask"], features.hidden_states[1:-1]
+        ramps = [ramp(h, mask) for ramp, h in zip(module.student.exit_ramps, states, strict=True)]
         without = ExitRule("patience", 0.0, 1).answers(ramps, features.logits)  # the same exits, every word
     folder = export(module, tmp_path / "export")
     model, tokenizer = load_model(folder)
