@@ -138,8 +138,8 @@ def pairs_table(by_name: dict[str, dict], twin_suffix: str, columns: tuple[str, 
     """Each recipe with a twin run named `<recipe><twin_suffix>`: accuracy of both, the gain, and the training
     time ratio. `twin_is_base`: the twin is the baseline (an ablation) rather than the addition."""
     lines = [
-        f"| student | {columns[0]} acc | {columns[1]} acc | gain (pts) | training time ratio |",
-        "|---|---|---|---|---|",
+        f"| student | {columns[0]} acc | {columns[1]} acc | gain (pts) | training time ratio | schedules |",
+        "|---|---|---|---|---|---|",
     ]
     found = False
     for name, r in by_name.items():
@@ -150,10 +150,22 @@ def pairs_table(by_name: dict[str, dict], twin_suffix: str, columns: tuple[str, 
         base, extra = (twin, r) if twin_is_base else (r, twin)
         before, after = _ratios(base)["value"], _ratios(extra)["value"]
         cost = extra["training"]["seconds"] / base["training"]["seconds"]
+        schedules = " against ".join(_schedule(run) for run in (base, extra))
         lines.append(
-            f"| {name} | {100 * before:.2f} | {100 * after:.2f} | {100 * (after - before):+.2f} | {cost:.2f}x |"
+            f"| {name} | {100 * before:.2f} | {100 * after:.2f} | {100 * (after - before):+.2f} | {cost:.2f}x "
+            f"| {schedules} |"
         )
     return lines if found else []
+
+
+def _schedule(record: dict) -> str:
+    """How long a run trained and how its batches were drawn, so a pair read side by side says whether it is like
+    for like."""
+    length = record.get("epochs_or_steps", {})
+    steps = length.get("max_steps")
+    epochs = length.get("max_epochs")
+    span = f"{steps} steps" if steps and steps > 0 else f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    return f"{span}, {record.get('batching', 'random').replace('_', '-')}"
 
 
 def speed_table(record: dict) -> list[str]:
@@ -626,7 +638,7 @@ def main() -> None:
         ]
     if pairs := pairs_table(by_name, "_intermediate", ("logits-only", "intermediate"), twin_is_base=False):
         lines += [
-            "## Intermediate-layer distillation against logits only (same epochs, same seed)",
+            "## Intermediate-layer distillation against logits only (same seed)",
             "",
             *pairs,
             "",
@@ -635,7 +647,7 @@ def main() -> None:
         ]
     if pairs := pairs_table(by_name, "_no_transfer", ("SST-2 only", "with transfer set"), twin_is_base=True):
         lines += [
-            "## What the augmented transfer set adds (same epochs, same seed)",
+            "## What the augmented transfer set adds (same seed)",
             "",
             *pairs,
             "",
