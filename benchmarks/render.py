@@ -62,7 +62,8 @@ def _ratios(r: dict, s: dict | None = None) -> dict:
         "metric": metric,
         "value": s["dev"][metric],
         "drop": 100 * (t["dev"][metric] - s["dev"][metric]),
-        "worst_drop": 100 * (t["dev"][metric] - min(s["dev"][metric], row_by_row or s["dev"][metric])),
+        "worst_drop": 100
+        * (t["dev"][metric] - min(s["dev"][metric], s["dev"][metric] if row_by_row is None else row_by_row)),
         "row_by_row": row_by_row,
         "speed1": t["latency_batch1"]["median_ms"] / s["latency_batch1"]["median_ms"],
         "speed32": t["latency_batch32"]["median_ms"] / s["latency_batch32"]["median_ms"],

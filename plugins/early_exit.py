@@ -215,6 +215,8 @@ class EarlyExit(Compression):
     def __post_init__(self) -> None:
         if not 0.0 <= self.settle < 1.0:
             raise DistillError(f"EarlyExit needs 0 <= settle < 1, got {self.settle}")
+        if self.pooling not in ("cls", "mean"):
+            raise DistillError(f"EarlyExit pooling must be 'cls' or 'mean', got {self.pooling!r}")
         self.settled_at = self.settle
 
     @override

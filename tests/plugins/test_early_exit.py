@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch import Callback
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from distill import DistillError
 from distill.compression import served_logits
 from distill.delivery.bench import run_bench
 from distill.delivery.loading import load_model
@@ -177,6 +178,11 @@ def test_mean_pooled_ramps_reload_and_serve_what_validation_scored(tiny_teacher,
     exiting = with_setting(served, threshold=threshold)
     torch.testing.assert_close(scored, logits(exiting, tokenizer, DEV_TEXTS), atol=1e-4, rtol=1e-4)
     assert 0 < exiting.exits[0] < len(DEV_TEXTS)  # the median threshold lets some rows, not all, leave first
+
+
+def test_an_unknown_pooling_is_refused_by_name():
+    with pytest.raises(DistillError, match="pooling must be 'cls' or 'mean', got 'max'"):
+        EarlyExit(pooling="max")
 
 
 class SelectionProbe(Callback):
