@@ -316,8 +316,8 @@ def targets_table(by_name: dict[str, dict]) -> list[str]:
 
     def compound(q: dict, _: dict) -> tuple[str, bool]:
         share = q["size"] / q["teacher_size"]
-        text = f"{_loses(q['drop'])}, {100 * share:.1f}% of the teacher's size, {q['speed1']:.2f}x @1"
-        return text, q["drop"] <= 1.5 and share <= 0.10 and q["speed1"] >= 3.0
+        text = f"{_loses(q['worst_drop'])}, {100 * share:.1f}% of the teacher's size, {q['speed1']:.2f}x @1"
+        return text, q["worst_drop"] <= 1.5 and share <= 0.10 and q["speed1"] >= 3.0
 
     def variant_of(recipe: str, suffix: str) -> dict:
         record = by_name.get(recipe, {})
