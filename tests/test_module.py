@@ -6,10 +6,10 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 from distill.errors import DistillError
 from distill.loss import LossTerm
-from distill.plugins.losses import HardLabelCE, LogitsKD
+from distill.plugins.losses import HardLabelCE, HiddenStatesKD, LogitsKD
 from distill.students.encoder import BertStudent
 from distill.training.data import TaskDataModule
-from distill.training.module import DistillationModule
+from distill.training.module import SELECTION, DistillationModule
 from tests.conftest import SST2
 
 
@@ -174,3 +174,38 @@ def test_a_loss_term_gives_its_own_parts_their_learning_rate(tiny_teacher, tmp_p
     projection = module.losses[1].projection
     assert {rates[id(p)] for p in projection.parameters()} == {0.5}
     assert rates[id(next(module.student.parameters()))] == 1e-3
+
+
+class DevObjectiveProbe(Callback):
+    """Records the selection score and the dev objective at each validation."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float]] = []
+
+    def on_validation_end(self, trainer, module) -> None:
+        metrics = trainer.callback_metrics
+        self.seen.append((float(metrics[SELECTION]), float(metrics["val/objective"])))
+
+
+def test_a_stage_that_trains_no_predictions_is_selected_on_its_dev_objective(tiny_teacher, tmp_path):
+    """Task-agnostic distillation matches inner features only, so the untrained head's accuracy cannot pick the
+    checkpoint: the selection score is the negated objective over dev, and it falls as the stage trains."""
+    seed_everything(0)
+    module = make_module(tiny_teacher, student=BertStudent(num_layers=1), losses=[HiddenStatesKD(layers="uniform")])
+    assert not module.trains_predictions and make_module(tiny_teacher).trains_predictions
+    probe = DevObjectiveProbe()
+    trainer = Trainer(
+        max_steps=16,
+        val_check_interval=4,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=make_data(module, tmp_path, rows=128))
+    assert len(probe.seen) == 4
+    assert all(selection == -objective for selection, objective in probe.seen)
+    assert probe.seen[-1][1] < probe.seen[0][1]

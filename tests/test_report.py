@@ -79,6 +79,8 @@ def test_report_markdown_states_the_measured_costs(rows):
     assert "**89.00** accuracy" in text and "**2.00x** faster at batch 1" in text and "1.29x smaller" in text
     assert "(a loss of 1.00 points against the teacher)" in text
     assert "64.0 samples/s" in text and "a: 1" in text
+    assert "untrained" not in text
+    assert "task head is untrained" in report_markdown({**report, "trains_predictions": False})
 
 
 def test_the_card_names_the_fastest_variant_within_the_tolerance_on_its_worse_batch_score():

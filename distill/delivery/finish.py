@@ -149,6 +149,7 @@ def report_card(
         "latency_mix": latency_mix(task, teacher.tokenizer, examples, settings.latency_rows, max_length),
         "tolerance_points": settings.tolerance_points,
         "training": training,
+        "trains_predictions": module.trains_predictions,
         "sections": sections,
         "plugins": plugin_versions(),
         "config": config,

@@ -245,6 +245,13 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+UNTRAINED_HEAD = (
+    "**No loss of this run trained the student's predictions** (a task-agnostic stage): its task head is "
+    "untrained, so the dev score above says nothing about the task yet. Continue with task distillation from this "
+    "export (`class_path: PretrainedStudent`, `init_args: {model: <this run>/student}`)."
+)
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The human-readable report card."""
     rows = report["rows"]
@@ -258,6 +265,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"The student keeps **{100 * student['value']:.2f}** {student['metric']} on dev "
         f"({change_in_words(student['drop_points'])}), is **{speed1:.2f}x** faster at batch 1 "
         f"and **{speed32:.2f}x** at batch 32, and is {smaller}x smaller on disk.",
+        *(["", UNTRAINED_HEAD] if report.get("trains_predictions") is False else []),
         "",
         table_markdown(rows),
         *(["", metrics] if (metrics := metrics_markdown(rows)) else []),

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from transformers import PreTrainedTokenizerBase, SchedulerType, get_scheduler
 from typing_extensions import override
 
@@ -87,6 +88,7 @@ class DistillationModule(LightningModule):
         self.cache_settings = teacher_cache
         self.cache: CacheStore | None = None
         self.val_metrics = self.task.build_metrics(prefix="val/")
+        self.val_objective = MeanMetric()  # the objective on dev, for a stage that trains no predictions
         self.test_metrics = self.task.build_metrics(prefix="test/")
 
     def _own_tokenizer(self) -> PreTrainedTokenizerBase | None:
@@ -244,19 +246,35 @@ class DistillationModule(LightningModule):
         self.log_dict(values, prog_bar=True, sync_dist=True)  # already equal on every rank; no-op reduction
         return values
 
+    @property
+    def trains_predictions(self) -> bool:
+        """Whether some loss reads the student's predictions. A stage that only matches the teacher's inner
+        features (task-agnostic distillation, TinyBERT's first stage) leaves the task head untrained, so its dev
+        metric says nothing and its checkpoints are chosen on the objective over dev instead."""
+        return any("logits" in term.needs for term in self.losses)
+
     @override
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
+        if not self.trains_predictions:
+            student, teacher = self.features(batch)
+            self.val_objective.update(self.objective(student, teacher, batch)[0], weight=len(student.logits))
 
     @override
     def on_validation_epoch_end(self) -> None:
-        """Log the dev metrics, and the selection score: the main metric once every compression method has
-        settled (-1 before), so the best checkpoint always has the final structure."""
+        """Log the dev metrics, and the selection score once every compression method has settled (-inf before,
+        so the best checkpoint always has the final structure): the main metric, or the negated objective over
+        dev where no loss trains the predictions."""
         values = self._log_metrics(self.val_metrics)
+        score = values[f"val/{self.task.main_metric}"]
+        if not self.trains_predictions:
+            objective = self.val_objective.compute()
+            self.val_objective.reset()
+            self.log("val/objective", objective, sync_dist=True)
+            score = -objective
         fitting = self.trainer.state.fn == "fit" and not self.trainer.sanity_checking
         settled = not fitting or self.progress() >= self.settled_at
-        score = values[f"val/{self.task.main_metric}"] if settled else torch.tensor(-1.0)
-        self.log(SELECTION, score, sync_dist=True)
+        self.log(SELECTION, score if settled else torch.tensor(float("-inf")), sync_dist=True)
 
     @property
     def settled_at(self) -> float:
