@@ -777,6 +777,11 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def _by_model(runs: list[dict]) -> list[dict[str, dict]]:
+    """Per run, each model's teacher-relative ratios keyed by its name after the run's ("", " / student-int8")."""
+    return [{name[len(_name(r)) :]: _ratios(r, m) for name, m in _models(r)} for r in runs]
+
+
 def seeds_table(groups: dict[str, list[dict]]) -> list[str]:
     """Mean and standard deviation over seeds of every model the runs share (the student and its variants), with
     the targets judged on the mean (issue 18: on 872 dev rows the standard error at 89% is about 1.1 points, so
@@ -786,9 +791,8 @@ def seeds_table(groups: dict[str, list[dict]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for base, runs in groups.items():
-        per_run = [{name[len(_name(r)) :]: _ratios(r, m) for name, m in _models(r)} for r in runs]
-        shared = [model for model in per_run[0] if all(model in p for p in per_run)]
-        for model in shared:
+        per_run = _by_model(runs)
+        for model in [model for model in per_run[0] if all(model in p for p in per_run)]:
             q = [p[model] for p in per_run]
             lines.append(
                 f"| {base}{model} | {len(runs)} | {_spread([100 * x['value'] for x in q])} | "
@@ -801,7 +805,7 @@ def seeds_table(groups: dict[str, list[dict]]) -> list[str]:
 
 def _over_seeds(runs: list[dict]) -> dict[str, dict]:
     """Each model every run has (the student, a variant), its teacher-relative ratios averaged over the runs."""
-    per_run = [{name[len(_name(r)) :]: _ratios(r, m) for name, m in _models(r)} for r in runs]
+    per_run = _by_model(runs)
     shared = set.intersection(*(set(p) for p in per_run))
     keys = ("worst_drop", "speed1", "size", "teacher_size")
     return {model: {k: statistics.mean(p[model][k] for p in per_run) for k in keys} for model in shared}
