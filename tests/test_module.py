@@ -37,6 +37,12 @@ def make_data(module: DistillationModule, tmp_path, rows: int = 256) -> TaskData
     )
 
 
+def quiet_trainer(tmp_path, **settings) -> Trainer:
+    """A Trainer that writes nothing but what a test asks for: no logger, checkpoints, bars or summary."""
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return Trainer(default_root_dir=tmp_path, **{**quiet, **settings})
+
+
 class TeacherWatch(Callback):
     """Records, at every training step, whether any teacher module is training or has a gradient."""
 
@@ -63,16 +69,7 @@ def test_training_lowers_the_objective_and_leaves_the_teacher_frozen(tiny_teache
 
     before = objective()
     watch = TeacherWatch()
-    trainer = Trainer(
-        max_epochs=10,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[watch],
-        default_root_dir=tmp_path,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=10, callbacks=[watch], limit_val_batches=0)
     trainer.fit(module, datamodule=data)
     assert objective() < 0.95 * before
     assert not any(watch.teacher_training) and not any(watch.teacher_grads)
@@ -83,15 +80,7 @@ def test_training_lowers_the_objective_and_leaves_the_teacher_frozen(tiny_teache
 
 def test_optimizer_holds_only_student_and_loss_parameters(tiny_teacher, tmp_path):
     module = make_module(tiny_teacher)
-    trainer = Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(module, datamodule=make_data(module, tmp_path, rows=32))
     optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert optimised == {id(p) for p in module.student.parameters()}
@@ -194,17 +183,7 @@ def test_a_stage_that_trains_no_predictions_is_selected_on_its_dev_objective(tin
     module = make_module(tiny_teacher, student=BertStudent(num_layers=1), losses=[HiddenStatesKD(layers="uniform")])
     assert not module.trains_predictions and make_module(tiny_teacher).trains_predictions
     probe = DevObjectiveProbe()
-    trainer = Trainer(
-        max_steps=16,
-        val_check_interval=4,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[probe],
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=16, val_check_interval=4, num_sanity_val_steps=0, callbacks=[probe])
     trainer.fit(module, datamodule=make_data(module, tmp_path, rows=128))
     assert len(probe.seen) == 4
     assert all(selection == -objective for selection, objective in probe.seen)
