@@ -103,20 +103,24 @@ class DataFiles:
         place = f"data.files.{split} ({self.path(split)})"
         if row is None:
             return place
-        kind = self.file_format(split)
-        if kind in ("csv", "tsv"):
-            return f"{place}, line {row + (1 if self.column_names else 2)}"
-        if kind == "jsonl":
-            return f"{place}, line {row + 1}"
-        if kind == "conll":
-            return f"{place}, sentence {row + 1}"
-        if kind == "squad":
-            return f"{place}, question {row + 1}"
-        return f"{place}, row {row + 1}"
+        return f"{place}, {row_place(self.file_format(split), row, header=not self.column_names)}"
 
     def identity(self, split: str) -> str:
         path = self.path(split)
         return fingerprint(path.read_bytes(), self.file_format(split), self.column_names)
+
+
+def row_place(kind: FileFormat, row: int, header: bool = True) -> str:
+    """Where a 0-based row is in its file, as an editor shows it: `line 7` (a header line counted), `sentence 3`."""
+    if kind in ("csv", "tsv"):
+        return f"line {row + (2 if header else 1)}"
+    if kind == "jsonl":
+        return f"line {row + 1}"
+    if kind == "conll":
+        return f"sentence {row + 1}"
+    if kind == "squad":
+        return f"question {row + 1}"
+    return f"row {row + 1}"
 
 
 def file_format(path: Path, key: str, given: FileFormat | None = None) -> FileFormat:

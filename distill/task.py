@@ -88,6 +88,17 @@ class Task(ABC):
         the row and the key for a missing column, an unparsable or unseen label, or an empty split.
         """
 
+    def read_unlabelled(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
+        """The split's texts in `read`'s columns, every label UNLABELLED: a corpus the teacher labels.
+
+        Raises:
+            DistillError: the task cannot learn from rows without labels (this default), or as `read` does.
+        """
+        raise DistillError(
+            f"task {self.name} cannot train on unlabelled text, since its examples need labels to be read: "
+            f"remove data.corpus"
+        )
+
     def load_columns(
         self, source: DataSource, split: str, columns: Mapping[str, str], limit: int | None
     ) -> datasets.Dataset:

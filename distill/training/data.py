@@ -20,6 +20,7 @@ from distill.sources import DataFiles, DataSource, HubDataset
 from distill.sources import fingerprint as _fingerprint
 from distill.task import Task
 from distill.teacher import Teacher
+from distill.training.corpus import Corpus
 from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
 from distill.training.tokenizations import STUDENT_PREFIX, PairedCollator
 from distill.training.transfer import TransferSet, build_transfer_set
@@ -65,6 +66,7 @@ class TaskDataModule(LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
         transfer: TransferSet | None = None,
+        corpus: Corpus | None = None,
         teacher: Teacher | None = None,
         seed: int = 0,
         batching: Batching = "length_grouped",
@@ -88,6 +90,8 @@ class TaskDataModule(LightningDataModule):
         num_workers: DataLoader worker processes.
         cache_dir: where tokenised splits are cached; defaults to the datasets cache.
         transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
+        corpus: unlabelled text the teacher labels, added to the training split or in its place (a task-agnostic
+            stage); the transfer set, if any, grows the result.
         teacher: set from the model when training starts; the transfer set finds neighbour words in its embeddings.
         seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree. It is
             separate from seed_everything (which seeds initialisation and dropout): a seed study varies both.
@@ -112,13 +116,14 @@ class TaskDataModule(LightningDataModule):
                 f"cannot use it: remove data.transfer"
             )
         self.transfer = transfer
+        self.corpus = corpus
         self.teacher = teacher
         self.seed = seed
         if length_pool < 1:
             raise DistillError(f"data.length_pool must be at least 1 batch, got {length_pool}")
         self.batching, self.length_pool = batching, length_pool
         # Read now: the training split fixes the label space, which the model's head is built for.
-        self.examples = {"train": self.task.read(self.source, "train", train_limit)}
+        self.examples = {"train": self._training_examples(train_limit)}
         self.splits: dict[str, datasets.Dataset] = {}
         self.fingerprints: dict[str, str] = {}  # split -> key of its exact tokenised contents
 
@@ -138,6 +143,18 @@ class TaskDataModule(LightningDataModule):
         for split in ("train", "validation", *(("test",) if stage == "test" else ())):
             if split not in self.splits:
                 self.splits[split] = self._tokenised(split)
+
+    def _training_examples(self, limit: int | None) -> datasets.Dataset:
+        """The task's training rows (they fix the label space), with the corpus's rows after them or instead."""
+        train = self.task.read(self.source, "train", limit)
+        if self.corpus is None:
+            return train
+        source = self.corpus.source(self.task.text_columns)
+        rows = self.task.read_unlabelled(source, "train", self.corpus.limit)
+        if self.corpus.only:
+            return rows.cast(train.features)
+        numbered = rows.remove_columns("idx").add_column("idx", list(range(len(train), len(train) + len(rows))))
+        return datasets.concatenate_datasets([train, numbered.cast(train.features)])
 
     def evaluation_split(self, split: str) -> str:
         """`distill test` scores the test split when the data has one, else the validation split."""
@@ -170,6 +187,8 @@ class TaskDataModule(LightningDataModule):
     ) -> tuple[datasets.Dataset, str]:
         """The split encoded by one tokenizer, cached under a key of its exact contents, and that key."""
         source = (self.source.identity(self.evaluation_split(split)), self.limits[split])
+        if split == "train" and self.corpus is not None:
+            source += (self.corpus.identity(),)
         key = _fingerprint(source, tokenizer_fingerprint(tokenizer), self.max_length, self.task.spec())
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tokenised = raw.map(

@@ -71,18 +71,30 @@ class SentenceTask(Task):
             **dict.fromkeys(self.label_columns, self._label_key()),
         }
         raw = self.load_columns(source, split, columns, limit)
-        texts = {column: raw[column] for column in self.text_columns}
-        for column, values in texts.items():
-            for row, value in enumerate(values):
-                if not isinstance(value, str):
-                    problem = f"{_MISSING} text in column {column!r}" if value is None else f"{value!r} is not text"
-                    raise DistillError(f"{source.where(split, row)}: {problem}: fix that row or drop it")
+        texts = self._texts(raw, split, source)
         labels = self._parse_labels(raw, split, source)
         if split == "train":
             self.fix_labels(labels, source)
         for row, label in enumerate(labels):
             self.check_label(label, split, source, row)
         return datasets.Dataset.from_dict({**texts, "labels": self.label_ids(labels), "idx": list(range(len(raw)))})
+
+    def read_unlabelled(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
+        raw = self.load_columns(source, split, dict.fromkeys(self.text_columns, "text_columns"), limit)
+        unlabelled = [UNLABELLED] * self.num_labels if self.output == "sigmoid" else UNLABELLED
+        return datasets.Dataset.from_dict(
+            {**self._texts(raw, split, source), "labels": [unlabelled] * len(raw), "idx": list(range(len(raw)))}
+        )
+
+    def _texts(self, raw: datasets.Dataset, split: str, source: DataSource) -> dict[str, list[str]]:
+        """The text columns, checked: every row holds a string."""
+        texts = {column: raw[column] for column in self.text_columns}
+        for column, values in texts.items():
+            for row, value in enumerate(values):
+                if not isinstance(value, str):
+                    problem = f"{_MISSING} text in column {column!r}" if value is None else f"{value!r} is not text"
+                    raise DistillError(f"{source.where(split, row)}: {problem}: fix that row or drop it")
+        return texts
 
     def _parse_labels(self, raw: datasets.Dataset, split: str, source: DataSource) -> list[Any]:
         columns = [raw[c] for c in self.label_columns]
