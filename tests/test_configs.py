@@ -11,7 +11,7 @@ from distill.registry import find_preset
 from tests.conftest import ROOT, run_cli
 
 OVERLAYS = {"quickstart.yaml"}  # stacked on a recipe, never run alone
-SHARED = {"data.yaml", "data_transfer.yaml", "data_transfer_x1.yaml"}  # data blocks that recipes name (`data: data.yaml`)
+SHARED = {"data.yaml", "data_transfer.yaml", "data_transfer_x1.yaml"}  # data blocks recipes name
 RECIPES = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml") if p.name not in OVERLAYS | SHARED)
 
 
