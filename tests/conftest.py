@@ -20,6 +20,8 @@ from transformers import (  # noqa: E402
     PretrainedConfig,
 )
 
+from distill.training.data import TaskDataModule  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 REFERENCE_TEACHER = SHARED / "teachers" / "minilm-l6-sst2"
@@ -105,6 +107,22 @@ def base_config(teacher: Path, root: Path, data_dir: Path = SST2, task: str = "s
             "cache_dir": str(root / "cache"),
         },
     }
+
+
+def small_data(teacher, cache_dir: Path, task: str = "sst2", folder: Path = SST2, **options) -> TaskDataModule:
+    """A data module over 60 real training rows and 10 dev rows of a GLUE preset, set up for fitting."""
+    data = TaskDataModule(
+        task=task,
+        data_dir=str(folder),
+        tokenizer=teacher.tokenizer,
+        teacher=teacher,
+        train_limit=60,
+        eval_limit=10,
+        cache_dir=str(cache_dir),
+        **options,
+    )
+    data.setup("fit")
+    return data
 
 
 def token_task_config(

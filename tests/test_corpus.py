@@ -13,7 +13,7 @@ from distill.plugins.tasks import MultiLabelClassification, Regression, TokenCla
 from distill.teacher import Teacher
 from distill.training.corpus import Corpus
 from distill.training.data import TaskDataModule
-from tests.conftest import CONLL, RTE, SST2, base_config, run_cli, write_config
+from tests.conftest import CONLL, RTE, SST2, base_config, run_cli, small_data, write_config
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +37,7 @@ def lines(tmp_path) -> Path:
 
 
 def data_module(teacher, tmp_path, corpus: Corpus, task="sst2", folder=SST2) -> TaskDataModule:
-    data = TaskDataModule(
-        task=task,
-        data_dir=str(folder),
-        tokenizer=teacher.tokenizer,
-        teacher=teacher,
-        train_limit=60,
-        eval_limit=10,
-        cache_dir=str(tmp_path / "cache"),
-        corpus=corpus,
-    )
-    data.setup("fit")
-    return data
+    return small_data(teacher, tmp_path / "cache", task, folder, corpus=corpus)
 
 
 def test_a_text_file_adds_unlabelled_rows_after_the_labelled_ones(teacher, tmp_path, lines):

@@ -10,7 +10,7 @@ from distill.registry import task_from_spec
 from distill.teacher import Teacher
 from distill.training.data import TaskDataModule
 from distill.training.transfer import UNLABELLED, TransferSet, nearest_neighbours
-from tests.conftest import RTE, SST2
+from tests.conftest import RTE, SST2, small_data
 
 
 @pytest.fixture(scope="module")
@@ -19,18 +19,7 @@ def teacher(tiny_teacher) -> Teacher:
 
 
 def data_module(teacher, tmp_path, task="sst2", folder=SST2, **transfer) -> TaskDataModule:
-    data = TaskDataModule(
-        task=task,
-        data_dir=str(folder),
-        tokenizer=teacher.tokenizer,
-        teacher=teacher,
-        train_limit=60,
-        eval_limit=10,
-        cache_dir=str(tmp_path),
-        transfer=TransferSet(multiplier=2, **transfer),
-    )
-    data.setup("fit")
-    return data
+    return small_data(teacher, tmp_path, task, folder, transfer=TransferSet(multiplier=2, **transfer))
 
 
 def test_transfer_set_grows_the_split_with_unlabelled_variants(teacher, tmp_path):
