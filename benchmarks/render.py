@@ -461,6 +461,7 @@ SMALL_STUDENT_LEVERS = {  # issue 18's small student (4 layers, hidden 192, 6 he
 }
 BERT_L3_LEVERS = {  # issue 18 section 1: what each run of the bert_l3 student (teacher layers 0, 2, 4) changes
     "bert_l3": "CE + logits KD, 2 epochs of SST-2 (the recipe)",
+    "bert_l3_3epochs": "the recipe for 3 epochs, teacher outputs cached",
     "bert_l3_transfer": "1 epoch of the transfer set x1 (2x the rows: as many steps as the recipe)",
     "bert_l3_transfer4": "1 epoch of the transfer set x4 (5x the rows)",
     "bert_l3_transfer_top": "as bert_l3_transfer, from teacher layers 1, 3, 5 (the top layer kept)",
