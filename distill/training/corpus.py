@@ -53,12 +53,6 @@ class Corpus:
             )
         return CorpusFile(Path(self.path).expanduser(), dict(zip(columns, task_columns, strict=True)))
 
-    def identity(self) -> str:
-        """Changes whenever the rows the corpus adds may have changed (it keys the tokenised cache)."""
-        path = Path(self.path).expanduser()
-        contents = path.read_bytes() if path.is_file() else b""
-        return fingerprint(contents, self.text_columns, self.only, self.limit)
-
 
 @dataclass
 class CorpusFile:

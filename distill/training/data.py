@@ -117,6 +117,7 @@ class TaskDataModule(LightningDataModule):
             )
         self.transfer = transfer
         self.corpus = corpus
+        self.corpus_source = corpus.source(self.task.text_columns) if corpus is not None else None
         self.teacher = teacher
         self.seed = seed
         if length_pool < 1:
@@ -149,8 +150,7 @@ class TaskDataModule(LightningDataModule):
         train = self.task.read(self.source, "train", limit)
         if self.corpus is None:
             return train
-        source = self.corpus.source(self.task.text_columns)
-        rows = self.task.read_unlabelled(source, "train", self.corpus.limit)
+        rows = self.task.read_unlabelled(self.corpus_source, "train", self.corpus.limit)
         if self.corpus.only:
             return rows.cast(train.features)
         numbered = rows.remove_columns("idx").add_column("idx", list(range(len(train), len(train) + len(rows))))
@@ -188,7 +188,7 @@ class TaskDataModule(LightningDataModule):
         """The split encoded by one tokenizer, cached under a key of its exact contents, and that key."""
         source = (self.source.identity(self.evaluation_split(split)), self.limits[split])
         if split == "train" and self.corpus is not None:
-            source += (self.corpus.identity(),)
+            source += (self.corpus_source.identity("train"), self.corpus.only, self.corpus.limit)
         key = _fingerprint(source, tokenizer_fingerprint(tokenizer), self.max_length, self.task.spec())
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tokenised = raw.map(
