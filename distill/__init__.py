@@ -6,9 +6,9 @@ Everything a plugin needs is importable from here; the built-ins under students/
 from __future__ import annotations
 
 from distill.architecture import Architecture, Attention, Record, architecture_of, find_family, slice_linear
+from distill.atomic import atomic_directory
 from distill.compression import Compression, Stage
-from distill.delivery.export import atomic_directory
-from distill.delivery.loading import load_model, load_transformer
+from distill.delivery.loading import load_model, load_transformer, variant_base
 from distill.delivery.measure import sparsity
 from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
@@ -64,4 +64,5 @@ __all__ = [
     "resolve_layer_map",
     "slice_linear",
     "sparsity",
+    "variant_base",
 ]

@@ -10,6 +10,7 @@ import sys
 import warnings
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import datasets
 import yaml
@@ -17,11 +18,12 @@ from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namesp
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
 from distill.compression import Compression
-from distill.delivery.bench import MAX_LENGTH, run_bench
+from distill.delivery.bench import BENCH_FILES, MAX_LENGTH, run_bench
 from distill.delivery.export import export_checkpoint, export_depth
 from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
 from distill.delivery.loading import CARD_NAME, card_max_length, model_folder, serving
@@ -29,11 +31,12 @@ from distill.delivery.model_card import push_to_hub
 from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
+from distill.hf import check_remote_code
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered, task_from_spec
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import StudentConfig
 from distill.task import Task
-from distill.training.checkpoints import check_checkpoint
+from distill.training.checkpoints import AtomicCheckpointIO, check_checkpoint
 from distill.training.data import WIRED_FROM_MODEL, TaskDataModule, resolve_data
 from distill.training.module import SELECTION, DistillationModule
 from distill.training.run_folder import (
@@ -73,6 +76,7 @@ class DistillCLI(LightningCLI):
     """LightningCLI wired for distillation: task and tokenizer links, one directory per run, export at the end."""
 
     run_dir: Path | None = None
+    _given_model: Namespace | None = None  # model.* as the user gave it, when a checkpoint's settings follow
     _created: CreatedRunFolder | None = None  # the run folder this invocation made, the only one it may remove
 
     def __init__(self, args: list[str] | None = None, search: bool = False) -> None:
@@ -95,7 +99,7 @@ class DistillCLI(LightningCLI):
                 # One clear error instead of usage text, and no silent expansion of a misspelt key's prefix.
                 parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
             )
-        except DistillError:
+        except BaseException:  # bad input, a traceback, Ctrl-C: a run with no checkpoint leaves no folder
             self._discard_unfinished_run()
             raise
         finally:
@@ -123,11 +127,18 @@ class DistillCLI(LightningCLI):
         if subcommand and self.config[subcommand].get("ckpt_path"):
             checked = check_checkpoint(self.config[subcommand].ckpt_path, "--ckpt_path")
             self.config[subcommand].ckpt_path = str(checked)
+            # Lightning then fills model.* from the checkpoint; what the user gave is compared with it before use.
+            self._given_model = self.config[subcommand].model.clone()
+        if subcommand and "weights_only" in self.config[subcommand]:
+            self.config[subcommand].weights_only = True  # a checkpoint never runs code (see training.checkpoints)
 
     @override
     def before_instantiate_classes(self) -> None:
         """fit gets its run folder; validate/test log in the run folder holding the checkpoint they evaluate."""
         config = self.config[self.subcommand]
+        check_trainer_limits(config.trainer)
+        if self._given_model is not None:
+            refuse_resume_conflicts(self._given_model, config.model)
         if self.subcommand == "fit":
             # The processes Lightning launches for DDP inherit the first process's choice through RUN_DIR_ENV.
             inherited = os.environ.get(RUN_DIR_ENV)
@@ -136,6 +147,7 @@ class DistillCLI(LightningCLI):
                 os.environ[RUN_DIR_ENV] = str(self.run_dir)
                 self._published = True
             config.trainer.default_root_dir = str(self.run_dir)
+            keep_loggers_in(config.trainer, self.run_dir)
             config.trainer.callbacks = [*(config.trainer.callbacks or []), *run_checkpoints(self.run_dir)]
         elif config.trainer.default_root_dir is None:
             run = find_run_folder(Path(config.ckpt_path)) if config.get("ckpt_path") else None
@@ -158,11 +170,14 @@ class DistillCLI(LightningCLI):
         if rank_zero_only.rank != 0:  # a separately launched rank (torchrun, SLURM) must share rank 0's name
             if not config.run_name:
                 raise DistillError("multi-node runs need --run_name, so that every node writes to the same run folder")
+            check_run_name(config.run_name)
             return Path(config.trainer.default_root_dir or DEFAULT_ROOT) / config.run_name
         self._created = CreatedRunFolder.create(_new_run_dir(config))
         return self._created.path
 
     def before_fit(self) -> None:
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a strategy's own writer is kept
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         if self.config[self.subcommand].get("ckpt_path") and self.trainer.is_global_zero:
             for folder in filter(None, (getattr(logger, "log_dir", None) for logger in self.trainer.loggers)):
                 print(f"resumed: metrics from here on are logged in {folder}", file=sys.stderr)
@@ -210,6 +225,62 @@ class DistillCLI(LightningCLI):
             self._created.discard()
 
 
+def check_trainer_limits(trainer: Namespace) -> None:
+    """Lightning reads -1 as "no limit"; anything below it is a mistake it would meet only mid-run.
+
+    Raises:
+        DistillError: naming the key and its valid range.
+    """
+    for key in ("max_steps", "max_epochs", "min_steps", "min_epochs"):
+        value = trainer.get(key)
+        if value is not None and value < -1:
+            raise DistillError(f"trainer.{key} must be -1 (no limit) or more, got {value}")
+
+
+def refuse_resume_conflicts(given: Namespace, restored: Namespace) -> None:
+    """A resumed run trains the model its checkpoint holds: a model setting given with --ckpt_path that differs
+    from the checkpoint's is refused, never silently replaced.
+
+    Raises:
+        DistillError: naming the key and both values.
+    """
+    ours, theirs = flat_settings(given), flat_settings(restored)
+    for key in sorted(ours.keys() & theirs.keys()):
+        if key != "task" and not key.startswith("task.") and ours[key] != theirs[key]:
+            raise DistillError(
+                f"--ckpt_path holds model.{key} = {theirs[key]!r}, but the config gives {ours[key]!r}: a resumed run "
+                f"keeps its checkpoint's settings, so drop model.{key} from the command (or start a new run)"
+            )
+
+
+def flat_settings(namespace: Namespace) -> dict[str, Any]:
+    """A namespace's leaves by dotted key, with class paths by their short name (YAML may use either)."""
+    flat = {}
+    for key, value in yaml.safe_load(yaml.safe_dump(namespace.as_dict(), default_flow_style=False)).items():
+        flat.update(_leaves(key, value))
+    return flat
+
+
+def _leaves(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for name, inner in value.items() for k, v in _leaves(f"{key}.{name}", inner).items()}
+    if isinstance(value, list):
+        return {k: v for i, inner in enumerate(value) for k, v in _leaves(f"{key}.{i}", inner).items()}
+    if key.endswith("class_path") and isinstance(value, str):
+        return {key: value.rsplit(".", 1)[-1]}
+    return {key: value}
+
+
+def keep_loggers_in(trainer: Namespace, run_dir: Path) -> None:
+    """Loggers write under the run folder unless the config says where (wandb's default is the working folder,
+    where the next run's config.yaml would collide)."""
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        arguments = getattr(logger, "init_args", None) if isinstance(logger, Namespace) else None
+        if arguments is not None and "save_dir" in arguments and arguments.save_dir in (None, ".", "./"):
+            arguments.save_dir = str(run_dir)
+
+
 def task_spec(task: Task) -> dict:
     """The data's task as the model receives it and checkpoints keep it: a spec with its labels fixed."""
     return task.spec()
@@ -233,7 +304,7 @@ def run_checkpoints(run_dir: Path) -> list[Namespace]:
     folder = str(run_dir / CHECKPOINTS)
     best = Namespace(dirpath=folder, filename=BEST_PATTERN, monitor=SELECTION, mode="max")
     last = Namespace(dirpath=folder, filename="last", enable_version_counter=False)
-    return [Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint", init_args=a) for a in (best, last)]
+    return [Namespace(class_path="distill.training.checkpoints.RunCheckpoint", init_args=a) for a in (best, last)]
 
 
 def _resume_note(run: Path | None) -> str:
@@ -245,6 +316,7 @@ def _resume_note(run: Path | None) -> str:
 def _new_run_dir(config) -> Path:
     root = Path(config.trainer.default_root_dir or DEFAULT_ROOT)
     if config.run_name:
+        check_run_name(config.run_name)
         run_dir = root / config.run_name
         if run_dir.exists():
             raise DistillError(f"run folder {run_dir} already exists: pick another --run_name or remove that folder")
@@ -257,6 +329,19 @@ def _new_run_dir(config) -> Path:
         suffix += 1
         run_dir = base.with_name(f"{base.name}-{suffix}")
     return run_dir
+
+
+def check_run_name(name: str) -> None:
+    """A run name names one folder under the runs root: no separators, no `..`, nothing absolute.
+
+    Raises:
+        DistillError: the name would put the run anywhere else.
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("~") or "\0" in name:
+        raise DistillError(
+            f"--run_name {name!r} is not a folder name (it has a path separator, '..' or '~'): give a plain name; "
+            f"trainer.default_root_dir chooses where runs go"
+        )
 
 
 def bench_command(argv: list[str]) -> None:
@@ -280,13 +365,22 @@ def bench_command(argv: list[str]) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=1.0, help="name the fastest model losing at most this many points"
     )
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace bench files already in --out")
+    parser.add_argument(
+        "--trust_remote_code",
+        type=bool,
+        default=False,
+        help="run Python code that a model folder ships (auto_map); only for code you have read",
+    )
     args = parser.parse_args(argv)
+    refuse_existing([Path(args.out) / name for name in BENCH_FILES], args.overwrite, "--out", "pass another --out")
     for folder in (args.teacher, *args.students):
         if not Path(folder).expanduser().exists():
             raise DistillError(
                 f"model folder {folder} does not exist: give folders written by distill or save_pretrained "
                 f"(or an export's ONNX file)"
             )
+        check_remote_code(model_folder(Path(folder).expanduser()), "model", args.trust_remote_code)
     task, examples = bench_data(args.students, args.task, args.data_dir, args.validation)
     max_length = card_max_length(Path(args.students[0]), MAX_LENGTH)
     rows = run_bench(
@@ -299,6 +393,7 @@ def bench_command(argv: list[str]) -> None:
         args.latency_rows,
         max_length,
         args.tolerance,
+        args.trust_remote_code,
     )
     print(table_markdown(rows))
     print(f"\nwritten: {Path(args.out) / 'bench.md'}, bench.json, pareto.png")
@@ -443,11 +538,35 @@ def predict_command(argv: list[str]) -> None:
     parser.add_argument("--output", type=str | None, default=None, help="default: <input>.predictions.<suffix>")
     parser.add_argument("--task", type=str | None, default=None, help="a preset (default: the model card's task)")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--overwrite", type=bool, default=False, help="replace --output if it exists")
+    parser.add_argument(
+        "--trust_remote_code",
+        type=bool,
+        default=False,
+        help="run Python code that a model folder ships (auto_map); only for code you have read",
+    )
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise DistillError(f"--batch_size must be at least 1; got {args.batch_size}")
     source = Path(args.input)
     output = Path(args.output) if args.output else source.with_suffix(f".predictions{source.suffix}")
-    count = predict(Path(args.model), source, output, args.task, args.batch_size)
+    if output.expanduser().resolve() == source.expanduser().resolve():
+        raise DistillError(
+            f"--output {output} is the input file, which distill never overwrites: pass another --output"
+        )
+    refuse_existing([output], args.overwrite, "--output", "pass another --output")
+    count = predict(Path(args.model), source, output, args.task, args.batch_size, args.trust_remote_code)
     print(f"{count} rows labelled: {output}")
+
+
+def refuse_existing(paths: list[Path], overwrite: bool, flag: str, fix: str) -> None:
+    """A command writes over files that are already there only when told to (`--overwrite true`).
+
+    Raises:
+        DistillError: one of `paths` exists and `overwrite` is off.
+    """
+    if not overwrite and (taken := [p for p in paths if p.exists() or p.is_symlink()]):
+        raise DistillError(f"{flag}: {taken[0]} already exists and is not overwritten: {fix}, or --overwrite true")
 
 
 def list_plugins() -> None:
@@ -528,6 +647,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"distill: error: {error}")
     except ArgumentError as error:
         sys.exit(f"distill: error: {_explain(error)}")
+    except OSError as error:  # a folder that cannot be written, a full disk: one line, not a traceback
+        place = f" {error.filename}" if error.filename else ""
+        sys.exit(
+            f"distill: error: cannot use{place}: {error.strerror or error}: check the path, its permissions and space"
+        )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,20 @@ class Stage(IntEnum):
     EXITS = 3  # extra classifiers on top of the result
 
 
+RENAMED_HOOKS = {  # the per-run pluggy hooks a compression method once implemented, and their methods now
+    "distill_configure_student": "configure_student",
+    "distill_loss_terms": "loss_terms",
+    "distill_learning_rates": "learning_rates",
+    "distill_served_logits": "served_logits",
+    "distill_callbacks": "callbacks",
+    "distill_finalize_student": "finalize",
+    "distill_export_extras": "export_extras",
+    "distill_export_variants": "export_variants",
+    "distill_report_sections": "report_sections",
+    "distill_bench_variants": "bench_variants",
+}
+
+
 class Compression:
     """Base of every compression method.
 
@@ -54,6 +68,19 @@ class Compression:
     requires: ClassVar[frozenset[str]] = frozenset()
     excludes: ClassVar[dict[str, str]] = {}
     settled_at: float = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, when the plugin is imported, a method written for the earlier contract: its `distill_*`
+        hook methods would otherwise be ignored without a word."""
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():
+            if name.startswith("distill_") or hasattr(value, "distill_impl"):
+                new = RENAMED_HOOKS.get(name)
+                fix = f"rename it {new} and drop @hookimpl" if new else "no such lifecycle method exists"
+                raise DistillError(
+                    f"compression method {cls.__name__} defines {name}, a hook of the earlier plugin contract that "
+                    f"is no longer called: {fix} (docs/plugins.md, 'Migrating from the hook methods')"
+                )
 
     @property
     def name(self) -> str:
@@ -90,6 +117,11 @@ class Compression:
         return None
 
     # --- export ---------------------------------------------------------------------------------------------
+
+    def shortfall(self) -> str | None:
+        """What this method set out to do in the run and did not (a pruning schedule the run ended before), said
+        in the log and on the card; None when it reached its target."""
+        return None
 
     def finalize(self, student: Student) -> None:
         """Make the method permanent before the student is saved: remove masks, gates and fake-quant, and cut
@@ -157,6 +189,11 @@ def check_combination(methods: Sequence[Compression], student: Anatomy) -> None:
             reason = "the same method is named twice"
         if reason:
             raise DistillError(f"{first.name} and {second.name} cannot run together: {reason}")
+
+
+def shortfalls(methods: Sequence[Compression]) -> list[str]:
+    """What each method did not reach, by method name."""
+    return [f"{method.name}: {note}" for method in ordered(methods) if (note := method.shortfall())]
 
 
 def finalize(methods: Sequence[Compression], student: Student) -> None:

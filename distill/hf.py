@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +20,58 @@ def looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or Path(source).exists()
 
 
-def check_source(source: str, role: str) -> Path | str:
-    """A local folder must exist and hold a config.json; anything else is treated as a hub id."""
+def check_source(source: str, role: str, trust_remote_code: bool = False) -> Path | str:
+    """A local folder must exist, hold a config.json, and ship no code unless trusted; anything else is treated
+    as a hub id (where transformers refuses code unless trusted)."""
     if not looks_like_path(source):
         return source
     path = Path(source).expanduser()
     if not (path / "config.json").is_file():
-        problem = "does not exist" if not path.exists() else "has no config.json"
+        problem = "is not a folder" if path.is_file() else "has no config.json" if path.is_dir() else "does not exist"
         raise DistillError(
             f"{role} {source!r} {problem}: give a folder saved with save_pretrained (config.json, weights and "
             f"tokenizer files) or a Hugging Face hub id"
         )
+    check_remote_code(path, role, trust_remote_code)
     return path
 
 
+def check_remote_code(folder: Path, role: str, trust_remote_code: bool) -> None:
+    """Refuse a folder that ships Python code for transformers to import (`auto_map` in its config.json or
+    tokenizer_config.json) unless the user said to trust it: loading it would run that code.
+
+    Raises:
+        DistillError: the folder ships code and trust_remote_code is off.
+    """
+    if trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            ships_code = "auto_map" in json.loads((Path(folder) / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if ships_code:
+            raise DistillError(
+                f"{role} {str(folder)!r} ships its own Python code (auto_map in {name}), which loading it would run: "
+                f"distill runs it only with trust_remote_code: true (model.trust_remote_code in YAML, "
+                f"--trust_remote_code true for predict, bench and export); set it only for code you have read"
+            )
+
+
 def load_classifier(
-    source: str, role: str, num_labels: int | None = None, head: str = "AutoModelForSequenceClassification", **config
+    source: str,
+    role: str,
+    num_labels: int | None = None,
+    head: str = "AutoModelForSequenceClassification",
+    trust_remote_code: bool = False,
+    **config,
 ) -> PreTrainedModel:
     """A model with a task head (`head` names the transformers Auto class). `num_labels` and `config` (such as
-    id2label) set up a fresh head when `source` is a bare pretrained encoder."""
-    location = check_source(source, role)
+    id2label) set up a fresh head when `source` is a bare pretrained encoder. Code a folder or hub repository
+    ships runs only with `trust_remote_code`."""
+    location = check_source(source, role, trust_remote_code)
     extra = {**config, **({} if num_labels is None else {"num_labels": num_labels})}
+    extra["trust_remote_code"] = trust_remote_code
     try:
         return getattr(transformers, head).from_pretrained(location, **extra)
     except (OSError, ValueError) as error:
@@ -49,14 +81,15 @@ def load_classifier(
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "config.json")
 
 
-def load_tokenizer(source: str, role: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(source: str, role: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """A tokenizer from a hub id, a model folder, or a folder that holds only a tokenizer."""
     if looks_like_path(source) and any((Path(source).expanduser() / name).is_file() for name in TOKENIZER_FILES):
         location: Path | str = Path(source).expanduser()
+        check_remote_code(location, role, trust_remote_code)
     else:
-        location = check_source(source, role)
+        location = check_source(source, role, trust_remote_code)
     try:
-        return AutoTokenizer.from_pretrained(location)
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         raise DistillError(f"could not load the tokenizer of {role} {source!r}: {error}") from None
 

@@ -6,9 +6,11 @@ which columns it reads and what their values mean. Errors name the YAML key and 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,10 +152,7 @@ def load_table(
             account of the row).
     """
     kind = file_format(path, key, given)
-    if not path.is_file():
-        raise DistillError(f"{key} {str(path)!r} does not exist: give the path of an existing file")
-    if path.stat().st_size == 0:
-        raise DistillError(f"{key} {str(path)!r} is empty: give a file with a header and rows")
+    check_readable(path, key, kind)
     verbosity = datasets.logging.get_verbosity()
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # the error below says it once, with the row
     try:
@@ -161,13 +160,68 @@ def load_table(
     except DistillError:
         raise
     except Exception as error:  # pandas, pyarrow and json each raise their own types for a malformed file
-        if kind in ("csv", "tsv") and len(path.read_text(encoding="utf-8").strip().splitlines()) <= 1:
+        if kind in ("csv", "tsv") and len(path.read_text(encoding="utf-8-sig").strip().splitlines()) <= 1:
             raise DistillError(f"{key} {str(path)!r} has no rows: give a file with at least one example") from None
         raise DistillError(
             f"{key} {str(path)!r} could not be read as {kind}: {_root_cause(error)}. Fix the file"
         ) from None
     finally:
         datasets.logging.set_verbosity(verbosity)
+
+
+TEXT_FORMATS = ("csv", "tsv", "json", "jsonl", "conll", "squad")
+
+
+def check_readable(path: Path, key: str, kind: FileFormat) -> None:
+    """Say plainly why a data file cannot be read, before any loader tries: missing, a folder, a broken link or
+    a link loop, no read permission, empty, no rows (an empty JSON array), or text that is not UTF-8.
+
+    Raises:
+        DistillError: naming the file, what is wrong, and the fix.
+    """
+    where = f"{key} {str(path)!r}"
+    if path.is_symlink() and not path.exists():
+        raise DistillError(f"{where} is a broken symbolic link or a link loop: point it at an existing file")
+    if path.is_dir():
+        raise DistillError(f"{where} is a folder: give the path of a file")
+    if not path.is_file():
+        raise DistillError(f"{where} does not exist: give the path of an existing file")
+    if not os.access(path, os.R_OK):
+        raise DistillError(f"{where} cannot be read (permission denied): fix its permissions or copy it")
+    size = path.stat().st_size
+    if size == 0:
+        raise DistillError(f"{where} is empty: give a file with a header and rows")
+    if (
+        kind in ("json", "jsonl")
+        and size < 64
+        and path.read_text(encoding="utf-8-sig", errors="replace").strip()
+        in (
+            "[]",
+            "{}",
+            "",
+        )
+    ):
+        raise DistillError(f"{where} has no rows: give a file with at least one example")
+    if kind in TEXT_FORMATS:
+        _check_utf8(path, where)
+
+
+def _check_utf8(path: Path, where: str) -> None:
+    """Text files are read as UTF-8: name the first byte that is not, by line and offset."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                bad = offset + error.start
+                line = lines + chunk[: error.start].count(b"\n")
+                raise DistillError(
+                    f"{where} is not UTF-8: byte 0x{chunk[error.start]:02x} at offset {bad} (line {line}). Convert "
+                    f"it from its encoding, e.g. Latin-1: iconv -f latin1 -t utf-8 FILE > FILE.utf8"
+                ) from None
+            offset, lines = offset + len(chunk), lines + chunk.count(b"\n")
 
 
 def _root_cause(error: BaseException) -> str:
@@ -179,8 +233,18 @@ def _root_cause(error: BaseException) -> str:
 
 
 def _header(path: Path, separator: str, quoting: int) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
+    """The header line's names (a UTF-8 byte-order mark before the first is dropped).
+
+    Raises:
+        DistillError: a name is given twice, so one of its columns would be silently dropped.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        names = next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        raise DistillError(
+            f"{path}: the header names column(s) {duplicated} more than once; rename them so each column has one name"
+        )
+    return names
 
 
 def read_conll(path: Path) -> datasets.Dataset:
@@ -283,6 +347,7 @@ def _load_file(path: Path, kind: FileFormat, column_names: list[str] | None) -> 
             sep=separator,
             quoting=quoting,
             column_names=column_names,
+            encoding="utf-8-sig",
             keep_default_na=False,
             na_filter=False,
             features=datasets.Features({name: datasets.Value("string") for name in names}),

@@ -130,6 +130,12 @@ class Task(ABC):
         the data module prints each note once, after tokenising."""
         return []
 
+    def teacher_note(self, logits: Tensor, labels: Tensor) -> str | None:
+        """A warning when a teacher's predictions on a few dev batches agree with the gold labels far less than
+        chance would (a label list in another order than the teacher's, say); None when they look sound or the
+        task cannot tell."""
+        return None
+
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         """Pads a list of encoded rows into a batch."""
         return DataCollatorWithPadding(tokenizer)

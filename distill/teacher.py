@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
 
 from distill.errors import DistillError
 from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
@@ -20,18 +21,21 @@ class Teacher(nn.Module):
     lists the same labels in another order.
     """
 
-    def __init__(self, source: str, task: Task | None = None) -> None:
+    def __init__(self, source: str, task: Task | None = None, trust_remote_code: bool = False) -> None:
         """Args:
         source: folder or hub id of the fine-tuned model.
         task: the task it teaches: it picks the head class and checks (and orders) the labels; None loads a
             sequence classifier as it is.
+        trust_remote_code: run the Python code the folder or hub repository ships (auto_map), if any.
         """
         super().__init__()
         self.source = source
         head = task.head if task is not None else "AutoModelForSequenceClassification"
-        self.model = load_classifier(source, role="teacher", head=head).eval().requires_grad_(False)
-        self.tokenizer = load_tokenizer(source, role="teacher")
+        trust = trust_remote_code
+        self.model = load_classifier(source, "teacher", head=head, trust_remote_code=trust).eval().requires_grad_(False)
+        self.tokenizer = load_tokenizer(source, "teacher", trust_remote_code=trust)
         config = self.model.config
+        check_vocabulary(self.model, self.tokenizer, source)
         order = task.teacher_order(config.id2label, source) if task is not None else None
         if order is not None:
             reorder_head(self.model, order)
@@ -58,6 +62,21 @@ class Teacher(nn.Module):
     @torch.no_grad()
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
         return self.tap.run(self.model, batch, needs)
+
+
+def check_vocabulary(model: nn.Module, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """A tokenizer with more word pieces than the model has embedding rows would index past the table mid-run.
+
+    Raises:
+        DistillError: the tokenizer does not fit the weights.
+    """
+    table = model.get_input_embeddings()
+    rows = getattr(table, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise DistillError(
+            f"teacher {source!r}: its tokenizer has {len(tokenizer)} word pieces but its embedding table only {rows} "
+            f"rows, so they do not belong together: save the model with the tokenizer it was trained with"
+        )
 
 
 @torch.no_grad()

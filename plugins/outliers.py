@@ -19,15 +19,26 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, atomic_directory, hookimpl, load_model
+from distill import (
+    Compression,
+    DistillError,
+    Stage,
+    Student,
+    atomic_directory,
+    hookimpl,
+    load_model,
+    variant_base,
+)
 
 SETTINGS = "distill_lowbit.json"
-WEIGHTS = "model_lowbit.pt"
+WEIGHTS = "model_lowbit.safetensors"
+PICKLED_WEIGHTS = "model_lowbit.pt"  # written before low-bit exports held no code; refused, never unpickled
 
 
 def inlier_mask(weight: Tensor, outliers: float) -> Tensor:
@@ -190,8 +201,9 @@ class OutlierQuantization(Compression):
             for outliers in (self.outliers, None) if self.plain else (self.outliers,):
                 target = directory / (f"w{bits}" if outliers is not None else f"w{bits}-plain")
                 with atomic_directory(target) as scratch:
-                    torch.save(low_bit_state(model, bits, outliers, self.embeddings), scratch / WEIGHTS)
-                    settings = {"base": "..", "bits": bits, "outliers": outliers}
+                    tensors, shapes = flat_low_bit_state(low_bit_state(model, bits, outliers, self.embeddings))
+                    save_file(tensors, scratch / WEIGHTS)
+                    settings = {"base": "..", "bits": bits, "outliers": outliers, "shapes": shapes}
                     (scratch / SETTINGS).write_text(json.dumps(settings, indent=2))
                     tokenizer.save_pretrained(scratch)
                 written.append(target)
@@ -210,6 +222,31 @@ def low_bit_state(model: nn.Module, bits: int, outliers: float | None, embedding
     return {"packed": packed, "rest": rest}
 
 
+def flat_low_bit_state(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, list[int]]]:
+    """`low_bit_state` as plain tensors, which safetensors stores without code: `packed/<weight>/<part>` and
+    `rest/<key>`, with each packed matrix's shape returned apart."""
+    tensors = {f"rest/{key}": value.clone() for key, value in state["rest"].items()}
+    shapes = {}
+    for name, packed in state["packed"].items():
+        shapes[name] = packed["shape"]
+        tensors.update({f"packed/{name}/{part}": v.clone() for part, v in packed.items() if part != "shape"})
+    return tensors, shapes
+
+
+def nested_low_bit_state(tensors: dict[str, Tensor], shapes: dict[str, list[int]]) -> dict[str, Any]:
+    """The inverse of `flat_low_bit_state`."""
+    packed: dict[str, dict[str, Any]] = {name: {"shape": shape} for name, shape in shapes.items()}
+    rest = {}
+    for key, value in tensors.items():
+        kind, _, name = key.partition("/")
+        if kind == "rest":
+            rest[name] = value
+        else:
+            weight, _, part = name.rpartition("/")
+            packed[weight][part] = value
+    return {"packed": packed, "rest": rest}
+
+
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [OutlierQuantization]
@@ -221,9 +258,19 @@ def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase
     ones rebuilt from the packed codes."""
     if not (folder / SETTINGS).is_file():
         return None
+    if not (folder / WEIGHTS).is_file():
+        old = (
+            " (its model_lowbit.pt is a pickle, which distill no longer loads)"
+            if (folder / PICKLED_WEIGHTS).exists()
+            else ""
+        )
+        raise DistillError(
+            f"{folder} has no {WEIGHTS}{old}: remove {folder} and re-export it with "
+            f"`distill export --model {folder.parent} --variants [OutlierQuantization]`"
+        )
     settings = json.loads((folder / SETTINGS).read_text())
-    model, _ = load_model(folder / settings["base"])
-    stored = torch.load(folder / WEIGHTS, weights_only=False)
+    model, _ = load_model(variant_base(folder, settings["base"]))
+    stored = nested_low_bit_state(load_file(folder / WEIGHTS), settings["shapes"])
     state = {**stored["rest"], **{k: unpack(v, settings["bits"]) for k, v in stored["packed"].items()}}
     model.load_state_dict(state)
     return model, AutoTokenizer.from_pretrained(folder)

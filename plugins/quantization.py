@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.ao.nn import quantized as quantized_nn
+from torch.ao.nn.quantized import dynamic as quantized_dynamic
 from torch.ao.quantization import (
     default_dynamic_qconfig,
     float_qparams_weight_only_qconfig,
@@ -28,10 +31,11 @@ from torch.nn.utils import parametrize
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from typing_extensions import override
 
-from distill import Compression, Stage, Student, atomic_directory, hookimpl, load_model
+from distill import Compression, DistillError, Stage, Student, atomic_directory, hookimpl, load_model, variant_base
 
 QUANTIZED = "distill_int8.json"
-WEIGHTS = "model_int8.pt"
+WEIGHTS = "model_int8.safetensors"
+PICKLED_WEIGHTS = "model_int8.pt"  # written before int8 exports held no code; refused, never unpickled
 
 
 def word_table(model: nn.Module) -> tuple[str, nn.Embedding] | None:
@@ -114,9 +118,10 @@ class DynamicQuantization(Compression):
         quantized = quantize(model, self.per_channel, self.embeddings)
         target = directory / "int8"
         with atomic_directory(target) as scratch:
-            torch.save(quantized.state_dict(), scratch / WEIGHTS)
+            tensors, layout = int8_tensors(quantized)
+            save_file(tensors, scratch / WEIGHTS)
             settings = {"base": "..", "per_channel": self.per_channel, "embeddings": self.embeddings}
-            (scratch / QUANTIZED).write_text(json.dumps(settings, indent=2))
+            (scratch / QUANTIZED).write_text(json.dumps({**settings, "quantized": layout}, indent=2))
             tokenizer.save_pretrained(scratch)
         return [target]
 
@@ -164,11 +169,119 @@ def distill_register_compression() -> list[type]:
 
 @hookimpl
 def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
-    """An `int8/` export: its float model comes from the folder it was made from, then is quantised and loaded."""
+    """An `int8/` export: its float model comes from the folder it was made from, is quantised, and takes the
+    stored int8 codes."""
     if not (folder / QUANTIZED).is_file():
         return None
+    if not (folder / WEIGHTS).is_file():
+        old = (
+            " (its model_int8.pt is a pickle, which distill no longer loads)"
+            if (folder / PICKLED_WEIGHTS).exists()
+            else ""
+        )
+        raise DistillError(
+            f"{folder} has no {WEIGHTS}{old}: remove {folder} and re-export it with "
+            f"`distill export --model {folder.parent} --variants [DynamicQuantization]`"
+        )
     settings = json.loads((folder / QUANTIZED).read_text())
-    base, _ = load_model(folder / settings["base"])
+    base, _ = load_model(variant_base(folder, settings["base"]))
     model = quantize(base, settings["per_channel"], settings["embeddings"])
-    model.load_state_dict(torch.load(folder / WEIGHTS, weights_only=False))
+    load_int8_tensors(model, load_file(folder / WEIGHTS), settings["quantized"])
     return model, AutoTokenizer.from_pretrained(folder)
+
+
+def int8_tensors(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:
+    """Every weight of a quantised model as plain tensors, which safetensors stores without code: a quantised
+    weight as its integer codes (`name`) with its scales and zero points, everything else as it is.
+
+    Returns:
+        (the tensors, the layout: per quantised weight, its dtype and its per-tensor or per-channel parameters).
+    """
+    tensors: dict[str, Tensor] = {}
+    layout: dict[str, dict[str, Any]] = {}
+    quantized = {name: _get_weights(module) for name, module in model.named_modules()}
+    for prefix, weights in quantized.items():
+        for key, value in (weights or {}).items():
+            name = f"{prefix}.{key}" if prefix else key
+            if value is None:
+                continue
+            if value.is_quantized:
+                layout[name] = _encode(name, value, tensors)
+            else:
+                tensors[name] = value.clone()
+    owned = tuple(f"{prefix}." for prefix, weights in quantized.items() if weights is not None)
+    for name, value in model.state_dict().items():
+        if isinstance(value, Tensor) and not value.is_quantized and not name.startswith(owned):
+            tensors[name] = value.clone()
+    return tensors, layout
+
+
+def load_int8_tensors(model: nn.Module, tensors: dict[str, Tensor], layout: dict[str, dict[str, Any]]) -> None:
+    """Put what `int8_tensors` stored back into a model that `quantize` built with the same settings.
+
+    Raises:
+        DistillError: the stored tensors are not the ones this model holds.
+    """
+    expected = set(int8_tensors(model)[0])
+    if expected != set(tensors):
+        missing, unexpected = sorted(expected - set(tensors))[:3], sorted(set(tensors) - expected)[:3]
+        raise DistillError(
+            f"the int8 weights do not fit the model of their base folder (missing {missing}, unexpected "
+            f"{unexpected}): re-export the int8 copy from its base"
+        )
+    values = {
+        name: _decode(name, tensors, layout[name]) if name in layout else value for name, value in tensors.items()
+    }
+    used: set[str] = set()
+    for prefix, module in model.named_modules():
+        if (weights := _get_weights(module)) is not None:
+            names = {key: f"{prefix}.{key}" if prefix else key for key in weights}
+            _set_weights(module, {key: values.get(name) for key, name in names.items()})
+            used.update(names.values())
+    with torch.no_grad():  # the float rest goes in place: a quantised module's loader would want its own keys
+        for name, value in values.items():
+            if name not in used and not name.endswith(_QPARAMS):
+                owner, _, attribute = name.rpartition(".")
+                getattr(model.get_submodule(owner), attribute).copy_(value)
+
+
+_QPARAMS = (".scales", ".zero_points")  # stored beside a quantised weight's codes
+
+
+def _get_weights(module: nn.Module) -> dict[str, Tensor | None] | None:
+    """A quantised module's weights and biases by name (None for any other module)."""
+    if isinstance(module, quantized_dynamic.Linear):
+        weight, bias = module._weight_bias()
+        return {"weight": weight, "bias": bias}
+    if isinstance(module, quantized_dynamic.LSTM):
+        stored = module._weight_bias()
+        return {**stored["weight"], **stored["bias"]}
+    if isinstance(module, quantized_nn.Embedding):
+        return {"weight": module.weight()}
+    return None
+
+
+def _set_weights(module: nn.Module, weights: dict[str, Tensor | None]) -> None:
+    if isinstance(module, quantized_dynamic.Linear):
+        module.set_weight_bias(weights["weight"], weights["bias"])
+    elif isinstance(module, quantized_dynamic.LSTM):
+        module.set_weight_bias(weights)
+    else:
+        module.set_weight(weights["weight"])
+
+
+def _encode(name: str, value: Tensor, tensors: dict[str, Tensor]) -> dict[str, Any]:
+    tensors[name] = value.int_repr()
+    if value.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return {"scale": value.q_scale(), "zero_point": value.q_zero_point()}
+    tensors[f"{name}.scales"] = value.q_per_channel_scales()
+    tensors[f"{name}.zero_points"] = value.q_per_channel_zero_points()
+    return {"axis": value.q_per_channel_axis()}
+
+
+def _decode(name: str, tensors: dict[str, Tensor], spec: dict[str, Any]) -> Tensor:
+    codes = tensors[name]
+    if "axis" not in spec:
+        return torch._make_per_tensor_quantized_tensor(codes, spec["scale"], spec["zero_point"])
+    scales, zero_points = tensors[f"{name}.scales"], tensors[f"{name}.zero_points"]
+    return torch._make_per_channel_quantized_tensor(codes, scales, zero_points, spec["axis"])

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from distill.atomic import write_json_atomic, write_text_atomic
 from distill.compression import installed_kinds
-from distill.delivery.export import write_json_atomic, write_text_atomic
 from distill.delivery.measure import count_parameters, weights_size_on_disk
 from distill.errors import DistillError
 from distill.hf import head_logits, takes_token_types
@@ -162,6 +162,9 @@ def latency_mix(
     }
 
 
+BENCH_FILES = ("bench.json", "bench.md", "pareto.png")  # what `distill bench` writes into --out
+
+
 def run_bench(
     teacher: str,
     students: list[str],
@@ -172,6 +175,7 @@ def run_bench(
     latency_rows: int = 256,
     max_length: int = MAX_LENGTH,
     tolerance_points: float = 1.0,
+    trust_remote_code: bool = False,
 ) -> list[dict]:
     """`distill bench`: teacher and exported students in one process; writes bench.json, bench.md, pareto.png.
 
@@ -193,10 +197,10 @@ def run_bench(
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
     kinds = installed_kinds()
-    reference = Teacher(teacher, task)  # its labels checked by name and put in the task's order
+    reference = Teacher(teacher, task, trust_remote_code)  # its labels checked by name and put in the task's order
     models = {"teacher": (reference.model, reference.tokenizer, Path(teacher))}
     for name, folder in zip(names, students, strict=True):
-        model, tokenizer = load_model(folder)
+        model, tokenizer = load_model(folder, trust_remote_code)
         models[name] = (model, tokenizer, Path(folder))
         for kind in kinds:
             models |= {label: (variant, tokenizer, Path(folder)) for label, variant in kind.bench_variants(name, model)}

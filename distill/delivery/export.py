@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from distill.atomic import atomic_directory, write_json_atomic
 from distill.compression import Compression, export_variants, finalize, ordered, structures
 from distill.delivery.loading import CARD_NAME, STRUCTURE_NAME
 from distill.delivery.measure import count_parameters, weights_size_on_disk
@@ -21,54 +17,6 @@ from distill.errors import DistillError
 from distill.registry import plugin_versions
 from distill.student import Student
 from distill.task import Task
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty scratch folder next to `target`; it becomes `target` only if the block succeeds.
-
-    A crash mid-write leaves no folder that looks finished, only a hidden `.partial` one that is removed.
-
-    Raises:
-        DistillError: `target` already exists; distill never writes over a folder it did not create in this run.
-    """
-    target = Path(target)
-    if target.exists():
-        raise DistillError(f"{target} already exists and is never overwritten: move it away, or write elsewhere")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        yield scratch
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    _as_umask_allows(scratch, 0o777)
-    os.rename(scratch, target)  # fails rather than replaces if the target appeared meanwhile
-
-
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(payload)
-    _as_umask_allows(Path(scratch), 0o666)
-    os.replace(scratch, path)
-
-
-def _as_umask_allows(path: Path, mode: int) -> None:
-    """tempfile makes scratch files 0600 and folders 0700; give the result the mode a plain write would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(mode & ~umask)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
 def task_card(task: Task) -> dict[str, Any]:
@@ -125,7 +73,7 @@ def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
 
     if not checkpoint.is_file():
         raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
-    module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False).eval()
+    module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
     finalize(module.compression, module.student)
     card = {**task_card(module.task), "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
     return export_student(module.student, module.tokenizer, target, card, module.compression)

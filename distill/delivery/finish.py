@@ -10,10 +10,12 @@ from typing import Any
 from huggingface_hub import snapshot_download
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_warn
 
-from distill.compression import finalize
+from distill.atomic import write_json_atomic
+from distill.compression import finalize, shortfalls
 from distill.delivery.bench import latency_mix, measure_models
-from distill.delivery.export import export_student, task_card, write_json_atomic
+from distill.delivery.export import export_student, task_card
 from distill.delivery.loading import CARD_NAME, export_variants_in, load_model, serving
 from distill.delivery.model_card import write_model_card
 from distill.delivery.report import compare, pareto_plot, write_report
@@ -61,12 +63,17 @@ def finish_fit(
     metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
     if not trainer.is_global_zero:
         return None
+    missed = shortfalls(module.compression)
+    for note in missed:
+        rank_zero_warn(f"WARNING: {note}")
     card = {
         **task_card(module.task),
         "teacher": module.hparams.teacher,
         "checkpoint": best or None,
+        **({"compression_shortfalls": missed} if missed else {}),
         "dev_metrics": {k.removeprefix("val/"): v for k, v in metrics.items()},
         "training": training,
+        "data_notes": {split: notes for split, notes in getattr(data, "notes", {}).items() if notes},
         "config": config,
     }
     target = run_dir / EXPORT_NAME

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 from distill.architecture import architecture_of
 from distill.compression import rebuild
 from distill.errors import DistillError
+from distill.hf import check_remote_code
 from distill.registry import get_plugin_manager, registered, task_from_spec
 from distill.student import STUDENT_META, Student, StudentClassifier
 from distill.task import Task
@@ -88,12 +89,30 @@ def export_variants_in(folder: Path) -> dict[str, Path]:
     return found
 
 
-def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
-    """The model in `folder` (eval mode) and its tokenizer. `folder` may also be an ONNX file of an export
-    (`student/onnx/model_static_int8.onnx`), or its onnx/ folder (which serves model.onnx).
+def variant_base(variant: Path, base: str) -> Path:
+    """The folder an export variant (such as `int8/`) was made from, which it names relative to itself.
 
     Raises:
-        DistillError: the folder does not exist or holds no model any installed plugin can read.
+        DistillError: it names a folder that is not above the variant (the variant itself, a folder inside it, or
+            a sibling), which could load in a circle.
+    """
+    resolved, own = (Path(variant) / base).resolve(), Path(variant).resolve()
+    if resolved not in own.parents:
+        raise DistillError(
+            f"{variant} names {base!r} as the export it was made from, which is not a folder above it: a variant's "
+            f'base is the export folder that holds it (".."); re-export the variant from its export'
+        )
+    return resolved
+
+
+def load_model(folder: str | Path, trust_remote_code: bool = False) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """The model in `folder` (eval mode) and its tokenizer. `folder` may also be an ONNX file of an export
+    (`student/onnx/model_static_int8.onnx`), or its onnx/ folder (which serves model.onnx). Nothing in the folder
+    runs as code: a folder that ships Python for transformers (auto_map) is refused unless `trust_remote_code`.
+
+    Raises:
+        DistillError: the folder does not exist, ships code that is not trusted, or holds no model any installed
+            plugin can read.
     """
     folder = Path(folder)
     if folder.suffix == ".onnx" or (folder / ONNX_MODEL).is_file():
@@ -102,12 +121,15 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
             raise DistillError(
                 f"ONNX file {path} does not exist: `distill export --model EXPORT --onnx true` writes an export's"
             )
+        check_remote_code(path.parent, "model", trust_remote_code)
         return serving().load_onnx(path), AutoTokenizer.from_pretrained(path.parent)
     if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.is_file() else "does not exist"
         raise DistillError(
-            f"model folder {folder} does not exist: give a folder written by `distill fit` or "
+            f"model folder {folder} {problem}: give a folder written by `distill fit` or "
             f"`distill export`, or a Hugging Face save_pretrained folder"
         )
+    check_remote_code(folder, "model", trust_remote_code)
     loaded = get_plugin_manager().hook.distill_load_model(folder=folder)
     if loaded is None and (folder / STUDENT_META).is_file():
         loaded = StudentClassifier(_registered_family(folder).load(folder)), AutoTokenizer.from_pretrained(folder)
@@ -119,7 +141,8 @@ def load_model(folder: str | Path) -> tuple[nn.Module, PreTrainedTokenizerBase]:
             )
         task = card_task(folder)
         head = task.head if task is not None else "AutoModelForSequenceClassification"
-        loaded = load_transformer(folder, head), AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        loaded = load_transformer(folder, head, trust_remote_code), tokenizer
     model, tokenizer = loaded
     return model.eval(), tokenizer
 
@@ -138,7 +161,9 @@ def _narrower_than_config(folder: Path, head: type) -> bool:
     return any(key in expected and expected[key] != shape for key, shape in shapes.items())
 
 
-def load_transformer(folder: Path, head: str = "AutoModelForSequenceClassification") -> PreTrainedModel:
+def load_transformer(
+    folder: Path, head: str = "AutoModelForSequenceClassification", trust_remote_code: bool = False
+) -> PreTrainedModel:
     """A Hugging Face model with the task's head (a transformers Auto class name) from `folder`, also when its
     saved layers are narrower than config.json says, or hold modules a compression method put in.
 
@@ -151,8 +176,8 @@ def load_transformer(folder: Path, head: str = "AutoModelForSequenceClassificati
     auto = getattr(transformers, head)
     records = _structure_records(folder)
     if not records and not _narrower_than_config(folder, auto):
-        return auto.from_pretrained(folder)
-    model = auto.from_config(AutoConfig.from_pretrained(folder))
+        return auto.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    model = auto.from_config(AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code))
     rebuild(model, records)
     state = load_file(str(folder / "model.safetensors"))
     for name, module in model.named_modules():

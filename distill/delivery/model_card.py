@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from distill.delivery.export import write_text_atomic
+from distill.atomic import write_text_atomic
 from distill.delivery.loading import CARD_NAME
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError

@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow
+import pyarrow.parquet
 import torch
 
+from distill.atomic import atomic_file
 from distill.delivery.bench import MAX_LENGTH, model_inputs, task_batches
-from distill.delivery.export import write_text_atomic
 from distill.delivery.loading import CARD_NAME, card_max_length, card_task, load_model
 from distill.errors import DistillError
 from distill.hf import head_logits
@@ -70,57 +71,108 @@ def read_inputs(path: Path, task: Task) -> datasets.Dataset:
     return rows
 
 
+CHUNK_ROWS = 4096  # rows labelled and written at a time: memory stays flat whatever the file's length
+
+
 @torch.inference_mode()
-def predict(model_dir: Path, input_path: Path, output_path: Path, task: str | None = None, batch_size: int = 64) -> int:
+def predict(
+    model_dir: Path,
+    input_path: Path,
+    output_path: Path,
+    task: str | None = None,
+    batch_size: int = 64,
+    trust_remote_code: bool = False,
+) -> int:
     """Write the input rows with the task's prediction columns (for classification: `prediction`, the label
-    name, and one `probability_<label>` column per label), in the input's format.
+    name, and one `probability_<label>` column per label), in the input's format. Rows are labelled and written
+    a chunk at a time into a scratch file, which becomes `output_path` only once every row is written.
 
     Returns:
         The number of rows labelled.
     """
-    model, tokenizer = load_model(model_dir)  # first: a folder that holds no model is the problem to report
+    # First: a folder that holds no model is the problem to report.
+    model, tokenizer = load_model(model_dir, trust_remote_code)
     chosen = task_of(model_dir, task)
     kind = file_format(output_path, "--output")
     rows = read_inputs(input_path, chosen)
-    texts = rows.select_columns(list(chosen.text_columns))
+    added = list(chosen.prediction_columns(torch.empty(0, chosen.num_labels), {}, {}))
+    if clash := [c for c in added if c in rows.column_names]:
+        raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
     max_length = card_max_length(model_dir, MAX_LENGTH)
+    with atomic_file(output_path, "wb") as stream:
+        writer = TableWriter(stream, kind, [*rows.column_names, *added])
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows.select(range(start, min(start + CHUNK_ROWS, len(rows))))
+            predictions = label_rows(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
+            writer.write({**chunk.to_dict(), **predictions})
+        writer.close()
+    return len(rows)
+
+
+def label_rows(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    task: Task,
+    rows: datasets.Dataset,
+    batch_size: int,
+    max_length: int,
+    model_dir: Path,
+) -> dict[str, list]:
+    """The task's prediction columns for `rows`, a batch at a time."""
+    texts = rows.select_columns(list(task.text_columns))
     added: dict[str, list] = {}
     for start in range(0, len(texts), batch_size):
         chunk = texts.select(range(start, min(start + batch_size, len(texts))))
         # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
-        (batch,) = task_batches(chosen, tokenizer, chunk, None, max_length)
+        (batch,) = task_batches(task, tokenizer, chunk, None, max_length)
         logits = head_logits(model(**model_inputs(model, batch)))
-        check_label_space(model_dir, logits.shape[-1], chosen)
-        for column, values in chosen.prediction_columns(logits, batch, chunk.to_dict()).items():
+        check_label_space(model_dir, logits.shape[-1], task)
+        for column, values in task.prediction_columns(logits, batch, chunk.to_dict()).items():
             added.setdefault(column, []).extend(values)
-    if clash := [c for c in added if c in rows.column_names]:
-        raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
-    if not added:  # no rows: the header still gets the task's columns
-        empty = chosen.prediction_columns(torch.empty(0, chosen.num_labels), {}, {})
-        added = {column: [] for column in empty}
-    write_table(rows.to_dict(), added, output_path, kind)
-    return len(rows)
+    return added
 
 
-def write_table(columns: dict[str, list], added: dict[str, list], path: Path, kind: str) -> None:
-    """The input's columns and the added ones, written atomically in `kind` (csv, tsv, json, jsonl, parquet)."""
-    table: dict[str, list[Any]] = {**columns, **added}
-    names = list(table)
-    records = [dict(zip(names, values, strict=True)) for values in zip(*table.values(), strict=True)]
-    if kind in ("csv", "tsv"):
-        buffer = io.StringIO()
-        # TSV as GLUE writes it: no quoting (a field holds no tab), so it reads back the way it was read.
-        options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "escapechar": "\\"} if kind == "tsv" else {}
-        writer = csv.writer(buffer, lineterminator="\n", **options)
-        writer.writerow(names)
-        writer.writerows(list(record.values()) for record in records)
-        write_text_atomic(path, buffer.getvalue())
-    elif kind == "jsonl":
-        write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
-    elif kind == "json":
-        write_text_atomic(path, json.dumps(records, ensure_ascii=False, indent=1))
-    else:
-        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-            staged = Path(scratch) / path.name
-            datasets.Dataset.from_dict(table).to_parquet(str(staged))
-            staged.replace(path)
+class TableWriter:
+    """Writes rows to a binary stream in `kind` (csv, tsv, json, jsonl, parquet), a chunk of columns at a time."""
+
+    def __init__(self, stream: Any, kind: str, names: list[str]) -> None:
+        self.stream, self.kind, self.names = stream, kind, names
+        self.text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
+        self.parquet: Any = None
+        self.first = True
+        if kind in ("csv", "tsv"):
+            # TSV as GLUE writes it: no quoting (a field holds no tab), so it reads back the way it was read.
+            options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "escapechar": "\\"} if kind == "tsv" else {}
+            self.csv = csv.writer(self.text, lineterminator="\n", **options)
+            self.csv.writerow(names)
+        elif kind == "json":
+            self.text.write("[")
+
+    def write(self, columns: dict[str, list]) -> None:
+        if self.kind == "parquet":
+            table = pyarrow.Table.from_pydict({name: columns[name] for name in self.names})
+            if self.parquet is None:
+                self.parquet = pyarrow.parquet.ParquetWriter(self.stream, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+            return
+        table = [columns[name] for name in self.names]
+        records = [dict(zip(self.names, values, strict=True)) for values in zip(*table, strict=True)]
+        if self.kind in ("csv", "tsv"):
+            self.csv.writerows(list(record.values()) for record in records)
+        elif self.kind == "jsonl":
+            self.text.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+        else:
+            for record in records:
+                self.text.write(("\n" if self.first else ",\n") + json.dumps(record, ensure_ascii=False))
+                self.first = False
+
+    def close(self) -> None:
+        """Finish the file (a JSON array's bracket, a Parquet footer, or an empty Parquet file's schema)."""
+        if self.kind == "json":
+            self.text.write("\n]")
+        elif self.kind == "parquet":
+            if self.parquet is None:
+                self.write({name: [] for name in self.names})
+            self.parquet.close()
+        self.text.flush()
+        self.text.detach()

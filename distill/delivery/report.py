@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from distill.delivery.export import write_bytes_atomic, write_json_atomic, write_text_atomic
+from distill.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from distill.task import Task
 
 

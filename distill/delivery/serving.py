@@ -16,8 +16,8 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader
 from torch import Tensor, nn
 
+from distill.atomic import atomic_directory
 from distill.compression import onnx_network
-from distill.delivery.export import atomic_directory
 from distill.delivery.loading import CARD_NAME, load_model
 from distill.delivery.model_card import hub_name, write_model_card
 from distill.delivery.onnx import export_onnx

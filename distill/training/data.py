@@ -122,11 +122,19 @@ class TaskDataModule(LightningDataModule):
         self.seed = seed
         if length_pool < 1:
             raise DistillError(f"data.length_pool must be at least 1 batch, got {length_pool}")
+        for key, value in (
+            ("max_length", max_length),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+        ):
+            if value < 1:
+                raise DistillError(f"data.{key} must be at least 1, got {value}")
         self.batching, self.length_pool = batching, length_pool
         # Read now: the training split fixes the label space, which the model's head is built for.
         self.examples = {"train": self._training_examples(train_limit)}
         self.splits: dict[str, datasets.Dataset] = {}
         self.fingerprints: dict[str, str] = {}  # split -> key of its exact tokenised contents
+        self.notes: dict[str, list[str]] = {}  # split -> what the task says of how it was read and encoded
 
     def setup(self, stage: str | None = None) -> None:
         """Tokenise the splits with the model's tokenizer (the teacher's, or a student's own vocabulary)."""
@@ -171,7 +179,8 @@ class TaskDataModule(LightningDataModule):
         raw = self.read(split)
         tokenised, key = self._encoded(raw, split, self.tokenizer)
         self.fingerprints[split] = key
-        for note in self.task.notes(raw, tokenised, self.max_length):
+        self.notes[split] = self.task.notes(raw, tokenised, self.max_length)
+        for note in self.notes[split]:
             rank_zero_warn(f"{self.task.name} {split}: {note}")
         if self.student_tokenizer is not None:
             own, _ = self._encoded(raw, split, self.student_tokenizer)

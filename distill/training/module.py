@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from transformers import PreTrainedTokenizerBase, SchedulerType, get_scheduler
@@ -29,6 +31,34 @@ TOTAL_LOSS = "loss"  # train/loss: the weighted sum of the terms; no term may ta
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
+def check_optimisation(learning_rate: float, weight_decay: float, warmup_ratio: float, losses: list[LossTerm]) -> None:
+    """Refuse settings that train nothing or diverge, naming the key and its valid range.
+
+    Raises:
+        DistillError: a learning rate that is not positive, a negative weight decay, a warm-up ratio outside
+            0..1, or loss weights that are negative or add up to nothing.
+    """
+    if not learning_rate > 0:
+        raise DistillError(f"model.learning_rate must be above 0, got {learning_rate}")
+    if not weight_decay >= 0:
+        raise DistillError(f"model.weight_decay must be 0 or more, got {weight_decay}")
+    if not 0 <= warmup_ratio <= 1:
+        raise DistillError(
+            f"model.warmup_ratio is the share of steps spent warming up, from 0 to 1; got {warmup_ratio}"
+        )
+    if negative := [term.name for term in losses if term.weight < 0]:
+        raise DistillError(f"model.losses: {negative} have negative weights; a loss weight is 0 or more")
+    if not sum(term.weight for term in losses) > 0:
+        raise DistillError("model.losses: every weight is 0, so nothing would be trained: give one a weight above 0")
+
+
+def max_positions(model: nn.Module | None) -> int | None:
+    """How many positions a Hugging Face model (or a module holding one as `model`) can read, when it says."""
+    config = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
 class DistillationModule(LightningModule):
     """Trains `student` on the sum of weighted loss terms; the teacher only serves the features they need."""
 
@@ -44,6 +74,7 @@ class DistillationModule(LightningModule):
         lr_schedule: str = "linear",
         teacher_cache: TeacherCache | None = None,
         compression: list[Compression] | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         """Args:
         student: the student family and its size (`class_path: BertStudent`, ...).
@@ -60,6 +91,8 @@ class DistillationModule(LightningModule):
             after the first skip the teacher. Losses that read per-token features still run it live.
         compression: compression methods (`class_path: MagnitudePruning`, ...); they compound in stage order
             (structure, masks, fake-quant, exits) and the distillation losses act on the result.
+        trust_remote_code: run the Python code a teacher folder or hub repository ships (`auto_map` in its
+            config). Off by default, and such a teacher is refused: set it only for code you have read.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -68,7 +101,8 @@ class DistillationModule(LightningModule):
             raise DistillError(f"unknown lr_schedule {lr_schedule!r}: use one of {[s.value for s in SchedulerType]}")
         if not losses:
             raise DistillError("model.losses is empty: name at least one loss, e.g. class_path: LogitsKD")
-        self.teacher = Teacher(teacher, self.task) if teacher else None
+        check_optimisation(learning_rate, weight_decay, warmup_ratio, losses)
+        self.teacher = Teacher(teacher, self.task, trust_remote_code) if teacher else None
         self.losses = nn.ModuleList(losses)
         for term in self.losses:
             term.task = self.task
@@ -153,8 +187,24 @@ class DistillationModule(LightningModule):
         return self.student(student_view(batch), self.student_needs), teacher
 
     @override
+    def setup(self, stage: str) -> None:
+        """Refuse a max_length the models cannot read, before any batch reaches them."""
+        data = self.trainer.datamodule if self._trainer is not None else None
+        max_length = getattr(data, "max_length", None)
+        models = {"teacher": self.teacher.model if self.teacher is not None else None, "student": self.student}
+        for role, model in models.items():
+            limit = max_positions(model)
+            if max_length is not None and limit is not None and max_length > limit:
+                raise DistillError(
+                    f"data.max_length {max_length} is longer than the {role} reads ({limit} positions): give "
+                    f"data.max_length of at most {limit}"
+                )
+
+    @override
     def on_fit_start(self) -> None:
-        """Open the teacher cache once the data is set up (its fingerprint names the cache)."""
+        """Check the teacher against the gold labels, and open the teacher cache once the data is set up (its
+        fingerprint names the cache)."""
+        self._check_teacher_agreement()
         settings = self.cache_settings
         if settings is None or self.teacher is None or not self.teacher_needs:
             return
@@ -190,6 +240,25 @@ class DistillationModule(LightningModule):
             self.trainer.strategy.barrier("teacher cache flushed")
             if self.trainer.local_rank == 0:
                 self.cache.seal()
+
+    @torch.no_grad()
+    def _check_teacher_agreement(self, batches: int = 2) -> None:
+        """Warn loudly (and note it for the card) when the teacher's dev predictions agree with the gold labels far
+        less than chance would: a label order that does not match the teacher's shows here, not in the card."""
+        data = self.trainer.datamodule
+        if self.teacher is None or data is None or "validation" not in getattr(data, "splits", {}):
+            return
+        logits, labels = [], []
+        for batch in itertools.islice(data.val_dataloader(), batches):
+            batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
+            if "labels" not in batch:
+                return
+            logits.append(self.teacher(batch, frozenset({"logits"})).logits.float().cpu())
+            labels.append(batch["labels"].cpu())
+        note = self.task.teacher_note(torch.cat(logits), torch.cat(labels)) if logits else None
+        if note is not None:
+            rank_zero_warn(f"WARNING: {note}")
+            data.notes.setdefault("validation", []).append(note)
 
     def objective(
         self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]

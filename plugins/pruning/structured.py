@@ -122,7 +122,18 @@ class _GatedPruning(Compression):
 
     @override
     def callbacks(self) -> list[Callback]:
-        return [GateScoring(self)]
+        self._scoring = GateScoring(self)
+        return [self._scoring]
+
+    @override
+    def shortfall(self) -> str | None:
+        scoring = getattr(self, "_scoring", None)
+        if scoring is None or scoring.done:
+            return None
+        return (
+            f"scored {scoring.seen} of the {self.batches} batches it needs from {self.at:.0%} of training on, so "
+            f"nothing was pruned: train longer, or lower `batches` or `at`"
+        )
 
     @classmethod
     @override

@@ -117,6 +117,27 @@ class SentenceTask(Task):
         texts = [rows[column] for column in self.text_columns]
         return tokenizer(*texts, truncation=True, max_length=max_length)
 
+    def notes(self, examples: datasets.Dataset, encoded: datasets.Dataset, max_length: int) -> list[str]:
+        """Rows max_length cut, and text cells that are empty or hold NUL bytes (kept, and what becomes of them)."""
+        notes = []
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        if cut := sum(length >= max_length for length in lengths):
+            notes.append(
+                f"{cut} of {len(lengths)} rows reached max_length {max_length} tokens and were cut there (raise "
+                f"data.max_length to keep more of them)"
+            )
+        for column in self.text_columns:
+            values = examples[column]
+            if empty := sum(not (value or "").strip() for value in values):
+                notes.append(
+                    f"{empty} rows have an empty {column!r}: they are kept, and encoded as special tokens only"
+                )
+            if nul := sum("\0" in (value or "") for value in values):
+                notes.append(
+                    f"{nul} rows hold NUL bytes in {column!r}: kept; the tokenizer drops them as control characters"
+                )
+        return notes
+
     def _labelled(self, labels: Tensor) -> Tensor:
         """Rows that carry a gold label (a transfer set's synthetic rows do not)."""
         return labels != UNLABELLED if labels.dim() == 1 else (labels != UNLABELLED).all(-1)
@@ -192,6 +213,36 @@ class TextClassification(SentenceTask):
                 f"{source.where(split, row)}: label {value!r} is not among the labels {seen} ({self.labels}): "
                 f"fix the row, or list every label under data.task.init_args.labels"
             )
+
+    def notes(self, examples: datasets.Dataset, encoded: datasets.Dataset, max_length: int) -> list[str]:
+        """The sentence notes, and a split whose rows all carry one label (nothing else can be learned from it)."""
+        notes = super().notes(examples, encoded, max_length)
+        gold = (
+            {label for label in examples["labels"] if label != UNLABELLED}
+            if "labels" in examples.column_names
+            else set()
+        )
+        if len(gold) == 1 and len(examples) > 1 and self.labels:
+            notes.append(
+                f"every labelled row has the label {self.labels[gold.pop()]!r}, so labels teach nothing else: check "
+                f"{self.label_column!r} and the file"
+            )
+        return notes
+
+    def teacher_note(self, logits: Tensor, labels: Tensor) -> str | None:
+        """Accuracy under half of chance (1 / number of labels) on at least 32 gold rows."""
+        gold = labels != UNLABELLED
+        if int(gold.sum()) < 32 or not self.labels:
+            return None
+        accuracy = float((logits[gold].argmax(-1) == labels[gold]).float().mean())
+        chance = 1 / len(self.labels)
+        if accuracy >= chance / 2:
+            return None
+        return (
+            f"the teacher agrees with the gold labels on only {accuracy:.0%} of {int(gold.sum())} dev rows, far below "
+            f"chance ({chance:.0%}): its labels are probably in another order than the task's {self.labels}. Check "
+            f"data.task.init_args.labels against the teacher's config.json id2label"
+        )
 
     def label_ids(self, labels: list[Any]) -> list[int]:
         index = {name: position for position, name in enumerate(self.labels)}
