@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import sys
 import warnings
 from datetime import datetime
@@ -488,17 +489,28 @@ def export_command(argv: list[str]) -> None:
         folder = Path(args.model)
         if not (folder / CARD_NAME).is_file():
             raise DistillError(f"{folder} is not a distill export (no card.json): use --checkpoint to make one")
-    written = [folder]
-    methods = registered("compression")
-    for name in args.variants:
-        if name not in methods:
-            raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
-        written += methods[name][0]().export_variants(folder)
-    if args.onnx:
-        written += onnx_variants(folder, args.calibration)
+    try:
+        written = [folder, *add_formats(folder, args.variants, args.onnx, args.calibration)]
+    except BaseException:
+        if args.checkpoint is not None:  # made by this command: a half-finished export would block the rerun
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     print("\n".join(f"written: {path}" for path in written))
     if args.push_to_hub:
         print(f"pushed: {push_to_hub(folder, args.push_to_hub, args.private)}")
+
+
+def add_formats(folder: Path, variants: list[str], onnx: bool, calibration: str | None) -> list[Path]:
+    """The export variants of the named compression methods and, with `onnx`, the ONNX serving variants."""
+    methods = registered("compression")
+    written = []
+    for name in variants:
+        if name not in methods:
+            raise DistillError(f"unknown compression method {name!r}: known ones are {', '.join(sorted(methods))}")
+        written += methods[name][0]().export_variants(folder)
+    if onnx:
+        written += onnx_variants(folder, calibration)
+    return written
 
 
 def onnx_variants(folder: Path, calibration: str | None) -> list[Path]:
@@ -550,7 +562,7 @@ def predict_command(argv: list[str]) -> None:
         raise DistillError(f"--batch_size must be at least 1; got {args.batch_size}")
     source = Path(args.input)
     output = Path(args.output) if args.output else source.with_suffix(f".predictions{source.suffix}")
-    if output.expanduser().resolve() == source.expanduser().resolve():
+    if os.path.realpath(output.expanduser()) == os.path.realpath(source.expanduser()):
         raise DistillError(
             f"--output {output} is the input file, which distill never overwrites: pass another --output"
         )
@@ -606,6 +618,24 @@ def _explain(error: ArgumentError) -> str:
     return message
 
 
+def invalid_yaml(argv: list[str]) -> str | None:
+    """The first --config file that is not valid YAML, named with the line and column of the problem."""
+    files = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("--config", "-c")]
+    files += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    for name in files:
+        try:
+            yaml.safe_load(Path(name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue  # jsonargparse's own message says a file is missing or unreadable
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            place = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            tabs = " (YAML indents with spaces, never tabs)" if "\t" in Path(name).read_text(encoding="utf-8") else ""
+            return f"config {name}{place}: not valid YAML: {problem}{tabs}"
+    return None
+
+
 def _init_arguments(class_path: str) -> list[str]:
     """The keyword arguments a registered class takes in YAML (its init_args)."""
     name = class_path.rsplit(".", 1)[-1]
@@ -646,7 +676,8 @@ def main(argv: list[str] | None = None) -> None:
     except DistillError as error:
         sys.exit(f"distill: error: {error}")
     except ArgumentError as error:
-        sys.exit(f"distill: error: {_explain(error)}")
+        arguments = sys.argv[1:] if argv is None else argv
+        sys.exit(f"distill: error: {invalid_yaml(arguments) or _explain(error)}")
     except OSError as error:  # a folder that cannot be written, a full disk: one line, not a traceback
         place = f" {error.filename}" if error.filename else ""
         sys.exit(

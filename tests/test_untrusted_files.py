@@ -78,7 +78,7 @@ def test_pickled_quantized_export_is_refused_with_how_to_re_export(
     for tokenizer_file in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(student / tokenizer_file, folder)
     rows = tmp_path / "rows.tsv"
-    rows.write_text("sentence\ta fine film\n")
+    rows.write_text("sentence\na fine film\n")
     predicted = cli_error("predict", "--model", str(folder), "--input", str(rows))
     bench = ["bench", str(folder), "--teacher", str(student), "--task", "sst2", "--data_dir", str(SST2)]
     benched = cli_error(*bench, "--out", str(tmp_path / "bench"))
@@ -130,7 +130,7 @@ def test_custom_code_teacher_is_refused_unless_trusted(tiny_teacher, fitted_run,
 def test_custom_code_export_is_refused_by_predict_and_bench(student, marker, tmp_path):
     ship_code(student, marker)
     rows = tmp_path / "rows.tsv"
-    rows.write_text("sentence\ta fine film\n")
+    rows.write_text("sentence\na fine film\n")
     for message in (
         cli_error("predict", "--model", str(student), "--input", str(rows)),
         cli_error("bench", str(student), "--teacher", str(student), "--task", "sst2", "--out", str(tmp_path / "b")),

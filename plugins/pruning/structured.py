@@ -57,6 +57,7 @@ class GateScoring(Callback):
         self.importance: list[Tensor] | None = None
         self.seen = 0
         self.done = False
+        method.scored = 0
 
     @property
     @override
@@ -83,6 +84,7 @@ class GateScoring(Callback):
             total += gate.grad.abs()
             gate.grad = None
         self.seen += 1
+        self.method.scored = self.seen
         if self.seen >= self.method.batches:
             with torch.no_grad():
                 self.method.prune(gates, self.importance)
@@ -98,6 +100,7 @@ class GateScoring(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.importance, self.seen, self.done = state_dict["importance"], state_dict["seen"], state_dict["done"]
+        self.method.scored = self.seen
 
 
 @dataclass(eq=False)
@@ -113,6 +116,7 @@ class _GatedPruning(Compression):
         if not 0.0 < self.fraction < 1.0 or not 0.0 <= self.at < 1.0 or self.batches < 1:
             raise DistillError(f"{self.name} needs 0 < fraction < 1, 0 <= at < 1 and batches >= 1")
         self.settled_at = self.at
+        self.scored: int | None = None  # batches scored in this run, which GateScoring keeps up to date
 
     def gates(self, model: nn.Module, architecture: Architecture) -> list[Tensor]:
         raise NotImplementedError
@@ -122,16 +126,14 @@ class _GatedPruning(Compression):
 
     @override
     def callbacks(self) -> list[Callback]:
-        self._scoring = GateScoring(self)
-        return [self._scoring]
+        return [GateScoring(self)]
 
     @override
     def shortfall(self) -> str | None:
-        scoring = getattr(self, "_scoring", None)
-        if scoring is None or scoring.done:
+        if self.scored is None or self.scored >= self.batches:
             return None
         return (
-            f"scored {scoring.seen} of the {self.batches} batches it needs from {self.at:.0%} of training on, so "
+            f"scored {self.scored} of the {self.batches} batches it needs from {self.at:.0%} of training on, so "
             f"nothing was pruned: train longer, or lower `batches` or `at`"
         )
 
