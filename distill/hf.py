@@ -54,7 +54,7 @@ def check_remote_code(folder: Path, role: str, trust_remote_code: bool) -> None:
             raise DistillError(
                 f"{role} {str(folder)!r} ships its own Python code (auto_map in {name}), which loading it would run: "
                 f"distill runs it only with trust_remote_code: true (model.trust_remote_code in YAML, "
-                f"--trust_remote_code true for predict, bench and export); set it only for code you have read"
+                f"--trust_remote_code true for predict and bench); set it only for code you have read"
             )
 
 

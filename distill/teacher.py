@@ -35,7 +35,6 @@ class Teacher(nn.Module):
         self.model = load_classifier(source, "teacher", head=head, trust_remote_code=trust).eval().requires_grad_(False)
         self.tokenizer = load_tokenizer(source, "teacher", trust_remote_code=trust)
         config = self.model.config
-        check_vocabulary(self.model, self.tokenizer, source)
         order = task.teacher_order(config.id2label, source) if task is not None else None
         if order is not None:
             reorder_head(self.model, order)

@@ -18,7 +18,17 @@ from distill.atomic import atomic_directory, atomic_file
 from distill.delivery import predict as predict_module
 from distill.registry import task_from_spec
 from distill.training.checkpoints import AtomicCheckpointIO
-from tests.conftest import SST2, base_config, cli_error, run_cli, save_tiny_teacher, small_data, tree, write_config
+from tests.conftest import (
+    REFERENCE_TEACHER,
+    SST2,
+    base_config,
+    cli_error,
+    run_cli,
+    save_tiny_teacher,
+    small_data,
+    tree,
+    write_config,
+)
 
 
 def one_line(message: str) -> str:
@@ -345,3 +355,19 @@ def test_atomic_file_leaves_the_old_file_when_the_block_fails(tmp_path):
         stream.write(b"new")
         raise RuntimeError("interrupted")
     assert path.read_text() == "old" and tree(tmp_path) == {path}
+
+
+def test_a_reversed_label_list_against_an_unnamed_teacher_is_flagged_before_training(tmp_path):
+    """The reference teacher names its labels LABEL_0/1, so a reversed list is taken as given; its dev agreement
+    with the gold labels then falls far below chance, which is said loudly and noted on the card."""
+    config = base_config(REFERENCE_TEACHER, tmp_path)
+    spec = {"class_path": "TextClassification", "init_args": {"text_columns": ["sentence"], "labels": ["1", "0"]}}
+    files = {"train": str(SST2 / "train.tsv"), "validation": str(SST2 / "dev.tsv")}
+    config["data"].update(task=spec, files=files, eval_limit=128, max_length=66)
+    del config["data"]["data_dir"]
+    config["trainer"].update(max_steps=2, val_check_interval=2)
+    config["report"]["enabled"] = False
+    with pytest.warns(UserWarning, match="agrees with the gold labels on only"):
+        run_cli("fit", "--config", str(write_config(tmp_path / "reversed.yaml", config)), "--run_name", "reversed")
+    card = json.loads((tmp_path / "reversed" / "student" / "card.json").read_text())
+    assert any("far below chance" in note for note in card["data_notes"]["validation"])

@@ -48,13 +48,15 @@ def test_the_same_case_under_the_home_directory(monkeypatch, tmp_path, spelling)
     assert sorted(p.name for p in home.iterdir()) == ["notes2"]
 
 
-def test_a_real_checkpoint_in_a_users_folder_is_resumed_elsewhere_and_the_folder_kept(fitted_run, tmp_path):
+def test_a_real_checkpoint_in_a_users_folder_is_resumed_elsewhere_and_the_folder_kept(
+    fitted_run, tiny_teacher, tmp_path
+):
     """Past the checkpoint check, clean-up itself must still spare a folder distill did not create."""
     notes = _notes(tmp_path)
     (notes / "ckpts").mkdir()
     shutil.copy(fitted_run / "checkpoints" / "last.ckpt", notes / "ckpts" / "last.ckpt")
     root = tmp_path / "runs"
-    config = write_config(tmp_path / "c.yaml", base_config(Path("unused"), root))
+    config = write_config(tmp_path / "c.yaml", base_config(tiny_teacher, root))  # the checkpoint's own teacher
     before = tree(notes)
     resume = ["fit", "--config", str(config), "--ckpt_path", str(notes / "ckpts" / "last.ckpt")]
     message = cli_error(*resume, "--data.data_dir", str(tmp_path / "no_data"))

@@ -95,18 +95,30 @@ def predict(
     chosen = task_of(model_dir, task)
     kind = file_format(output_path, "--output")
     rows = read_inputs(input_path, chosen)
-    added = list(chosen.prediction_columns(torch.empty(0, chosen.num_labels), {}, {}))
-    if clash := [c for c in added if c in rows.column_names]:
-        raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
     max_length = card_max_length(model_dir, MAX_LENGTH)
     with atomic_file(output_path, "wb") as stream:
-        writer = TableWriter(stream, kind, [*rows.column_names, *added])
+        writer = None
         for start in range(0, len(rows), CHUNK_ROWS):
             chunk = rows.select(range(start, min(start + CHUNK_ROWS, len(rows))))
             predictions = label_rows(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
+            writer = writer or TableWriter(stream, kind, [*rows.column_names, *added_columns(predictions, rows)])
             writer.write({**chunk.to_dict(), **predictions})
+        if writer is None:  # no rows: the header still gets the task's columns
+            empty = chosen.prediction_columns(torch.empty(0, chosen.num_labels), {}, {})
+            writer = TableWriter(stream, kind, [*rows.column_names, *added_columns(empty, rows)])
         writer.close()
     return len(rows)
+
+
+def added_columns(predictions: dict[str, list], rows: datasets.Dataset) -> list[str]:
+    """The prediction columns, which must not replace an input column.
+
+    Raises:
+        DistillError: the input already has one of them.
+    """
+    if clash := [c for c in predictions if c in rows.column_names]:
+        raise DistillError(f"--input already has column(s) {clash} that predictions would overwrite: rename them")
+    return list(predictions)
 
 
 def label_rows(

@@ -20,7 +20,7 @@ from distill.features import Features
 from distill.loss import LossTerm
 from distill.registry import task_from_spec
 from distill.student import StudentConfig
-from distill.teacher import Teacher
+from distill.teacher import Teacher, check_vocabulary
 from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
 from distill.training.callbacks import ResumeRandomState, TrainingThroughput
 from distill.training.data import tokenizer_fingerprint
@@ -108,6 +108,8 @@ class DistillationModule(LightningModule):
             term.task = self.task
         self.teacher_needs = self._teacher_needs()
         self.student = student.build(teacher=self.teacher, task=self.task)
+        if self.teacher is not None:  # after the student, whose family refusal says more than the vocabulary
+            check_vocabulary(self.teacher.model, self.teacher.tokenizer, teacher)
         self.student_needs = self._student_needs()
         for term in self.losses:
             term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
@@ -253,7 +255,8 @@ class DistillationModule(LightningModule):
             batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
             if "labels" not in batch:
                 return
-            logits.append(self.teacher(batch, frozenset({"logits"})).logits.float().cpu())
+            # The frozen model itself, not the teacher's training path (a cache, counters).
+            logits.append(self.teacher.tap.run(self.teacher.model, batch, frozenset({"logits"})).logits.float().cpu())
             labels.append(batch["labels"].cpu())
         note = self.task.teacher_note(torch.cat(logits), torch.cat(labels)) if logits else None
         if note is not None:
