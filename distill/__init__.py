@@ -5,7 +5,15 @@ Everything a plugin needs is importable from here; the built-ins under students/
 
 from __future__ import annotations
 
-from distill.architecture import Architecture, Attention, Record, architecture_of, find_family, slice_linear
+from distill.architecture import (
+    Architecture,
+    Attention,
+    Record,
+    architecture_of,
+    find_family,
+    segment_ids,
+    slice_linear,
+)
 from distill.atomic import atomic_directory
 from distill.compression import Compression, Stage
 from distill.delivery.loading import load_model, load_transformer, variant_base
@@ -62,6 +70,7 @@ __all__ = [
     "pca_basis",
     "reduce_to",
     "resolve_layer_map",
+    "segment_ids",
     "slice_linear",
     "sparsity",
     "variant_base",

@@ -69,6 +69,7 @@ class Architecture:
         gated: the feed-forward input projection holds [input; gate] halves (GLU).
         positions_in_layers: positions enter every layer (relative or rotary) rather than once with the
             embeddings, so a layer's output cannot be re-read as a shorter sequence of the same positions.
+        refusal: set on an adapter registered only to refuse a family, with the reason distill cannot read it.
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
@@ -85,6 +86,7 @@ class Architecture:
     fresh_settings: ClassVar[dict[str, Any]] = {}
     gated: ClassVar[bool] = False
     positions_in_layers: ClassVar[bool] = False
+    refusal: ClassVar[str | None] = None
 
     # --- where things are -----------------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class Architecture:
 
     def embed(self, model: PreTrainedModel, batch: Mapping[str, Tensor]) -> Tensor:
         """The embedding output (B, T, H) that the first layer reads."""
-        return model.base_model.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+        return model.base_model.embeddings(input_ids=batch["input_ids"], token_type_ids=segment_ids(model, batch))
 
     def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Layer `index` on `hidden` (B, T, H) with a (B, T) padding mask; the rows may be any subset of a batch."""
@@ -213,6 +215,9 @@ class Architecture:
     def check_layer_removal(self, model: PreTrainedModel, removed: list[int]) -> None:
         """Refuse removing layers whose removal the family cannot express (0-based indices)."""
 
+    def check_head_removal(self, model: PreTrainedModel) -> None:
+        """Refuse cutting heads out of single layers where the family cannot express it."""
+
     def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
         model.base_model.encoder.layer = layers
 
@@ -232,6 +237,11 @@ class Architecture:
 
     # --- students of this family ----------------------------------------------------------------------------
 
+    def segment_rows(self, teacher_rows: int) -> int:
+        """The segment-embedding rows a student of this family gets from a teacher of another family that has
+        `teacher_rows` (0: the teacher reads no segment ids). BERT-style embeddings need at least one row."""
+        return max(teacher_rows, 1)
+
     def student_config(
         self, teacher: PretrainedConfig, sizes: dict[str, int], dropout: float, head: dict[str, Any]
     ) -> PretrainedConfig:
@@ -248,7 +258,7 @@ class Architecture:
                 "vocab_size": teacher.vocab_size,
                 "pad_token_id": teacher.pad_token_id,
                 "max_position_embeddings": getattr(teacher, "max_position_embeddings", 512),
-                "type_vocab_size": getattr(teacher, "type_vocab_size", 2),
+                "type_vocab_size": self.segment_rows(getattr(teacher, "type_vocab_size", 2) or 0),
             }
         settings |= {self.size_keys[key]: value for key, value in sizes.items()}
         settings |= {key: dropout for key in self.dropout_keys}
@@ -256,6 +266,12 @@ class Architecture:
         for key in ("architectures", "model_type", "transformers_version", "_name_or_path"):
             settings.pop(key, None)
         return self.config_class(**settings)
+
+
+def segment_ids(model: PreTrainedModel, batch: Mapping[str, Tensor]) -> Tensor | None:
+    """The batch's segment ids where the model has more than one segment row; None (every token segment 0)
+    otherwise, since a pair's second segment would index past a one-row table."""
+    return batch.get("token_type_ids") if (getattr(model.config, "type_vocab_size", 2) or 0) > 1 else None
 
 
 def _first(output: Any) -> Tensor:
@@ -287,6 +303,11 @@ def architecture_of(model: nn.Module, role: str = "model") -> Architecture:
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     known = architectures()
+    if model_type in known and known[model_type].refusal:
+        raise DistillError(
+            f"the {role} is a {model_type!r} model, which distill cannot read: {known[model_type].refusal}"
+        )
+    known = {name: adapter for name, adapter in known.items() if not adapter.refusal}
     if model_type not in known:
         raise DistillError(
             f"the {role} is a {model_type or type(model).__name__!r} model, a family distill cannot read: supported "
@@ -304,6 +325,9 @@ def find_family(name: str) -> Architecture:
     """
     by_name = families()
     adapter = by_name.get(name) or architectures().get(name)
+    if adapter is not None and adapter.refusal:
+        raise DistillError(f"encoder family {name!r} cannot be a student: {adapter.refusal}")
+    by_name = {family: adapter for family, adapter in by_name.items() if not adapter.refusal}
     if adapter is None:
         raise DistillError(
             f"unknown encoder family {name!r}: installed families are {', '.join(sorted(by_name))} "

@@ -113,6 +113,12 @@ def head_logits(output: Any) -> Tensor:
 
 
 def takes_token_types(model: nn.Module) -> bool:
-    """Whether `model` reads segment ids: BERT does, DistilBERT and ModernBERT have none (and refuse them)."""
+    """Whether `model` reads segment ids: BERT does, DistilBERT and ModernBERT have none (and refuse them), and a
+    model with a single segment row (RoBERTa) gains nothing from them."""
     declared = getattr(model, "reads_token_types", None)  # a runtime wrapper says what its graph takes
-    return declared if declared is not None else "token_type_ids" in inspect.signature(model.forward).parameters
+    if declared is not None:
+        return declared
+    rows = getattr(getattr(model, "config", None), "type_vocab_size", 2)
+    # A model with one segment row (or none) reads every token as segment 0: a pair's second segment id would
+    # index past its table, so it gets none and uses its default.
+    return "token_type_ids" in inspect.signature(model.forward).parameters and (rows is None or rows > 1)

@@ -74,10 +74,16 @@ def registered(kind: str) -> dict[str, tuple[type, str]]:
 
 
 def plugin_versions() -> dict[str, str]:
-    """Plugin name -> "distribution version", for the card, the saved config and the logger."""
+    """Plugin name -> "distribution version", for the card, the saved config and the logger.
+
+    Read from the entry points themselves, which every pluggy version distill supports can do.
+    """
     manager = get_plugin_manager()
+    loaded = {name for name, _ in manager.list_name_plugin()}
     return {
-        manager.get_name(plugin): f"{dist.name} {dist.version}" for plugin, dist in manager.list_plugin_distributions()
+        entry_point.name: f"{entry_point.dist.name} {entry_point.dist.version}"
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP)
+        if entry_point.name in loaded and entry_point.dist is not None
     }
 
 

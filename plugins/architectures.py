@@ -1,4 +1,5 @@
-"""The built-in architecture adapters: BERT, RoBERTa/XLM-R, ELECTRA, DistilBERT, DeBERTa-v2/v3 and ModernBERT.
+"""The built-in architecture adapters: BERT, RoBERTa/XLM-R, ELECTRA, DistilBERT, DeBERTa-v2/v3, ModernBERT and
+MPNet, and ALBERT's refusal.
 
 Each is written against the public `distill.Architecture` contract, as a third-party family would be.
 """
@@ -16,6 +17,7 @@ from transformers import (
     DistilBertConfig,
     ElectraConfig,
     ModernBertConfig,
+    MPNetConfig,
     PretrainedConfig,
     PreTrainedModel,
     RobertaConfig,
@@ -23,7 +25,7 @@ from transformers import (
 from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
 from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
-from distill import Architecture, Attention, DistillError, Record, hookimpl
+from distill import Architecture, Attention, DistillError, Record, hookimpl, segment_ids
 
 
 class BertArchitecture(Architecture):
@@ -132,6 +134,9 @@ class DebertaV2Architecture(Architecture):
         "hidden_act": "gelu",
     }
 
+    def segment_rows(self, teacher_rows: int) -> int:
+        return teacher_rows  # DeBERTa adds no segment embedding at all when it has no rows
+
     def attention(self, layer: nn.Module) -> Attention:
         block = layer.attention.self
         positional = [p for p in (getattr(block, "pos_key_proj", None), getattr(block, "pos_query_proj", None)) if p]
@@ -145,7 +150,7 @@ class DebertaV2Architecture(Architecture):
 
     def embed(self, model: PreTrainedModel, batch: Mapping[str, Tensor]) -> Tensor:
         return model.base_model.embeddings(
-            input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"), mask=batch["attention_mask"]
+            input_ids=batch["input_ids"], token_type_ids=segment_ids(model, batch), mask=batch["attention_mask"]
         )
 
     def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -255,6 +260,45 @@ class ModernBertArchitecture(Architecture):
             )
 
 
+class MPNetArchitecture(RobertaArchitecture):
+    """MPNet (all-mpnet-base-v2's family): BERT's layer layout under its own names, absolute positions counted
+    from the padding id as in RoBERTa, and one relative-position bias (a column per head) that the encoder
+    computes once and adds to every layer's attention scores."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("mpnet",)
+    name: ClassVar[str] = "mpnet"
+    config_class: ClassVar[type[PretrainedConfig]] = MPNetConfig
+    positions_in_layers: ClassVar[bool] = True  # the relative bias is for the sequence each layer reads
+
+    def attention(self, layer: nn.Module) -> Attention:
+        block = layer.attention.attn
+        return Attention(output=block.o, query=block.q, key=block.k, value=block.v, module=block)
+
+    def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        extended = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        encoder = model.base_model.encoder
+        bias = encoder.compute_position_bias(hidden)
+        return encoder.layer[index](hidden, extended, position_bias=bias)[0]
+
+    def check_head_removal(self, model: PreTrainedModel) -> None:
+        raise DistillError(
+            "MPNet adds one relative-position bias to every layer's attention, a column per head and the same "
+            "columns in every layer, so heads cannot be cut layer by layer: prune neurons or layers instead"
+        )
+
+
+class AlbertArchitecture(BertArchitecture):
+    """ALBERT is recognised only to be refused with its reason (see `refusal`)."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("albert",)
+    name: ClassVar[str] = "albert"
+    refusal: ClassVar[str | None] = (
+        "ALBERT shares one set of layer weights across its whole depth, so copying, slicing or dropping a layer "
+        "would change every layer at once, and its per-layer features do not map onto a student's layers; "
+        "distil it from a checkpoint of another family, or write an adapter that expresses shared layers"
+    )
+
+
 @hookimpl
 def distill_register_architectures() -> list[type[Architecture]]:
     return [
@@ -264,4 +308,6 @@ def distill_register_architectures() -> list[type[Architecture]]:
         DistilBertArchitecture,
         DebertaV2Architecture,
         ModernBertArchitecture,
+        MPNetArchitecture,
+        AlbertArchitecture,
     ]

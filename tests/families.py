@@ -1,65 +1,56 @@
-"""Tiny random models of every built-in encoder family, over the reference teacher's vocabulary (no downloads)."""
+"""Tiny random models of every built-in encoder family from the configs the hub publishes (no downloads)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from transformers import (
-    BertConfig,
-    DebertaV2Config,
-    DistilBertConfig,
-    ElectraConfig,
-    ModernBertConfig,
-    PretrainedConfig,
-    RobertaConfig,
-    XLMRobertaConfig,
-)
+from transformers import AutoConfig, PretrainedConfig
 
 from tests.conftest import save_teacher
 
-VOCABULARY = 30522
-_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+VOCABULARY = 30522  # the reference tokenizer's, which every test teacher is saved with
+PUBLISHED = Path(__file__).parent / "published_configs"
+PUBLISHED_FILES = {  # the hub's config.json of each family, as published
+    "bert": "bert-base-uncased.json",
+    "roberta": "roberta-base.json",
+    "xlm-roberta": "xlm-roberta-base.json",
+    "electra": "electra-base-discriminator.json",
+    "distilbert": "distilbert-base-uncased.json",
+    "deberta-v2": "deberta-v3-base.json",
+    "modernbert": "ModernBERT-base.json",
+    "mpnet": "mpnet-base.json",
+}
+# Only widths, depth and vocabulary shrink; every other setting stays as published. ELECTRA's embeddings stay
+# narrower than its layers, so the projection between them is exercised; ModernBERT keeps a global layer and
+# two local ones (global_attn_every_n_layers is 3).
+_SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+_SHRUNK = {
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64},
+    "electra": {**_SIZES, "embedding_size": 16},
+    "modernbert": {**_SIZES, "num_hidden_layers": 3},
+}
+_SPECIAL_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")
+
+
+def published(family: str) -> dict:
+    """The family's config.json as the hub publishes it."""
+    return json.loads((PUBLISHED / PUBLISHED_FILES[family]).read_text())
 
 
 def tiny_config(family: str, num_labels: int = 2) -> PretrainedConfig:
-    """A two-layer, 32-wide model of `family` with the BERT tokenizer's vocabulary and special ids."""
-    common = dict(vocab_size=VOCABULARY, max_position_embeddings=130, num_labels=num_labels, pad_token_id=0)
-    if family == "bert":
-        return BertConfig(**_SIZES, **common)
-    if family == "roberta":
-        return RobertaConfig(**_SIZES, **common, type_vocab_size=2)
-    if family == "xlm-roberta":
-        return XLMRobertaConfig(**_SIZES, **common, type_vocab_size=2)
-    if family == "electra":
-        return ElectraConfig(**_SIZES, **common, embedding_size=16)
-    if family == "distilbert":
-        return DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
-    if family == "deberta-v2":
-        return DebertaV2Config(
-            **_SIZES,
-            **common,
-            relative_attention=True,
-            position_biased_input=False,
-            pos_att_type=["p2c", "c2p"],
-            position_buckets=32,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-        )
-    if family == "modernbert":
-        return ModernBertConfig(
-            **{**_SIZES, "num_hidden_layers": 3},
-            **common,
-            cls_token_id=101,
-            sep_token_id=102,
-            bos_token_id=101,
-            eos_token_id=102,
-            global_attn_every_n_layers=2,
-            local_attention=8,
-        )
-    raise ValueError(family)
+    """`family`'s published config, shrunk: a two-layer, 32-wide model whose vocabulary is the reference
+    tokenizer's, or just large enough to hold the family's own special ids (ModernBERT's sit above it)."""
+    settings = published(family)
+    special = [settings[key] for key in _SPECIAL_IDS if isinstance(settings.get(key), int)]
+    vocabulary = max(VOCABULARY, *(i + 1 for i in special)) if special else VOCABULARY
+    settings.update(_SHRUNK.get(family, _SIZES), vocab_size=vocabulary, num_labels=num_labels)
+    for key in ("architectures", "transformers_version", "_name_or_path", "torch_dtype"):
+        settings.pop(key, None)
+    return AutoConfig.for_model(settings.pop("model_type"), **settings)
 
 
-FAMILIES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta-v2", "modernbert")
+FAMILIES = tuple(PUBLISHED_FILES)
 
 
 def save_family_teacher(family: str, directory: Path, seed: int = 0, num_labels: int = 2) -> Path:

@@ -31,7 +31,7 @@ from tests.families import FAMILIES
 from tests.plugins.conftest import DEV_TEXTS
 
 ADAPTED = tuple(f for f in FAMILIES if f != "xlm-roberta")
-POSITIONS_IN_LAYERS = {"deberta-v2", "modernbert"}
+POSITIONS_IN_LAYERS = {"deberta-v2", "modernbert", "mpnet"}
 METHODS = {
     "low_rank": (lambda: LowRankDecomposition(embedding_rank=8), set()),
     "sharing": (lambda: ParameterSharing(start="teacher_average"), set()),
@@ -41,7 +41,7 @@ METHODS = {
     # 8 bits: at 4 a tiny random model's logits move too far to compare (test_outliers.py checks 4 bits on real weights)
     "outliers": (lambda: OutlierQuantization(bits=[8], aware_training=True, plain=False), set()),
     "power": (lambda: WordVectorElimination(keep=[6, 3]), POSITIONS_IN_LAYERS),
-    "local_attention": (lambda: LocalAttention(group=4, layers=[1]), {"deberta-v2"}),
+    "local_attention": (lambda: LocalAttention(group=4, layers=[1]), {"deberta-v2", "mpnet"}),
 }
 SHRINKS = {"low_rank", "sharing", "codebook"}
 

@@ -182,6 +182,7 @@ class HeadPruning(_GatedPruning):
     @override
     def configure_student(self, student: Student, teacher: Any, data: Any) -> None:
         model, architecture = hf_model(student, self.name)
+        architecture.check_head_removal(model)
         for layer in architecture.layers(model):
             output = architecture.attention(layer).output
             _install(output, "head_gate", architecture.heads(model, layer), _gate_heads, True)
