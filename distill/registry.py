@@ -79,7 +79,7 @@ def plugin_versions() -> dict[str, str]:
     Read from the entry points themselves, which every pluggy version distill supports can do.
     """
     manager = get_plugin_manager()
-    loaded = {name for name, _ in manager.list_name_plugin()}
+    loaded = {name for name, plugin in manager.list_name_plugin() if plugin is not None}  # blocked: None
     return {
         entry_point.name: f"{entry_point.dist.name} {entry_point.dist.version}"
         for entry_point in entry_points(group=ENTRY_POINT_GROUP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from transformers import AutoConfig, PretrainedConfig
 
 from tests.conftest import save_teacher
@@ -51,6 +52,16 @@ def tiny_config(family: str, num_labels: int = 2) -> PretrainedConfig:
 
 
 FAMILIES = tuple(PUBLISHED_FILES)
+QUICK = ("bert", "deberta-v2")  # their cells run in every suite; the other families' run in CI (`-m slow`)
+
+
+def matrix(cells: list) -> list:
+    """Parametrize cells (a family, or a tuple of families), marking slow those with a family outside QUICK."""
+    families = [cell if isinstance(cell, tuple) else (cell,) for cell in cells]
+    return [
+        cell if set(named) <= set(QUICK) else pytest.param(*named, marks=pytest.mark.slow)
+        for cell, named in zip(cells, families, strict=True)
+    ]
 
 
 def save_family_teacher(family: str, directory: Path, seed: int = 0, num_labels: int = 2) -> Path:

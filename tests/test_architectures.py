@@ -27,7 +27,7 @@ from distill.plugins.quantization import QuantizationAwareTraining
 from distill.students.encoder import EncoderStudent
 from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, RTE, SST2, base_config, run_cli, save_teacher, write_config
-from tests.families import FAMILIES, VOCABULARY, tiny_config
+from tests.families import FAMILIES, VOCABULARY, matrix, tiny_config
 from tests.plugins.conftest import DEV_TEXTS, compress, export
 
 ADAPTED = tuple(f for f in FAMILIES if f != "xlm-roberta")  # XLM-R is RoBERTa's adapter; it has the loss cell
@@ -122,7 +122,7 @@ TRAINING_TEXTS = [line.split("\t")[0] for line in (SST2 / "train.tsv").read_text
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("family", ADAPTED)
+@pytest.mark.parametrize("family", matrix(ADAPTED))
 def test_each_family_takes_every_compression_method_and_reloads(family, method, family_teachers, tmp_path):
     teacher = family_teachers[family]
     losses = [LogitsKD(weight=1.0), HiddenStatesKD(weight=1.0)]
@@ -159,7 +159,7 @@ def test_modernbert_refuses_to_remove_its_first_layer(family_teachers, tmp_path)
 CROSSINGS = sorted({*((f, "bert") for f in FAMILIES), *(("bert", f) for f in ADAPTED)} - {("bert", "bert")})
 
 
-@pytest.mark.parametrize(("teacher", "student"), CROSSINGS)
+@pytest.mark.parametrize(("teacher", "student"), matrix(CROSSINGS))
 def test_a_teacher_distils_into_a_student_of_another_family(teacher, student, family_teachers, tmp_path):
     losses = [LogitsKD(weight=1.0), HiddenStatesKD(weight=1.0)]
     module = fit(family_teachers[teacher], tmp_path, losses, family=student, hidden_size=16, num_heads=2)

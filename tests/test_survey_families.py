@@ -27,7 +27,7 @@ from distill.plugins.squeezing import WeightSqueezing
 from distill.plugins.word_elimination import WordVectorElimination
 from distill.students.encoder import EncoderStudent
 from distill.training.module import DistillationModule
-from tests.families import FAMILIES
+from tests.families import FAMILIES, matrix
 from tests.plugins.conftest import DEV_TEXTS
 
 ADAPTED = tuple(f for f in FAMILIES if f != "xlm-roberta")
@@ -72,7 +72,7 @@ def _step(module: DistillationModule) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("family", ADAPTED)
+@pytest.mark.parametrize("family", matrix(ADAPTED))
 def test_each_survey_method_works_on_each_family_where_its_maths_holds(family, method, family_teachers, tmp_path):
     make, refused = METHODS[method]
     build = {"task": "sst2", "teacher": str(family_teachers[family]), "losses": [LogitsKD(weight=1.0)]}
