@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from distill import Teacher
-from distill.delivery.bench import compare_latency
+from distill.delivery.timing import compare_latency
 from distill.plugins.local_attention import localise
 from distill.registry import task_from_spec
 from distill.students.encoder import BertStudent

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from distill.delivery.bench import evaluate, task_batches
+from distill.delivery.batching import task_batches
 from distill.delivery.loading import card_max_length, load_model
+from distill.delivery.scoring import evaluate
 from distill.plugins.codebook import CodedEmbedding
 from distill.registry import task_from_spec
 from distill.training.data import TaskDataModule

@@ -16,7 +16,8 @@ import os
 import torch
 
 from distill import Teacher
-from distill.delivery.bench import compare_latency, model_inputs, task_batches
+from distill.delivery.batching import model_inputs, task_batches
+from distill.delivery.timing import compare_latency
 from distill.registry import task_from_spec
 from distill.students.encoder import EncoderStudent
 from distill.training.data import TaskDataModule

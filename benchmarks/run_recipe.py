@@ -26,8 +26,8 @@ import torch
 
 from distill.cli import card_data
 from distill.compression import installed_kinds
-from distill.delivery.bench import measure_models
 from distill.delivery.loading import export_variants_in, load_model
+from distill.delivery.measure import measure_models
 from distill.registry import task_from_spec
 
 HERE = Path(__file__).resolve().parent

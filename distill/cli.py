@@ -24,7 +24,8 @@ from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
 from distill.compression import Compression
-from distill.delivery.bench import BENCH_FILES, MAX_LENGTH, run_bench
+from distill.delivery.batching import MAX_LENGTH
+from distill.delivery.bench import BENCH_FILES, run_bench
 from distill.delivery.export import export_checkpoint, export_depth
 from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
 from distill.delivery.loading import CARD_NAME, card_max_length, model_folder, serving

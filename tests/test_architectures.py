@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 from distill import TransformerTap
 from distill.architecture import architecture_of
 from distill.compression import served_logits
-from distill.delivery.bench import model_inputs
+from distill.delivery.batching import model_inputs
 from distill.delivery.loading import load_model
 from distill.delivery.measure import count_parameters
 from distill.errors import DistillError

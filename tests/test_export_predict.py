@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.delivery.bench import model_inputs
+from distill.delivery.batching import model_inputs
 from distill.delivery.loading import export_variants_in, load_model
 from distill.delivery.onnx import export_onnx
 from distill.hf import head_logits

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, BertForQuestionAnswering
 
 from distill import DataFiles, DistillError, Features
-from distill.delivery.bench import evaluate, task_batches
+from distill.delivery.batching import task_batches
 from distill.delivery.loading import load_model
+from distill.delivery.scoring import evaluate
 from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import ExtractiveQA
 from distill.plugins.tasks.extractive_qa import CONTEXT, OFFSETS, AnswerScores, normalize_answer, token_f1

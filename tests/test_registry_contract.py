@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from distill import DataFiles, DistillError, Teacher, head_logits
 from distill.compression import finalize, served_logits
-from distill.delivery.bench import task_batches
+from distill.delivery.batching import task_batches
 from distill.delivery.export import export_student, task_card
 from distill.delivery.loading import load_model
 from distill.registry import registered, task_from_spec

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from distill.compression import finalize, served_logits
-from distill.delivery.bench import model_inputs
+from distill.delivery.batching import model_inputs
 from distill.delivery.export import export_student
 from distill.delivery.loading import load_model
 from distill.delivery.measure import weights_size_on_disk

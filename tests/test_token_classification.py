@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from distill import DataFiles, DistillError, Features
-from distill.delivery.bench import evaluate, task_batches
+from distill.delivery.batching import task_batches
 from distill.delivery.loading import load_model
+from distill.delivery.scoring import evaluate
 from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import TokenClassification
 from distill.plugins.tasks.tokens import WORD_INDEX, EntityScores, entity_spans

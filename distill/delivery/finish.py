@@ -14,11 +14,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from distill.atomic import write_json_atomic
 from distill.compression import finalize, shortfalls
-from distill.delivery.bench import latency_mix, measure_models
 from distill.delivery.export import export_student, task_card
 from distill.delivery.loading import CARD_NAME, export_variants_in, load_model, serving
+from distill.delivery.measure import measure_models
 from distill.delivery.model_card import write_model_card
 from distill.delivery.report import compare, pareto_plot, write_report
+from distill.delivery.scoring import scores_folder
+from distill.delivery.timing import latency_mix
 from distill.registry import plugin_versions
 from distill.training.callbacks import TrainingThroughput
 from distill.training.module import SELECTION, DistillationModule
@@ -147,7 +149,8 @@ def report_card(
     for name, variant in export_variants_in(student_dir).items():  # e.g. the int8 copy, the ONNX files
         models[f"student-{name}"] = (*load_model(variant), variant)
     max_length = data.max_length
-    measured = measure_models(models, task, examples, settings.latency_rows, max_length)
+    scores = scores_folder(getattr(data, "cache_dir", None))
+    measured = measure_models(models, task, examples, settings.latency_rows, max_length, scores)
     sections = measured["student"]["sections"]
     return {
         "task": task.name,

@@ -1,11 +1,22 @@
-"""Measured facts about a model: parameter counts and size on disk."""
+"""Measured facts about models: parameter counts, size on disk, and everything the report card and `distill bench`
+show (`measure_models`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+import datasets
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from distill.compression import installed_kinds
+from distill.delivery.batching import MAX_LENGTH, model_inputs, task_batches
+from distill.delivery.scoring import score
+from distill.delivery.timing import compare_latency
+from distill.task import Task
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 EMBEDDINGS = (nn.Embedding, torch.ao.nn.quantized.Embedding)
@@ -59,3 +70,46 @@ def sparsity(model: nn.Module) -> dict[str, float]:
     total = sum(sizes.values())
     overall = sum(per_layer[n] * sizes[n] for n in sizes) / total if total else 0.0
     return {"overall": overall, **per_layer}
+
+
+def measure_models(
+    models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
+    task: Task,
+    examples: datasets.Dataset,
+    latency_rows: int = 256,
+    max_length: int = MAX_LENGTH,
+    teacher_scores: Path | None = None,
+) -> dict[str, dict]:
+    """Everything the report card and `distill bench` show, for each model, measured here and now; the teacher's
+    scores come from `teacher_scores` when it was scored on these rows before (latency is always timed,
+    interleaved). Only the teacher's are cached: a student's report sections are read off its evaluation.
+
+    Args:
+        models: name -> (model in eval mode, its tokenizer, its export folder or None if it has none).
+        task: the task whose metrics are computed, and which encodes the examples.
+        examples: the evaluation split as the task read it; its first `latency_rows` rows are the latency mix.
+        latency_rows: how many examples make up the fixed sequence-length mix that is timed.
+        max_length: truncation length in tokens, as the models were trained (the card's data.max_length).
+        teacher_scores: a folder of the model named "teacher"'s scores, by its weights, the rows, max_length and
+            the task; None scores it afresh.
+    """
+    kinds = installed_kinds()
+    results: dict[str, dict] = {}
+    for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring", unit="model"):
+        results[name] = {
+            **score(model, task, tokenizer, examples, max_length, teacher_scores if name == "teacher" else None),
+            "parameters": count_parameters(model),
+            "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
+            # read right after evaluation: e.g. the exit-layer histogram of the validation split
+            "sections": [section for kind in kinds for section in kind.report_sections(model)],
+        }
+    mix = examples.select(range(min(latency_rows, len(examples))))
+    for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
+        batches = {
+            name: [model_inputs(model, b) for b in task_batches(task, tokenizer, mix, batch_size, max_length)]
+            for name, (model, tokenizer, _) in models.items()
+        }
+        timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
+        for name in models:
+            results[name][f"latency_batch{batch_size}"] = timed[name]
+    return results

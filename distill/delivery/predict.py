@@ -14,7 +14,7 @@ import pyarrow.parquet
 import torch
 
 from distill.atomic import atomic_file
-from distill.delivery.bench import MAX_LENGTH, model_inputs, task_batches
+from distill.delivery.batching import MAX_LENGTH, model_inputs, task_batches
 from distill.delivery.loading import CARD_NAME, card_max_length, card_task, load_model
 from distill.errors import DistillError
 from distill.hf import head_logits

@@ -26,6 +26,7 @@ def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> 
                 "drop_points": 100 * (base["metrics"][metric] - m["metrics"][metric]),
                 "value_batch1": m["metrics_batch1"][metric],
                 "drop_points_batch1": 100 * (base["metrics"][metric] - m["metrics_batch1"][metric]),
+                "batch_dependent": m.get("batch_dependent"),  # None: measured before the probe, scored both ways
                 "parameters": m["parameters"]["total"],
                 "parameters_without_embeddings": m["parameters"]["without_embeddings"],
                 "nonzero_parameters": m["parameters"]["nonzero"],
@@ -81,9 +82,19 @@ def change_in_words(drop_points: float) -> str:
 def batch_dependence_markdown(rows: list[dict[str, Any]]) -> str:
     """Which models answer a row differently at batch 1 than at batch 64, and by how much on dev."""
     moved = [r for r in rows if round(r["value"] - r["value_batch1"], 4) != 0]
+    probed = [r["model"] for r in rows if r.get("batch_dependent")]
+    how = (
+        f"A 64-row probe found answers that depend on their batch mates in {', '.join(probed)}, which were scored "
+        f"row by row on the whole split; the other models answer each row the same in any batch."
+        if probed
+        else ""
+    )
     if not moved:
-        return "Every model scores the same on dev at batch 1 as at batch 64: no answer depends on its batch mates."
+        if not probed:
+            return "Every model scores the same on dev at batch 1 as at batch 64: no answer depends on its batch mates."
+        return f"Every model scores the same on dev at batch 1 as at batch 64. {how}"
     lines = [
+        *([how, ""] if how else []),
         "These models answer some rows differently at batch 1 than at batch 64: they compute something per batch "
         "(dynamic quantization takes one activation range per batch, from every row in it). A variant whose "
         "ranges are fixed in advance (static int8, calibrated on training rows) answers each row the same way "

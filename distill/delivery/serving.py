@@ -145,7 +145,7 @@ def export_onnx_variants(folder: Path, task: Task, calibration: datasets.Dataset
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from distill.delivery.bench import task_batches
+    from distill.delivery.batching import task_batches
 
     if len(calibration) == 0:
         raise DistillError("static int8 needs calibration rows, and the training split gave none: check data")

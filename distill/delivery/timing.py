@@ -1,0 +1,68 @@
+"""Timing models against each other: interleaved, so machine noise hits them alike, on a fixed mix of inputs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+
+import datasets
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from distill.delivery.batching import MAX_LENGTH, Batch, logits_of, task_batches
+from distill.task import Task
+
+
+@torch.inference_mode()
+def compare_latency(
+    models: Mapping[str, nn.Module], batches: Mapping[str, list[Batch]], warmup: int = 3, rounds: int = 2
+) -> dict[str, dict[str, float]]:
+    """Per-batch latency of several models, interleaved batch by batch so machine noise hits them alike.
+
+    Args:
+        models: name -> model in eval mode.
+        batches: name -> that model's batches (the same texts for every model, each in its own vocabulary).
+
+    Returns:
+        For each model: median and p90 milliseconds per batch, and examples per second.
+    """
+    for name, model in models.items():
+        for batch in batches[name][:warmup]:
+            logits_of(model, batch)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for position in range(len(next(iter(batches.values())))):
+            for name, model in models.items():
+                started = time.perf_counter()
+                logits_of(model, batches[name][position])
+                times[name].append(time.perf_counter() - started)
+    examples = {name: rounds * sum(len(b["input_ids"]) for b in batches[name]) for name in models}
+    return {
+        name: {
+            "median_ms": 1000 * statistics.median(seconds),
+            "p90_ms": 1000 * statistics.quantiles(seconds, n=10, method="inclusive")[-1],
+            "examples_per_second": examples[name] / sum(seconds),
+        }
+        for name, seconds in times.items()
+    }
+
+
+def latency_mix(
+    task: Task,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: datasets.Dataset,
+    latency_rows: int = 256,
+    max_length: int = MAX_LENGTH,
+) -> dict:
+    """What the timed inputs look like: how many, how long in tokens, on how many threads."""
+    mix = examples.select(range(min(latency_rows, len(examples))))
+    batches = task_batches(task, tokenizer, mix, 1, max_length)
+    lengths = sorted(int(n) for b in batches for n in b["attention_mask"].sum(-1))
+    return {
+        "examples": len(lengths),
+        "tokens_median": statistics.median(lengths),
+        "tokens_max": lengths[-1],
+        "threads": torch.get_num_threads(),
+    }
