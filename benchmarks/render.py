@@ -21,6 +21,7 @@ SPECIAL = {
     "train_speed",
     "train_speed_end_to_end",
     "cache_speed",
+    "report_card_cost",
     "torchdistill",
     "quickstart_task_redesign",
     "custom_csv",
@@ -222,6 +223,35 @@ def _action(name: str) -> str:
         return name
     which = "best" if "'val/selection'" in name else "last"
     return f"[Callback]ModelCheckpoint({which}){name[name.index('}') + 1 :]}"
+
+
+def report_cost_table(record: dict) -> list[str]:
+    """Issue 33: the report card's cost after a 10-step run, and each model's scoring the old way and the new."""
+    walls = record["wall_seconds"]
+    report = walls["report_teacher_cached"] - walls["no_report"]
+    lines = [
+        f"Measured {record['date']} on {record['machine']} ({record['threads']} threads), `{record['recipe']}` for "
+        f"10 steps with 2 validation batches. Command: `{record['command']}`.",
+        "",
+        "| 10-step run | wall seconds |",
+        "|---|---|",
+        f"| report card, teacher's scores not cached yet | {walls['report_teacher_not_cached']} |",
+        f"| report card, teacher's scores cached | {walls['report_teacher_cached']} |",
+        f"| no report card | {walls['no_report']} |",
+        "",
+        f"The report card costs {report:.1f} s here once the teacher's scores are cached (latency timing is most "
+        "of it). Scoring on the whole dev split (872 rows), old way (batch 64 and row by row, every model) against "
+        "new (row by row only where the 64-row probe finds batch-dependent answers; the teacher read from its "
+        "cache after its first run):",
+        "",
+        "| model | old seconds | new seconds | batch-dependent |",
+        "|---|---|---|---|",
+    ]
+    for name, r in record["scoring_seconds"].items():
+        lines.append(
+            f"| {name} | {r['old_seconds']} | {r['new_seconds']} | {'yes' if r['batch_dependent'] else 'no'} |"
+        )
+    return lines
 
 
 def cache_table(record: dict) -> list[str]:
@@ -754,6 +784,8 @@ def main() -> None:
         lines += [*torchdistill_lines(results["torchdistill"]), ""]
     if "cache_speed" in results:
         lines += ["## Teacher-output cache", "", *cache_table(results["cache_speed"]), ""]
+    if "report_card_cost" in results:
+        lines += ["## What the report card costs (issue 33)", "", *report_cost_table(results["report_card_cost"]), ""]
     if "custom_csv" in results:
         lines += [
             "## Your own CSV: a teacher, then a student (configs/custom)",
