@@ -240,9 +240,9 @@ def report_cost_table(record: dict) -> list[str]:
         f"| no report card | {walls['no_report']} |",
         "",
         f"The report card costs {report:.1f} s here once the teacher's scores are cached (latency timing is most "
-        "of it). Scoring on the whole dev split (872 rows), old way (batch 64 and row by row, every model) against "
-        "new (row by row only where the 64-row probe finds batch-dependent answers; the teacher read from its "
-        "cache after its first run):",
+        "of it). Scoring on the whole dev split (872 rows), the old way (batch 64 and row by row, every model) "
+        "against the new way scored afresh (row by row only where the 64-row probe finds batch-dependent answers); "
+        "after its first run, the teacher's scores are read from the cache instead of being scored:",
         "",
         "| model | old seconds | new seconds | batch-dependent |",
         "|---|---|---|---|",
