@@ -25,6 +25,7 @@ from distill.hf import head_logits, load_classifier, load_tokenizer
 from distill.hookspecs import hookimpl
 from distill.layers import LayerMap, resolve_layer_map
 from distill.loss import LossTerm
+from distill.reader import FileReader
 from distill.schedule import Ramp
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import Student, StudentConfig
@@ -44,6 +45,7 @@ __all__ = [
     "Compression",
     "DistillError",
     "Features",
+    "FileReader",
     "DataFiles",
     "DataSource",
     "HubDataset",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from distill.architecture import Architecture
     from distill.compression import Compression
     from distill.loss import LossTerm
+    from distill.reader import FileReader
     from distill.student import StudentConfig
     from distill.task import Task
 
@@ -58,6 +59,12 @@ def distill_register_compression() -> list[type[Compression]]:
 def distill_register_architectures() -> list[type[Architecture]]:
     """Contribute Architecture subclasses: adapters that let distill read and reshape an encoder family (the
     `config.model_type` values each lists), as teacher and as student."""
+
+
+@hookspec
+def distill_register_readers() -> list[type[FileReader]]:
+    """Contribute FileReader subclasses: file layouts beyond CSV, TSV, JSON, JSONL and Parquet that data.files
+    and `distill predict` read (a task plugin brings the layout its task reads)."""
 
 
 # --- loading: formats of exported models ------------------------------------------------------------------------

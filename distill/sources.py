@@ -9,26 +9,25 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import datasets
 
 from distill.errors import DistillError
+from distill.plugin_manager import registered
+from distill.reader import FileReader
 
-FileFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll", "squad"]
-_SUFFIXES: dict[str, FileFormat] = {
+FileFormat = str  # a table format (TABLE_SUFFIXES) or the name of a registered FileReader
+TABLE_SUFFIXES: dict[str, FileFormat] = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".json": "json",
     ".jsonl": "jsonl",
     ".parquet": "parquet",
-    ".conll": "conll",
-}  # SQuAD files are .json: `file_format` tells them by their layout
+}  # other layouts come from the FileReaders that plugins register
 
 
 def fingerprint(*parts: object) -> str:
@@ -68,12 +67,11 @@ class DataFiles:
         train: the training file.
         validation: the file checkpoints are selected on (and the report card is measured on).
         test: a file for `distill test`; the validation file when not given.
-        format: csv, tsv, json, jsonl, parquet or conll; by default each file's suffix decides. TSV is read with
-            quoting off (as GLUE's files need: a field holds no tab or newline); CSV with standard quoting.
-            CoNLL files (one token per line, its tag in the last column, a blank line between sentences) give
-            a `tokens` and a `tags` column; give `format: conll` for files named .txt. SQuAD v1.1 and v2.0
-            JSON files (data > paragraphs > qas) are recognised by their layout and give one row per question,
-            in the hub's squad columns (id, title, context, question, answers with text and answer_start).
+        format: csv, tsv, json, jsonl, parquet, or the name of a layout a plugin reads (`distill plugins` lists
+            the readers: the built-in tasks bring conll and squad); by default each file's suffix decides, and a
+            reader may recognise its layout by content (SQuAD's .json). TSV is read with quoting off (as GLUE's
+            files need: a field holds no tab or newline); CSV with standard quoting. Give `format: conll` for
+            CoNLL files named .txt.
         column_names: names for CSV or TSV files that have no header line.
     """
 
@@ -88,7 +86,7 @@ class DataFiles:
         if name is None:
             raise DistillError(
                 f"no {split} split: data.files.{split} is not set. Give the path of a "
-                f"{'/'.join(_SUFFIXES)} file holding it"
+                f"{'/'.join(TABLE_SUFFIXES)} file holding it"
             )
         return Path(name).expanduser()
 
@@ -118,26 +116,35 @@ def row_place(kind: FileFormat, row: int, header: bool = True) -> str:
         return f"line {row + (2 if header else 1)}"
     if kind == "jsonl":
         return f"line {row + 1}"
-    if kind == "conll":
-        return f"sentence {row + 1}"
-    if kind == "squad":
-        return f"question {row + 1}"
-    return f"row {row + 1}"
+    reader = readers().get(kind)
+    return f"{reader.row if reader is not None else 'row'} {row + 1}"
+
+
+def readers() -> dict[str, type[FileReader]]:
+    """The layouts installed plugins read, by name."""
+    return {cls.name: cls for cls, _ in registered("readers").values()}
 
 
 def file_format(path: Path, key: str, given: FileFormat | None = None) -> FileFormat:
-    """The format named in the config, else the one the file's suffix implies.
+    """The format named in the config, else the one a reader recognises in the file or its suffix implies.
 
     Raises:
-        DistillError: the suffix is not one of the supported types.
+        DistillError: the format or the suffix is not one distill or an installed plugin reads.
     """
-    kind = given or _SUFFIXES.get(path.suffix.lower())
-    if kind == "json" and given is None and _squad_layout(path):
-        return "squad"
+    layouts = readers()
+    known = [*TABLE_SUFFIXES.values(), *layouts]
+    if given is not None:
+        if given not in known:
+            raise DistillError(f"{key}: unknown format {given!r}; formats are {', '.join(known)} (`distill plugins`)")
+        return given
+    if path.is_file() and (found := next((r.name for r in layouts.values() if r.recognises(path)), None)):
+        return found
+    by_suffix = {**TABLE_SUFFIXES, **{s: r.name for r in layouts.values() for s in r.suffixes}}
+    kind = by_suffix.get(path.suffix.lower())
     if kind is None:
         raise DistillError(
             f"{key} {str(path)!r}: unknown file type {path.suffix or '(no suffix)'!r}; use one of "
-            f"{', '.join(_SUFFIXES)} files" + (", or set data.files.format" if key.startswith("data.") else "")
+            f"{', '.join(by_suffix)} files" + (", or set data.files.format" if key.startswith("data.") else "")
         )
     return kind
 
@@ -167,9 +174,6 @@ def load_table(
         ) from None
     finally:
         datasets.logging.set_verbosity(verbosity)
-
-
-TEXT_FORMATS = ("csv", "tsv", "json", "jsonl", "conll", "squad")
 
 
 def check_readable(path: Path, key: str, kind: FileFormat) -> None:
@@ -202,7 +206,7 @@ def check_readable(path: Path, key: str, kind: FileFormat) -> None:
         )
     ):
         raise DistillError(f"{where} has no rows: give a file with at least one example")
-    if kind in TEXT_FORMATS:
+    if kind != "parquet":  # every other table and every layout a reader reads is text
         _check_utf8(path, where)
 
 
@@ -247,94 +251,10 @@ def _header(path: Path, separator: str, quoting: int) -> list[str]:
     return names
 
 
-def read_conll(path: Path) -> datasets.Dataset:
-    """CoNLL-style sentences: whitespace-separated columns, the token first and its tag last, a blank line between
-    sentences, `-DOCSTART-` lines skipped.
-
-    Raises:
-        DistillError: a line has another number of columns than the file's first line (its number is given).
-    """
-    tokens: list[list[str]] = []
-    tags: list[list[str]] = []
-    width = None
-    sentence: list[tuple[str, str]] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields or fields[0] == "-DOCSTART-":
-                if sentence:
-                    tokens.append([t for t, _ in sentence])
-                    tags.append([g for _, g in sentence])
-                    sentence = []
-                continue
-            width = width or len(fields)
-            if len(fields) != width or width < 2:
-                raise DistillError(
-                    f"{path}, line {number}: {len(fields)} column(s) where the file's lines have {width} "
-                    f"(a token first, its tag last): fix that line"
-                )
-            sentence.append((fields[0], fields[-1]))
-    if sentence:
-        tokens.append([t for t, _ in sentence])
-        tags.append([g for _, g in sentence])
-    return datasets.Dataset.from_dict({"tokens": tokens, "tags": tags})
-
-
-_SQUAD_START = re.compile(r'\s*\{\s*("version"\s*:\s*"[^"]*"\s*,\s*)?"data"\s*:\s*\[\s*\{')
-
-
-def _squad_layout(path: Path) -> bool:
-    """Whether a .json file opens the way SQuAD's do: {"version": ..., "data": [{"title": ..., "paragraphs"."""
-    if not path.is_file():
-        return False
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        head = handle.read(65536)
-    return bool(_SQUAD_START.match(head)) and '"paragraphs"' in head
-
-
-def read_squad(path: Path) -> datasets.Dataset:
-    """A SQuAD v1.1 or v2.0 file, one row per question, in the hub's squad columns; an unanswerable (v2)
-    question has no answers.
-
-    Raises:
-        DistillError: an article, paragraph or question lacks a key SQuAD files have (its place is named).
-    """
-    articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-    rows: dict[str, list] = {"id": [], "title": [], "context": [], "question": [], "answers": []}
-    for a, article in enumerate(articles):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            place = f"{path}, article {a + 1} ({article.get('title', 'untitled')}), paragraph {p + 1}"
-            if "context" not in paragraph or "qas" not in paragraph:
-                raise DistillError(f"{place}: a SQuAD paragraph needs 'context' and 'qas': fix the file")
-            for q, qa in enumerate(paragraph["qas"]):
-                if "question" not in qa or "answers" not in qa:
-                    raise DistillError(f"{place}, question {q + 1}: needs 'question' and 'answers': fix the file")
-                answers = [] if qa.get("is_impossible") else qa["answers"]
-                rows["id"].append(str(qa.get("id", f"{a}-{p}-{q}")))
-                rows["title"].append(article.get("title", ""))
-                rows["context"].append(paragraph["context"])
-                rows["question"].append(qa["question"])
-                rows["answers"].append(
-                    {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]}
-                )
-    features = datasets.Features(
-        {
-            **{name: datasets.Value("string") for name in ("id", "title", "context", "question")},
-            "answers": {
-                "text": datasets.List(datasets.Value("string")),
-                "answer_start": datasets.List(datasets.Value("int32")),
-            },
-        }
-    )
-    return datasets.Dataset.from_dict(rows, features=features)
-
-
 def _load_file(path: Path, kind: FileFormat, column_names: list[str] | None) -> datasets.Dataset:
     files = {"data": str(path)}
-    if kind == "conll":
-        return read_conll(path)
-    if kind == "squad":
-        return read_squad(path)
+    if kind not in TABLE_SUFFIXES.values():
+        return readers()[kind].read(path)
     if kind in ("csv", "tsv"):
         quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
         separator = "\t" if kind == "tsv" else ","

@@ -5,12 +5,26 @@ from __future__ import annotations
 
 from distill import hookimpl
 from distill.plugins.tasks.extractive_qa import ExtractiveQA
+from distill.plugins.tasks.readers import ConllReader, SquadReader
 from distill.plugins.tasks.sentence import MultiLabelClassification, Regression, TextClassification
 from distill.plugins.tasks.tokens import TokenClassification
 
-__all__ = ["ExtractiveQA", "MultiLabelClassification", "Regression", "TextClassification", "TokenClassification"]
+__all__ = [
+    "ConllReader",
+    "ExtractiveQA",
+    "MultiLabelClassification",
+    "Regression",
+    "SquadReader",
+    "TextClassification",
+    "TokenClassification",
+]
 
 
 @hookimpl
 def distill_register_tasks() -> list[type]:
     return [TextClassification, Regression, MultiLabelClassification, TokenClassification, ExtractiveQA]
+
+
+@hookimpl
+def distill_register_readers() -> list[type]:
+    return [ConllReader, SquadReader]
