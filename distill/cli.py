@@ -186,7 +186,8 @@ class DistillCLI(LightningCLI):
         if self.search and self.model.student.search_result() is None:
             raise DistillError(
                 f"`distill search` needs a search-space student; the {self.model.student.family} "
-                f"student is not one (use `distill fit`, or a student such as NasCnnSearch)"
+                f"student is not one (use `distill fit`, or a student whose search_result() returns an architecture; "
+                f"`distill plugins` lists the installed students)"
             )
 
     def after_fit(self) -> None:
@@ -353,7 +354,10 @@ def bench_command(argv: list[str]) -> None:
     parser.add_argument("students", nargs="+", type=str, help="exported student folders")
     parser.add_argument("--teacher", type=str, required=True, help="the fine-tuned teacher folder")
     parser.add_argument(
-        "--task", type=str | None, default=None, help="a task preset such as sst2 (default: the students' cards)"
+        "--task",
+        type=str | None,
+        default=None,
+        help="a task preset (`distill plugins` lists them; default: the students' cards)",
     )
     parser.add_argument(
         "--data_dir", type=str | None, default=None, help="the preset's data folder (default: the cards' data)"

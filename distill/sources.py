@@ -316,7 +316,7 @@ class HubDataset:
                 f"could not load split {name!r} of hub dataset {label} ({type(error).__name__}). Offline "
                 f"(HF_DATASETS_OFFLINE=1 or no network) only cached datasets load: point data.files.train and "
                 f"data.files.validation at local CSV, TSV, JSON, JSONL or Parquet files instead (for a preset "
-                f"such as sst2: data.data_dir at its folder; for distill bench: --data_dir)"
+                f"task: data.data_dir at its folder; for distill bench: --data_dir)"
             ) from None
         if self.class_names:
             loaded = _class_ids_to_names(loaded)

@@ -28,7 +28,9 @@ def task_of(model_dir: Path, task: str | None) -> Task:
     trained = card_task(model_dir)
     if task is None:
         if trained is None:
-            raise DistillError(f"{model_dir} has no {CARD_NAME} naming its task: pass --task (a preset such as sst2)")
+            raise DistillError(
+                f"{model_dir} has no {CARD_NAME} naming its task: pass --task (a preset: `distill plugins` lists them)"
+            )
         return trained
     asked = task_from_spec(task)
     if trained is not None and asked.labels != trained.labels:

@@ -259,7 +259,8 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> None:
 UNTRAINED_HEAD = (
     "**No loss of this run trained the student's predictions** (a task-agnostic stage): its task head is "
     "untrained, so the dev score above says nothing about the task yet. Continue with task distillation from this "
-    "export (`class_path: PretrainedStudent`, `init_args: {model: <this run>/student}`)."
+    "export, with a student family that starts from an exported model (`model: <this run>/student`; `distill "
+    "plugins` lists the students)."
 )
 
 

@@ -331,7 +331,7 @@ def resolve_data(
         return task, preset.source(folder)
     if data_dir:
         raise DistillError(
-            "data.data_dir is a preset's folder (e.g. task: sst2); for a task class give data.files "
+            "data.data_dir is a preset's folder (data.task: a preset name); for a task class give data.files "
             "(train, validation) or data.hub"
         )
     if not (files or hub):

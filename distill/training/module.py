@@ -18,6 +18,7 @@ from distill.compression import Compression, check_combination, ordered, served_
 from distill.errors import DistillError
 from distill.features import Features
 from distill.loss import LossTerm
+from distill.plugin_manager import registered
 from distill.registry import task_from_spec
 from distill.student import StudentConfig
 from distill.teacher import Teacher, check_vocabulary
@@ -100,7 +101,10 @@ class DistillationModule(LightningModule):
         if lr_schedule not in {s.value for s in SchedulerType}:
             raise DistillError(f"unknown lr_schedule {lr_schedule!r}: use one of {[s.value for s in SchedulerType]}")
         if not losses:
-            raise DistillError("model.losses is empty: name at least one loss, e.g. class_path: LogitsKD")
+            raise DistillError(
+                f"model.losses is empty: name at least one (class_path: NAME); installed losses are "
+                f"{', '.join(sorted(registered('losses')))}"
+            )
         check_optimisation(learning_rate, weight_decay, warmup_ratio, losses)
         self.teacher = Teacher(teacher, self.task, trust_remote_code) if teacher else None
         self.losses = nn.ModuleList(losses)

@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from distill.errors import DistillError
 from distill.loss import LossTerm
+from distill.plugin_manager import registered
 from distill.task import Task
 
 STUDENT_PREFIX = "student_"
@@ -52,8 +53,16 @@ def check_crossing(
         if crossing := term.from_teacher & TOKEN_LEVEL:
             raise DistillError(
                 f"loss {term.name!r} compares the teacher's per-token {sorted(crossing)} with the student's, but "
-                f"{pair}: use sentence-level losses (LogitsKD, PooledKD) or a student on the teacher's tokenizer"
+                f"{pair}: use sentence-level losses ({', '.join(sentence_level_losses())}) or a student on the "
+                f"teacher's tokenizer"
             )
+
+
+def sentence_level_losses() -> list[str]:
+    """The installed losses that read the teacher but none of its per-token features: those that cross tokenizers."""
+    losses = registered("losses").items()
+    teacher_reads = {name: cls.needs if cls.teacher_needs is None else cls.teacher_needs for name, (cls, _) in losses}
+    return sorted(name for name, reads in teacher_reads.items() if reads and not reads & TOKEN_LEVEL)
 
 
 class PairedCollator:
