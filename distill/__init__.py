@@ -29,6 +29,16 @@ from distill.reader import FileReader
 from distill.schedule import Ramp
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import Student, StudentConfig
+from distill.surgery import (
+    LAYER_TYPES,
+    add_between_layers,
+    between_layers,
+    hf_model,
+    layer_linears,
+    module_paths,
+    readable,
+    replace_module,
+)
 from distill.task import Preset, Task
 from distill.teacher import Teacher
 from distill.training.tokenizations import STUDENT_PREFIX
@@ -36,6 +46,14 @@ from distill.training.transfer import UNLABELLED
 
 __version__ = "0.1.0"
 __all__ = [
+    "LAYER_TYPES",
+    "add_between_layers",
+    "between_layers",
+    "hf_model",
+    "layer_linears",
+    "module_paths",
+    "readable",
+    "replace_module",
     "FEATURE_NAMES",
     "STUDENT_PREFIX",
     "UNLABELLED",

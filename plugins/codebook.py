@@ -19,8 +19,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, hookimpl
-from distill.plugins._transformer import hf_model
+from distill import Compression, DistillError, Stage, Student, hf_model, hookimpl
 
 Kind = Literal["additive", "product"]
 

@@ -16,8 +16,18 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, hookimpl
-from distill.plugins._transformer import LAYER_TYPES, hf_model, layer_linears, module_paths, replace_module
+from distill import (
+    LAYER_TYPES,
+    Compression,
+    DistillError,
+    Stage,
+    Student,
+    hf_model,
+    hookimpl,
+    layer_linears,
+    module_paths,
+    replace_module,
+)
 
 
 class LowRankLinear(nn.Module):

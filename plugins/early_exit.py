@@ -32,10 +32,11 @@ from distill import (
     Stage,
     Student,
     architecture_of,
+    between_layers,
+    hf_model,
     hookimpl,
     load_transformer,
 )
-from distill.plugins._transformer import between_layers, hf_model
 
 SETTINGS = "distill_early_exit.json"
 RAMPS = "exit_ramps.safetensors"

@@ -18,8 +18,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, hookimpl
-from distill.plugins._transformer import hf_model, readable
+from distill import Compression, DistillError, Stage, Student, hf_model, hookimpl, readable
 
 SETTING = "distill_layer_drop"  # in config.json, so a loaded export knows it can be cut
 

@@ -22,8 +22,7 @@ from torch import Tensor, nn
 from transformers import AttentionInterface
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, architecture_of, hookimpl
-from distill.plugins._transformer import hf_model
+from distill import Compression, DistillError, Stage, Student, architecture_of, hf_model, hookimpl
 
 NAME = "distill_local_groups"
 _probe: set[int] | None = None  # while set, the modules whose attention ran through the local-group function

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from distill import Architecture, Compression, DistillError, Stage, Student, architecture_of, hookimpl
-from distill.plugins._transformer import hf_model
+from distill import Architecture, Compression, DistillError, Stage, Student, architecture_of, hf_model, hookimpl
 
 Share = Literal["all", "attention", "feed_forward"]
 

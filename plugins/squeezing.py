@@ -19,8 +19,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, architecture_of, hookimpl, pca_basis
-from distill.plugins._transformer import hf_model, layer_linears, module_paths, replace_module
+from distill import (
+    Compression,
+    DistillError,
+    Stage,
+    Student,
+    architecture_of,
+    hf_model,
+    hookimpl,
+    layer_linears,
+    module_paths,
+    pca_basis,
+    replace_module,
+)
 
 
 def _side(teacher: int, student: int, hidden: tuple[int, int], basis: Tensor) -> Tensor:

@@ -33,11 +33,13 @@ from distill import (
     LossTerm,
     Stage,
     Student,
+    add_between_layers,
     architecture_of,
+    between_layers,
+    hf_model,
     hookimpl,
     load_transformer,
 )
-from distill.plugins._transformer import add_between_layers, between_layers, hf_model
 
 SETTINGS = "distill_word_elimination.json"
 

@@ -16,8 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Architecture, Compression, DistillError, Stage, Student
-from distill.plugins._transformer import hf_model, readable
+from distill import Architecture, Compression, DistillError, Stage, Student, hf_model, readable
 
 
 def _gate_heads(module: nn.Linear, args: tuple) -> tuple:

@@ -19,8 +19,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from typing_extensions import override
 
-from distill import STUDENT_PREFIX, Compression, DistillError, Stage, Student
-from distill.plugins._transformer import readable
+from distill import STUDENT_PREFIX, Compression, DistillError, Stage, Student, readable
 
 
 def word_embedding(student: Student, vocabulary: int) -> tuple[nn.Module, str, nn.Embedding]:

@@ -1,11 +1,15 @@
-"""The Hugging Face model inside a Transformer student, with its family's adapter, for methods that reshape it."""
+"""The kit of methods that reshape a Transformer student: its Hugging Face model and family adapter, module
+replacement that keeps distill's feature hooks, and transforms run between layers. Public, so a third-party method
+writes what the built-ins write."""
 
 from __future__ import annotations
 
 from torch import nn
 from transformers import PreTrainedModel
 
-from distill import Architecture, DistillError, Student, architecture_of
+from distill.architecture import Architecture, architecture_of
+from distill.errors import DistillError
+from distill.student import Student
 
 LAYER_TYPES = ("attention", "attention_output", "feed_forward_in", "feed_forward_out")
 
@@ -70,4 +74,5 @@ def between_layers(model: nn.Module) -> list:
 
 
 def add_between_layers(model: nn.Module, transform) -> None:
+    """Attach a transform for `between_layers` to find (word-vector elimination's shortening)."""
     model.__dict__.setdefault(BETWEEN_LAYERS, []).append(transform)
