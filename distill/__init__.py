@@ -16,7 +16,7 @@ from distill.architecture import (
 )
 from distill.atomic import atomic_directory
 from distill.compression import Compression, Stage
-from distill.delivery.loading import load_model, load_transformer, variant_base
+from distill.delivery.loading import load_model, load_transformer, require_weights, variant_base
 from distill.delivery.measure import sparsity
 from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
@@ -89,6 +89,7 @@ __all__ = [
     "load_transformer",
     "pca_basis",
     "reduce_to",
+    "require_weights",
     "resolve_layer_map",
     "segment_ids",
     "slice_linear",

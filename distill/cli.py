@@ -372,12 +372,7 @@ def bench_command(argv: list[str]) -> None:
         "--tolerance", type=float, default=1.0, help="name the fastest model losing at most this many points"
     )
     parser.add_argument("--overwrite", type=bool, default=False, help="replace bench files already in --out")
-    parser.add_argument(
-        "--trust_remote_code",
-        type=bool,
-        default=False,
-        help="run Python code that a model folder ships (auto_map); only for code you have read",
-    )
+    add_trust_option(parser)
     args = parser.parse_args(argv)
     refuse_existing([Path(args.out) / name for name in BENCH_FILES], args.overwrite, "--out", "pass another --out")
     for folder in (args.teacher, *args.students):
@@ -556,12 +551,7 @@ def predict_command(argv: list[str]) -> None:
     parser.add_argument("--task", type=str | None, default=None, help="a preset (default: the model card's task)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--overwrite", type=bool, default=False, help="replace --output if it exists")
-    parser.add_argument(
-        "--trust_remote_code",
-        type=bool,
-        default=False,
-        help="run Python code that a model folder ships (auto_map); only for code you have read",
-    )
+    add_trust_option(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise DistillError(f"--batch_size must be at least 1; got {args.batch_size}")
@@ -574,6 +564,17 @@ def predict_command(argv: list[str]) -> None:
     refuse_existing([output], args.overwrite, "--output", "pass another --output")
     count = predict(Path(args.model), source, output, args.task, args.batch_size, args.trust_remote_code)
     print(f"{count} rows labelled: {output}")
+
+
+def add_trust_option(parser: ArgumentParser) -> None:
+    """`--trust_remote_code`: the one switch that lets a model folder's own Python code run (README, "What distill
+    reads and writes")."""
+    parser.add_argument(
+        "--trust_remote_code",
+        type=bool,
+        default=False,
+        help="run Python code that a model folder ships (auto_map); only for code you have read",
+    )
 
 
 def refuse_existing(paths: list[Path], overwrite: bool, flag: str, fix: str) -> None:

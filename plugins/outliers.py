@@ -33,6 +33,7 @@ from distill import (
     atomic_directory,
     hookimpl,
     load_model,
+    require_weights,
     variant_base,
 )
 
@@ -258,19 +259,10 @@ def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase
     ones rebuilt from the packed codes."""
     if not (folder / SETTINGS).is_file():
         return None
-    if not (folder / WEIGHTS).is_file():
-        old = (
-            " (its model_lowbit.pt is a pickle, which distill no longer loads)"
-            if (folder / PICKLED_WEIGHTS).exists()
-            else ""
-        )
-        raise DistillError(
-            f"{folder} has no {WEIGHTS}{old}: remove {folder} and re-export it with "
-            f"`distill export --model {folder.parent} --variants [OutlierQuantization]`"
-        )
+    weights = require_weights(folder, WEIGHTS, PICKLED_WEIGHTS, "OutlierQuantization")
     settings = json.loads((folder / SETTINGS).read_text())
     model, _ = load_model(variant_base(folder, settings["base"]))
-    stored = nested_low_bit_state(load_file(folder / WEIGHTS), settings["shapes"])
+    stored = nested_low_bit_state(load_file(weights), settings["shapes"])
     state = {**stored["rest"], **{k: unpack(v, settings["bits"]) for k, v in stored["packed"].items()}}
     model.load_state_dict(state)
     return model, AutoTokenizer.from_pretrained(folder)

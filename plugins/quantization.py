@@ -31,7 +31,17 @@ from torch.nn.utils import parametrize
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, atomic_directory, hookimpl, load_model, variant_base
+from distill import (
+    Compression,
+    DistillError,
+    Stage,
+    Student,
+    atomic_directory,
+    hookimpl,
+    load_model,
+    require_weights,
+    variant_base,
+)
 
 QUANTIZED = "distill_int8.json"
 WEIGHTS = "model_int8.safetensors"
@@ -173,20 +183,11 @@ def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase
     stored int8 codes."""
     if not (folder / QUANTIZED).is_file():
         return None
-    if not (folder / WEIGHTS).is_file():
-        old = (
-            " (its model_int8.pt is a pickle, which distill no longer loads)"
-            if (folder / PICKLED_WEIGHTS).exists()
-            else ""
-        )
-        raise DistillError(
-            f"{folder} has no {WEIGHTS}{old}: remove {folder} and re-export it with "
-            f"`distill export --model {folder.parent} --variants [DynamicQuantization]`"
-        )
+    weights = require_weights(folder, WEIGHTS, PICKLED_WEIGHTS, "DynamicQuantization")
     settings = json.loads((folder / QUANTIZED).read_text())
     base, _ = load_model(variant_base(folder, settings["base"]))
     model = quantize(base, settings["per_channel"], settings["embeddings"])
-    load_int8_tensors(model, load_file(folder / WEIGHTS), settings["quantized"])
+    load_int8_tensors(model, load_file(weights), settings["quantized"])
     return model, AutoTokenizer.from_pretrained(folder)
 
 

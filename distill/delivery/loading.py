@@ -105,6 +105,22 @@ def variant_base(variant: Path, base: str) -> Path:
     return resolved
 
 
+def require_weights(folder: Path, weights: str, pickled: str, method: str) -> Path:
+    """The safetensors file an export variant keeps its weights in.
+
+    Raises:
+        DistillError: it is missing; when the variant still holds the pickle an older distill wrote, which is never
+            loaded, the message says so. Either way it says how to re-export the variant with `method`.
+    """
+    if (folder / weights).is_file():
+        return folder / weights
+    old = f" (its {pickled} is a pickle, which distill no longer loads)" if (folder / pickled).exists() else ""
+    raise DistillError(
+        f"{folder} has no {weights}{old}: remove {folder} and re-export it with "
+        f"`distill export --model {folder.parent} --variants [{method}]`"
+    )
+
+
 def load_model(folder: str | Path, trust_remote_code: bool = False) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """The model in `folder` (eval mode) and its tokenizer. `folder` may also be an ONNX file of an export
     (`student/onnx/model_static_int8.onnx`), or its onnx/ folder (which serves model.onnx). Nothing in the folder
