@@ -66,8 +66,8 @@ def score(
 ) -> dict[str, Any]:
     """The model's metrics at batch 64 and row by row (`batch_dependent` says which were measured apart), read from
     `cache` when this model scored these rows before."""
-    key = _cache_key(model, task, examples, max_length)
-    path = cache / f"{key}.json" if cache is not None and key is not None else None
+    key = _cache_key(model, task, examples, max_length) if cache is not None else None  # digests every weight
+    path = cache / f"{key}.json" if key is not None else None
     if path is not None and path.is_file():
         return {**json.loads(path.read_text()), "cached": True}
     metrics = evaluate(model, task_batches(task, tokenizer, examples, 64, max_length), task)

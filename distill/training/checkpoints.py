@@ -38,7 +38,7 @@ def load_checkpoint(path: Path, flag: str) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as error:
-        needed = re.search(r"(?:Unsupported global|unsupported GLOBAL|GLOBAL) ?:? ?(?:GLOBAL )?([\w.]+)", str(error))
+        needed = re.search(r"GLOBAL ([\w.]+)", str(error))  # torch: "Unsupported global: GLOBAL builtins.exec ..."
         name = needed.group(1) if needed else "a class or function"
         raise DistillError(
             f"{flag} {path} needs {name} to load, which could run code, so it is refused (distill loads "
