@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from distill.delivery.batching import task_batches
-from distill.delivery.loading import card_max_length, load_model
+from distill.delivery.folder import card_max_length
+from distill.delivery.loading import load_model
 from distill.delivery.scoring import evaluate
 from distill.plugins.codebook import CodedEmbedding
 from distill.registry import task_from_spec

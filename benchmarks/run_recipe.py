@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 
 from distill.cli import card_data
-from distill.compression import installed_kinds
-from distill.delivery.loading import export_variants_in, load_model
+from distill.delivery.folder import card_max_length, export_variants_in
+from distill.delivery.loading import load_model
 from distill.delivery.measure import measure_models
+from distill.export_format import bench_variants
 from distill.registry import task_from_spec
 
 HERE = Path(__file__).resolve().parent
@@ -75,9 +76,8 @@ def measure(teacher_dir: Path, student_dir: Path, card: dict) -> dict:
     folders |= {f"student-{name}": path for name, path in export_variants_in(student_dir).items()}
     models = {name: (*load_model(folder), folder) for name, folder in folders.items()}
     for name, (model, tokenizer, folder) in list(models.items())[1:]:
-        for kind in installed_kinds():
-            models |= {variant: (copy, tokenizer, folder) for variant, copy in kind.bench_variants(name, model)}
-    max_length = card.get("config", {}).get("data", {}).get("max_length") or 128
+        models |= {variant: (copy, tokenizer, folder) for variant, copy in bench_variants(name, model)}
+    max_length = card_max_length(student_dir, 128)
     measured = measure_models(models, task, examples, latency_rows=len(examples), max_length=max_length)
     return {name: {**m, "dev": m.pop("metrics")} for name, m in measured.items()}
 

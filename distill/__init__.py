@@ -16,10 +16,12 @@ from distill.architecture import (
 )
 from distill.atomic import atomic_directory
 from distill.compression import Compression, Stage
-from distill.delivery.loading import load_model, load_transformer, require_weights, variant_base
+from distill.delivery.folder import require_weights, variant_base
+from distill.delivery.loading import load_model, load_transformer
 from distill.delivery.measure import sparsity
 from distill.embeddings import pca_basis, reduce_to
 from distill.errors import DistillError
+from distill.export_format import ExportFormat
 from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
 from distill.hf import head_logits, load_classifier, load_tokenizer
 from distill.hookspecs import hookimpl
@@ -62,6 +64,7 @@ __all__ = [
     "Attention",
     "Compression",
     "DistillError",
+    "ExportFormat",
     "Features",
     "FileReader",
     "DataFiles",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import re
 import shutil
@@ -23,12 +22,18 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
+from distill.after_fit import (
+    ReportSettings,
+    best_checkpoint_path,
+    export_checkpoint,
+    finish_fit,
+    serving_module,
+)
 from distill.compression import Compression
 from distill.delivery.batching import MAX_LENGTH
 from distill.delivery.bench import BENCH_FILES, run_bench
-from distill.delivery.export import export_checkpoint, export_depth
-from distill.delivery.finish import ReportSettings, best_checkpoint_path, finish_fit, finish_search
-from distill.delivery.loading import CARD_NAME, card_max_length, model_folder, serving
+from distill.delivery.export import export_depth
+from distill.delivery.folder import CARD_NAME, card_max_length, model_folder, read_card
 from distill.delivery.model_card import push_to_hub
 from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
@@ -81,12 +86,10 @@ class DistillCLI(LightningCLI):
     _given_model: Namespace | None = None  # model.* as the user gave it, when a checkpoint's settings follow
     _created: CreatedRunFolder | None = None  # the run folder this invocation made, the only one it may remove
 
-    def __init__(self, args: list[str] | None = None, search: bool = False) -> None:
+    def __init__(self, args: list[str] | None = None) -> None:
         """Args:
         args: command-line arguments (None reads sys.argv).
-        search: `distill search`: train a search-space student and write the architecture it finds.
         """
-        self.search = search
         self._published = False
         try:
             super().__init__(
@@ -183,16 +186,10 @@ class DistillCLI(LightningCLI):
         if self.config[self.subcommand].get("ckpt_path") and self.trainer.is_global_zero:
             for folder in filter(None, (getattr(logger, "log_dir", None) for logger in self.trainer.loggers)):
                 print(f"resumed: metrics from here on are logged in {folder}", file=sys.stderr)
-        if self.search and self.model.student.search_result() is None:
-            raise DistillError(
-                f"`distill search` needs a search-space student; the {self.model.student.family} "
-                f"student is not one (use `distill fit`, or a student whose search_result() returns an architecture; "
-                f"`distill plugins` lists the installed students)"
-            )
 
     def after_fit(self) -> None:
-        """Export the best student with its card, and report what it cost against the teacher; or, for
-        `distill search`, write the architecture found. Logger runs are closed either way."""
+        """Export the best student with its card, and report what it cost against the teacher (a student that is
+        not exported, such as a search space, writes its run artefacts only). Logger runs are closed either way."""
         try:
             self._finish()
         finally:
@@ -209,14 +206,11 @@ class DistillCLI(LightningCLI):
         self._dump_config()
         for wired in WIRED_FROM_MODEL:
             self.config_dump["data"].pop(wired, None)
-        if self.search:
-            path = finish_search(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump)
-            if path is not None:
-                print(f"\ngenotype: {path}")
-            return
         settings = ReportSettings(**self.config[self.subcommand].report)
         target = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, self.config_dump, settings)
-        if target is not None:
+        if target is not None and target.is_file():
+            print(f"\nwritten: {target}")
+        elif target is not None:
             print(f"\nstudent: {target}\ncard:    {target / 'card.json'}")
             if (self.run_dir / "report.md").exists():
                 print(f"report:  {self.run_dir / 'report.md'}")
@@ -409,7 +403,7 @@ def bench_data(
     A card's data is used only where its files exist here; with none, a preset tries the hub (whose error
     says what to pass).
     """
-    cards = [json.loads(c.read_text()) for c in (model_folder(s) / CARD_NAME for s in students) if c.is_file()]
+    cards = [card for card in map(read_card, students) if card]
     if task is not None:
         chosen, source = resolve_data(task, None, None, data_dir)
     else:
@@ -515,11 +509,10 @@ def add_formats(folder: Path, variants: list[str], onnx: bool, calibration: str 
 
 def onnx_variants(folder: Path, calibration: str | None) -> list[Path]:
     """The ONNX serving variants of an export, static int8 calibrated on the first training rows of its data."""
-    card = json.loads((folder / CARD_NAME).read_text())
-    task, source = card_data(card, None)
+    task, source = card_data(read_card(folder), None)
     if calibration is not None:
         source = DataFiles(train=calibration)
-    module = serving()
+    module = serving_module()
     try:
         rows = task.read(source, "train", module.CALIBRATION_ROWS)
     except DistillError as error:
@@ -675,9 +668,6 @@ def main(argv: list[str] | None = None) -> None:
             commands[command[0]](rest)
             return
         set_parsing_settings(subclasses_enabled=[StudentConfig, Compression, Task])
-        if command == ["search"]:
-            DistillCLI(args=["fit", *rest], search=True)
-            return
         DistillCLI(args=argv)
     except DistillError as error:
         sys.exit(f"distill: error: {error}")

@@ -15,11 +15,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from distill.errors import DistillError
 from distill.features import Anatomy
-from distill.registry import registered
 from distill.student import Student
 
 if TYPE_CHECKING:
@@ -47,9 +46,15 @@ RENAMED_HOOKS = {  # the per-run pluggy hooks a compression method once implemen
     "distill_finalize_student": "finalize",
     "distill_export_extras": "export_extras",
     "distill_export_variants": "export_variants",
-    "distill_report_sections": "report_sections",
-    "distill_bench_variants": "bench_variants",
 }
+READ_BY_FORMATS = (  # reading an export, once on the method and now on distill.ExportFormat
+    "rebuild",
+    "report_sections",
+    "bench_variants",
+    "onnx_network",
+    "distill_report_sections",
+    "distill_bench_variants",
+)
 
 
 class Compression:
@@ -74,6 +79,12 @@ class Compression:
         hook methods would otherwise be ignored without a word."""
         super().__init_subclass__(**kwargs)
         for name, value in vars(cls).items():
+            if name in READ_BY_FORMATS:
+                raise DistillError(
+                    f"compression method {cls.__name__} defines {name}, which reading an export no longer calls on a "
+                    f"method: move it to a distill.ExportFormat subclass registered with "
+                    f"distill_register_export_formats (docs/plugins.md, 'Reading exports')"
+                )
             if name.startswith("distill_") or hasattr(value, "distill_impl"):
                 new = RENAMED_HOOKS.get(name)
                 fix = f"rename it {new} and drop @hookimpl" if new else "no such lifecycle method exists"
@@ -128,9 +139,10 @@ class Compression:
         pruned units out. Called in reverse stage order, so each method finds the student as it left it."""
 
     def structure(self, student: Student) -> dict[str, Any] | None:
-        """What `rebuild` needs to re-create the modules this method put in place of the family's own (low-rank
-        factors, a codebook, shared weights), which config.json cannot describe; None when it put none. Called
-        on the finalized student; the export records it, and loading replays it before the weights load."""
+        """What an ExportFormat's `rebuild` needs to re-create the modules this method put in place of the family's
+        own (low-rank factors, a codebook, shared weights), which config.json cannot describe; None when it put
+        none. Called on the finalized student; the export records it under the method's name, and loading replays
+        it before the weights load."""
         return None
 
     def export_extras(self, student: Student, directory: Path) -> None:
@@ -139,31 +151,6 @@ class Compression:
     def export_variants(self, directory: Path) -> list[Path]:
         """Further exports made from the saved folder (e.g. an int8 copy); returns their folders."""
         return []
-
-    # --- reading exports (class methods: a loaded model does not know the method instance that made it) -----
-
-    @classmethod
-    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
-        """Re-create, in a model freshly built from its config, the modules `structure` described, so the saved
-        weights load into them."""
-
-    @classmethod
-    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
-        """Report-card sections about a loaded export this kind of method shaped, measured after its evaluation:
-        dicts with a "title" and a flat "data" mapping (heads kept per layer, the exit-layer histogram)."""
-        return []
-
-    @classmethod
-    def bench_variants(cls, name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        """Variants of a loaded model to measure beside it (e.g. early exit at several thresholds)."""
-        return []
-
-    @classmethod
-    def onnx_network(cls, model: nn.Module) -> nn.Module | None:
-        """What a static graph (ONNX) can hold in place of a loaded model this method shaped, where the model
-        itself cannot be traced (early exit: the full-depth network, since rows cannot leave a graph); None
-        leaves the model as it is."""
-        return None
 
 
 def ordered(methods: Sequence[Compression]) -> list[Compression]:
@@ -224,37 +211,6 @@ def structures(methods: Sequence[Compression], student: Student) -> list[dict[st
     ]
 
 
-def rebuild(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> None:
-    """Replay an export's structure records on a model built from its config.
-
-    Raises:
-        DistillError: a record names a method no installed plugin provides.
-    """
-    methods = {cls.__name__: cls for cls, _ in registered("compression").values()}
-    for record in records:
-        if record["method"] not in methods:
-            raise DistillError(
-                f"this model was shaped by {record['method']}, which no installed plugin provides: install it "
-                f"(`distill plugins` lists what is installed)"
-            )
-        methods[record["method"]].rebuild(model, record["settings"])
-
-
 def export_variants(methods: Sequence[Compression], directory: Path) -> list[Path]:
     """Every method's further exports of the saved folder, in stage order."""
     return [path for method in ordered(methods) for path in method.export_variants(directory)]
-
-
-def installed_kinds() -> list[type[Compression]]:
-    """Every installed method class, once per distinct implementation of the class-level readers, so a subclass
-    that inherits its parent's `report_sections` or `bench_variants` does not report or bench a model twice."""
-    readers = ("report_sections", "bench_variants", "onnx_network")
-    kinds: dict[tuple[Any, ...], type[Compression]] = {}
-    for cls, _ in registered("compression").values():
-        kinds.setdefault(tuple(getattr(cls, reader).__func__ for reader in readers), cls)
-    return list(kinds.values())
-
-
-def onnx_network(model: nn.Module) -> nn.Module:
-    """The module to trace into ONNX for a loaded model: an installed method's stand-in, or the model itself."""
-    return next((net for kind in installed_kinds() if (net := kind.onnx_network(model)) is not None), model)

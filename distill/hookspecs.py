@@ -15,13 +15,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from torch import nn
-    from transformers import PreTrainedTokenizerBase
-
     from distill.architecture import Architecture
     from distill.compression import Compression
+    from distill.export_format import ExportFormat
     from distill.loss import LossTerm
     from distill.reader import FileReader
     from distill.student import StudentConfig
@@ -62,17 +58,12 @@ def distill_register_architectures() -> list[type[Architecture]]:
 
 
 @hookspec
+def distill_register_export_formats() -> list[type[ExportFormat]]:
+    """Contribute ExportFormat subclasses: ways of reading an export after fit (a folder layout to load, the
+    modules a method leaves for `rebuild`, report sections, bench variants, an ONNX stand-in)."""
+
+
+@hookspec
 def distill_register_readers() -> list[type[FileReader]]:
     """Contribute FileReader subclasses: file layouts beyond CSV, TSV, JSON, JSONL and Parquet that data.files
     and `distill predict` read (a task plugin brings the layout its task reads)."""
-
-
-# --- loading: formats of exported models ------------------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
-    """Load an exported model and its tokenizer if `folder` holds this plugin's format; else return None.
-
-    Stops at the first non-None result. Folders saved in Hugging Face format need no plugin.
-    """

@@ -14,6 +14,10 @@ from distill.errors import DistillError
 ENTRY_POINT_GROUP = "distill.plugins"
 AUTOLOAD_OFF_ENV = "DISTILL_DISABLE_PLUGIN_AUTOLOAD"  # "1": load only the plugins that ship with distill
 BLOCK_ENV = "DISTILL_BLOCK_PLUGINS"  # comma-separated entry-point names never to load
+RETIRED_HOOKS = {  # hooks of an earlier contract, and what replaced them
+    "distill_load_model": "an ExportFormat subclass registered with distill_register_export_formats "
+    "(docs/plugins.md, 'Reading exports')",
+}
 
 
 def _blocked_names() -> set[str]:
@@ -44,11 +48,26 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: {error}. "
                 f"Fix or uninstall it, or skip it with {BLOCK_ENV}={entry_point.name}"
             ) from None
+    refuse_retired_hooks(manager)
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
         raise DistillError(f"plugin {error.plugin_name!r} implements an unknown hook: {error}") from None
     return manager
+
+
+def refuse_retired_hooks(manager: pluggy.PluginManager) -> None:
+    """Name the replacement of a hook an installed plugin still implements, rather than "unknown hook".
+
+    Raises:
+        DistillError: a loaded plugin implements one of RETIRED_HOOKS.
+    """
+    for name, plugin in manager.list_name_plugin():
+        if retired := next((hook for hook in RETIRED_HOOKS if hasattr(plugin, hook)), None):
+            raise DistillError(
+                f"plugin {name!r} implements {retired}, which distill no longer calls: write "
+                f"{RETIRED_HOOKS[retired]} instead"
+            )
 
 
 def registered(kind: str) -> dict[str, tuple[type, str]]:

@@ -30,6 +30,7 @@ class Student(nn.Module, ABC):
     """
 
     family: ClassVar[str]
+    exported: ClassVar[bool] = True  # False: a means, not a model to serve (a search space); fit exports nothing
     anatomy: Anatomy
     architecture: dict[str, Any]
     tokenizer: PreTrainedTokenizerBase | None = None  # set only by students that bring their own vocabulary
@@ -56,9 +57,10 @@ class Student(nn.Module, ABC):
         """Names of parameters (relative to the student) that weight decay must leave alone."""
         return set()
 
-    def search_result(self) -> dict[str, Any] | None:
-        """What `distill search` writes when this student is a search space (a derived architecture); else None."""
-        return None
+    def run_artefacts(self) -> dict[str, dict[str, Any]]:
+        """JSON files (name -> content) that `distill fit` writes into the run folder after training, beside or
+        instead of the export: a search space writes the architecture it found."""
+        return {}
 
 
 class StudentClassifier(nn.Module):

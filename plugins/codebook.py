@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, hf_model, hookimpl
+from distill import Compression, DistillError, ExportFormat, Stage, Student, hf_model, hookimpl
 
 Kind = Literal["additive", "product"]
 
@@ -158,9 +158,15 @@ class EmbeddingCodebook(Compression):
             else None
         )
 
+
+class CodedEmbeddingExport(ExportFormat):
+    """A word embedding stored as codes and codebooks in a Hugging Face export."""
+
+    structures: ClassVar[frozenset[str]] = frozenset({"EmbeddingCodebook"})
+
     @classmethod
     @override
-    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
+    def rebuild(cls, model: nn.Module, structure: str, settings: dict[str, Any]) -> None:
         table = model.get_input_embeddings()
         model.set_input_embeddings(
             CodedEmbedding(
@@ -195,3 +201,8 @@ class EmbeddingCodebook(Compression):
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [EmbeddingCodebook]
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [CodedEmbeddingExport]

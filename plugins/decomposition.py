@@ -20,6 +20,7 @@ from distill import (
     LAYER_TYPES,
     Compression,
     DistillError,
+    ExportFormat,
     Stage,
     Student,
     hf_model,
@@ -180,9 +181,15 @@ class LowRankDecomposition(Compression):
         embedding = table.table.embedding_dim if isinstance(table, FactorisedEmbedding) else None
         return {"ranks": ranks, "embedding_rank": embedding} if ranks or embedding else None
 
+
+class LowRankExport(ExportFormat):
+    """Low-rank factors (and a factorised embedding) in a Hugging Face export."""
+
+    structures: ClassVar[frozenset[str]] = frozenset({"LowRankDecomposition"})
+
     @classmethod
     @override
-    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
+    def rebuild(cls, model: nn.Module, structure: str, settings: dict[str, Any]) -> None:
         for path, rank in settings["ranks"].items():
             dense = model.get_submodule(path)
             factors = LowRankLinear(dense.in_features, dense.out_features, rank, dense.bias is not None)
@@ -210,3 +217,8 @@ class LowRankDecomposition(Compression):
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [LowRankDecomposition]
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [LowRankExport]

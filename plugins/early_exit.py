@@ -27,6 +27,7 @@ from typing_extensions import override
 from distill import (
     Compression,
     DistillError,
+    ExportFormat,
     Features,
     LossTerm,
     Stage,
@@ -266,6 +267,32 @@ class EarlyExit(Compression):
         }
         (directory / SETTINGS).write_text(json.dumps(settings, indent=2))
 
+
+@hookimpl
+def distill_register_compression() -> list[type]:
+    return [EarlyExit]
+
+
+class ExitingExport(ExportFormat):
+    """An export with exit ramps (their weights and settings beside the model), served layer by layer."""
+
+    @classmethod
+    @override
+    def recognises(cls, folder: Path) -> bool:
+        return (folder / SETTINGS).is_file()
+
+    @classmethod
+    @override
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        settings = json.loads((folder / SETTINGS).read_text())
+        model = load_transformer(folder, trust_remote_code=trust_remote_code)
+        pooling = settings.get("pooling", "cls")  # exports from before ramps could pool read [CLS]
+        hidden, labels = model.config.hidden_size, model.config.num_labels
+        ramps = nn.ModuleList(Ramp(hidden, labels, pooling) for _ in range(settings["ramps"]))
+        ramps.load_state_dict(load_file(str(folder / RAMPS)))
+        exiting = EarlyExitModel(model, ramps, settings["criterion"], settings["threshold"], settings["patience"])
+        return exiting, AutoTokenizer.from_pretrained(folder)
+
     @classmethod
     @override
     def bench_variants(cls, name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -306,19 +333,5 @@ class EarlyExit(Compression):
 
 
 @hookimpl
-def distill_register_compression() -> list[type]:
-    return [EarlyExit]
-
-
-@hookimpl
-def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
-    if not (folder / SETTINGS).is_file():
-        return None
-    settings = json.loads((folder / SETTINGS).read_text())
-    model = load_transformer(folder)
-    pooling = settings.get("pooling", "cls")  # exports from before ramps could pool read [CLS]
-    hidden, labels = model.config.hidden_size, model.config.num_labels
-    ramps = nn.ModuleList(Ramp(hidden, labels, pooling) for _ in range(settings["ramps"]))
-    ramps.load_state_dict(load_file(str(folder / RAMPS)))
-    exiting = EarlyExitModel(model, ramps, settings["criterion"], settings["threshold"], settings["patience"])
-    return exiting, AutoTokenizer.from_pretrained(folder)
+def distill_register_export_formats() -> list[type]:
+    return [ExitingExport]

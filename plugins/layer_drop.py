@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, hf_model, hookimpl, readable
+from distill import Compression, DistillError, ExportFormat, Stage, Student, hf_model, hookimpl, readable
 
 SETTING = "distill_layer_drop"  # in config.json, so a loaded export knows it can be cut
 
@@ -91,6 +91,10 @@ class LayerDrop(Compression):
                 handle.remove()
         setattr(model.config, SETTING, {"rate": self.rate, "head_rate": self.head_rate})
 
+
+class LayerDropExport(ExportFormat):
+    """A model trained with LayerDrop: it keeps its accuracy cut to fewer layers."""
+
     @classmethod
     @override
     def bench_variants(cls, name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -109,3 +113,8 @@ class LayerDrop(Compression):
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [LayerDrop]
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [LayerDropExport]

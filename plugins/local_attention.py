@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from transformers import AttentionInterface
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, architecture_of, hf_model, hookimpl
+from distill import Compression, DistillError, ExportFormat, Stage, Student, architecture_of, hf_model, hookimpl
 
 NAME = "distill_local_groups"
 _probe: set[int] | None = None  # while set, the modules whose attention ran through the local-group function
@@ -128,11 +128,6 @@ class LocalAttention(Compression):
     def structure(self, student: Student) -> dict[str, Any] | None:
         return {"group": self.group, "layers": self.layers}
 
-    @classmethod
-    @override
-    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
-        localise(model, settings["layers"], settings["group"])
-
 
 def _check_it_runs(model: nn.Module, layers: list[int]) -> None:
     """Refuse a family whose attention module keeps a config but never calls the interface with it."""
@@ -151,6 +146,22 @@ def _check_it_runs(model: nn.Module, layers: list[int]) -> None:
         )
 
 
+class LocalAttentionExport(ExportFormat):
+    """Layers whose attention is grouped into local windows."""
+
+    structures: ClassVar[frozenset[str]] = frozenset({"LocalAttention"})
+
+    @classmethod
+    @override
+    def rebuild(cls, model: nn.Module, structure: str, settings: dict[str, Any]) -> None:
+        localise(model, settings["layers"], settings["group"])
+
+
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [LocalAttention]
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [LocalAttentionExport]

@@ -28,6 +28,7 @@ from typing_extensions import override
 from distill import (
     Compression,
     DistillError,
+    ExportFormat,
     Stage,
     Student,
     atomic_directory,
@@ -253,16 +254,27 @@ def distill_register_compression() -> list[type]:
     return [OutlierQuantization]
 
 
+class LowBitCopy(ExportFormat):
+    """A `w<bits>/` copy: the float model of the folder it was made from, with its weights replaced by the ones
+    rebuilt from the packed codes."""
+
+    @classmethod
+    @override
+    def recognises(cls, folder: Path) -> bool:
+        return (folder / SETTINGS).is_file()
+
+    @classmethod
+    @override
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        weights = require_weights(folder, WEIGHTS, PICKLED_WEIGHTS, "OutlierQuantization")
+        settings = json.loads((folder / SETTINGS).read_text())
+        model, _ = load_model(variant_base(folder, settings["base"]), trust_remote_code)
+        stored = nested_low_bit_state(load_file(weights), settings["shapes"])
+        state = {**stored["rest"], **{k: unpack(v, settings["bits"]) for k, v in stored["packed"].items()}}
+        model.load_state_dict(state)
+        return model, AutoTokenizer.from_pretrained(folder)
+
+
 @hookimpl
-def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
-    """A `w<bits>/` variant: the float model of the folder it was made from, with its weights replaced by the
-    ones rebuilt from the packed codes."""
-    if not (folder / SETTINGS).is_file():
-        return None
-    weights = require_weights(folder, WEIGHTS, PICKLED_WEIGHTS, "OutlierQuantization")
-    settings = json.loads((folder / SETTINGS).read_text())
-    model, _ = load_model(variant_base(folder, settings["base"]))
-    stored = nested_low_bit_state(load_file(weights), settings["shapes"])
-    state = {**stored["rest"], **{k: unpack(v, settings["bits"]) for k, v in stored["packed"].items()}}
-    model.load_state_dict(state)
-    return model, AutoTokenizer.from_pretrained(folder)
+def distill_register_export_formats() -> list[type]:
+    return [LowBitCopy]

@@ -34,6 +34,7 @@ from typing_extensions import override
 from distill import (
     Compression,
     DistillError,
+    ExportFormat,
     Stage,
     Student,
     atomic_directory,
@@ -177,18 +178,29 @@ def distill_register_compression() -> list[type]:
     return [DynamicQuantization, QuantizationAwareTraining]
 
 
-@hookimpl
-def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
-    """An `int8/` export: its float model comes from the folder it was made from, is quantised, and takes the
+class Int8Copy(ExportFormat):
+    """An `int8/` copy: its float model comes from the folder it was made from, is quantised, and takes the
     stored int8 codes."""
-    if not (folder / QUANTIZED).is_file():
-        return None
-    weights = require_weights(folder, WEIGHTS, PICKLED_WEIGHTS, "DynamicQuantization")
-    settings = json.loads((folder / QUANTIZED).read_text())
-    base, _ = load_model(variant_base(folder, settings["base"]))
-    model = quantize(base, settings["per_channel"], settings["embeddings"])
-    load_int8_tensors(model, load_file(weights), settings["quantized"])
-    return model, AutoTokenizer.from_pretrained(folder)
+
+    @classmethod
+    @override
+    def recognises(cls, folder: Path) -> bool:
+        return (folder / QUANTIZED).is_file()
+
+    @classmethod
+    @override
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        weights = require_weights(folder, WEIGHTS, PICKLED_WEIGHTS, "DynamicQuantization")
+        settings = json.loads((folder / QUANTIZED).read_text())
+        base, _ = load_model(variant_base(folder, settings["base"]), trust_remote_code)
+        model = quantize(base, settings["per_channel"], settings["embeddings"])
+        load_int8_tensors(model, load_file(weights), settings["quantized"])
+        return model, AutoTokenizer.from_pretrained(folder)
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [Int8Copy]
 
 
 def int8_tensors(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:

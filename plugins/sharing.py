@@ -15,7 +15,17 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from distill import Architecture, Compression, DistillError, Stage, Student, architecture_of, hf_model, hookimpl
+from distill import (
+    Architecture,
+    Compression,
+    DistillError,
+    ExportFormat,
+    Stage,
+    Student,
+    architecture_of,
+    hf_model,
+    hookimpl,
+)
 
 Share = Literal["all", "attention", "feed_forward"]
 
@@ -116,9 +126,15 @@ class ParameterSharing(Compression):
         layers = architecture.layers(model)
         return {"names": sorted(set().union(*(shareable(architecture, layer, self.share) for layer in layers)))}
 
+
+class SharedLayersExport(ExportFormat):
+    """Weights shared across layers in a Hugging Face export, saved once."""
+
+    structures: ClassVar[frozenset[str]] = frozenset({"ParameterSharing"})
+
     @classmethod
     @override
-    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
+    def rebuild(cls, model: nn.Module, structure: str, settings: dict[str, Any]) -> None:
         tie(architecture_of(model).layers(model), set(settings["names"]))
 
     @classmethod
@@ -136,3 +152,8 @@ class ParameterSharing(Compression):
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [ParameterSharing]
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [SharedLayersExport]

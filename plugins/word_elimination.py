@@ -29,6 +29,7 @@ from distill import (
     Architecture,
     Compression,
     DistillError,
+    ExportFormat,
     Features,
     LossTerm,
     Stage,
@@ -190,14 +191,39 @@ class WordVectorElimination(Compression):
     def structure(self, student: Student) -> dict[str, Any] | None:
         return {"keep": self.keep}
 
-    @classmethod
-    @override
-    def rebuild(cls, model: nn.Module, settings: dict[str, Any]) -> None:
-        attach(model, settings["keep"])
-
     @override
     def export_extras(self, student: Student, directory: Path) -> None:
         (directory / SETTINGS).write_text(json.dumps({"keep": self.keep}, indent=2))
+
+
+@hookimpl
+def distill_register_compression() -> list[type]:
+    return [WordVectorElimination]
+
+
+class EliminatingExport(ExportFormat):
+    """An export trained with elimination, served layer by layer. Asked after the other formats, so one that also
+    runs layer by layer (early exit) serves it with its own exits."""
+
+    structures: ClassVar[frozenset[str]] = frozenset({"WordVectorElimination"})
+    order: ClassVar[int] = 1
+
+    @classmethod
+    @override
+    def recognises(cls, folder: Path) -> bool:
+        return (folder / SETTINGS).is_file()
+
+    @classmethod
+    @override
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        return EliminatingModel(
+            load_transformer(folder, trust_remote_code=trust_remote_code)
+        ), AutoTokenizer.from_pretrained(folder)
+
+    @classmethod
+    @override
+    def rebuild(cls, model: nn.Module, structure: str, settings: dict[str, Any]) -> None:
+        attach(model, settings["keep"])
 
     @classmethod
     @override
@@ -221,14 +247,5 @@ class WordVectorElimination(Compression):
 
 
 @hookimpl
-def distill_register_compression() -> list[type]:
-    return [WordVectorElimination]
-
-
-@hookimpl(trylast=True)
-def distill_load_model(folder: Path) -> tuple[nn.Module, PreTrainedTokenizerBase] | None:
-    """An export trained with elimination, served layer by layer; after every other format's loader, so one that
-    also runs layer by layer (early exit) serves it with its own exits."""
-    if not (folder / SETTINGS).is_file():
-        return None
-    return EliminatingModel(load_transformer(folder)), AutoTokenizer.from_pretrained(folder)
+def distill_register_export_formats() -> list[type]:
+    return [EliminatingExport]

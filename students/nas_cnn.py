@@ -2,7 +2,7 @@
 (Chen et al., 2020) did for BERT compression: the search trains a supernet whose every edge mixes all
 candidate operations, under a distillation loss plus beta times the expected cost of the architecture.
 
-`distill search` trains NasCnnSearch and writes the derived genotype (the strongest operations);
+`distill fit` on NasCnnSearch trains the supernet and writes the derived genotype (the strongest operations);
 NasCnnStudent builds that architecture and trains like any other student.
 """
 
@@ -46,6 +46,7 @@ OPERATIONS: dict[str, tuple[Callable[[int], nn.Module], int]] = {
     "zero": (lambda c: Zero(), 0),
 }
 NAMES = list(OPERATIONS)
+GENOTYPE = "genotype.json"  # what a search run writes into its run folder
 
 
 def edges_per_cell(nodes: int) -> int:
@@ -111,6 +112,7 @@ class NasCnnSupernet(_CellNetwork):
     """The search space: `cells` cells of `nodes` nodes; every edge mixes all OPERATIONS."""
 
     family = "nas_cnn_search"
+    exported = False  # the supernet mixes every operation; what it found is genotype.json
     provides = frozenset({"logits", "pooled", "expected_cost"})
 
     def __init__(
@@ -155,9 +157,9 @@ class NasCnnSupernet(_CellNetwork):
     def no_weight_decay(self) -> set[str]:
         return {"alphas"}
 
-    def search_result(self) -> dict[str, Any]:
-        """DARTS's derivation: each node keeps its two strongest incoming edges, each edge its strongest
-        operation other than zero."""
+    def run_artefacts(self) -> dict[str, dict[str, Any]]:
+        """genotype.json, by DARTS's derivation: each node keeps its two strongest incoming edges, each edge its
+        strongest operation other than zero."""
         weights = F.softmax(self.alphas, -1).detach()
         zero = NAMES.index("zero")
         nodes = self.architecture["nodes"]
@@ -175,12 +177,13 @@ class NasCnnSupernet(_CellNetwork):
                 for _, source, op in sorted(candidates, reverse=True)[:2]:
                     chosen.append({"node": node, "from": source, "op": op})
             cells.append(chosen)
-        return {
+        genotype = {
             "channels": self.architecture["channels"],
             "cells": cells,
             "op_weights": [[[round(float(w), 4) for w in edge] for edge in cell] for cell in weights],
             "operations": NAMES,
         }
+        return {GENOTYPE: genotype}
 
 
 class NasCnnModel(_CellNetwork):
@@ -196,7 +199,8 @@ class NasCnnModel(_CellNetwork):
 
 @dataclass
 class NasCnnSearch(TextStudentConfig):
-    """The search space for `distill search` (see TextStudentConfig for the word-vector settings).
+    """The search space: `distill fit` on it writes genotype.json, not an export (see TextStudentConfig for the
+    word-vector settings).
 
     Attributes:
         channels: width of every cell.
@@ -235,7 +239,7 @@ class NasCnnStudent(TextStudentConfig):
     """The architecture a search found, trained from scratch (see TextStudentConfig for the word vectors).
 
     Attributes:
-        genotype: the genotype.json written by `distill search`.
+        genotype: the genotype.json a `distill fit` of NasCnnSearch wrote into its run folder.
     """
 
     student_class: ClassVar[type] = NasCnnModel
@@ -246,7 +250,7 @@ class NasCnnStudent(TextStudentConfig):
         path = Path(self.genotype)
         if not path.is_file():
             raise DistillError(
-                f"genotype {self.genotype!r} does not exist: run `distill search --config ...` first "
+                f"genotype {self.genotype!r} does not exist: run `distill fit` on a NasCnnSearch config first "
                 f"and point model.student.init_args.genotype at the genotype.json it writes"
             )
         genotype = json.loads(path.read_text())

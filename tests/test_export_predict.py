@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from distill.delivery.batching import model_inputs
-from distill.delivery.loading import export_variants_in, load_model
+from distill.delivery.folder import export_variants_in
+from distill.delivery.loading import load_model
 from distill.delivery.onnx import export_onnx
 from distill.hf import head_logits
 from distill.registry import task_from_spec

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from distill import DataFiles, DistillError, Teacher, head_logits
 from distill.compression import finalize, served_logits
 from distill.delivery.batching import task_batches
-from distill.delivery.export import export_student, task_card
+from distill.delivery.export import export_student
+from distill.delivery.folder import task_card
 from distill.delivery.loading import load_model
 from distill.registry import registered, task_from_spec
 from distill.training.module import DistillationModule

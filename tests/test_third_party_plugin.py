@@ -50,6 +50,7 @@ def test_installed_plugin_is_listed_with_its_names(site):
     assert listing.returncode == 0, listing.stderr
     assert "example  (distill-example-plugin 0.1.0)" in listing.stdout
     assert "losses: CosineLogitsKD" in listing.stdout and "compression: FreezeEmbeddings" in listing.stdout
+    assert "export_formats: EmbeddingNorms" in listing.stdout
 
 
 def test_its_loss_and_method_work_by_name_from_yaml_and_change_the_run(site, tiny_teacher, tmp_path):
@@ -65,7 +66,12 @@ def test_its_loss_and_method_work_by_name_from_yaml_and_change_the_run(site, tin
     assert logged and all(float(row["train/cosine_logits"]) >= 0 for row in logged)
     card = json.loads((run / "student" / "card.json").read_text())
     assert card["plugins"]["example"] == "distill-example-plugin 0.1.0"
+    report = json.loads((run / "report.json").read_text())
+    norms = next(s for s in report["sections"] if s["title"] == "Word-vector norms")  # the plugin's export format
     exported = AutoModelForSequenceClassification.from_pretrained(run / "student")
+    assert norms["data"]["mean"] == pytest.approx(
+        float(exported.bert.embeddings.word_embeddings.weight.norm(dim=-1).mean()), abs=1e-3
+    )
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
     torch.testing.assert_close(
         exported.bert.embeddings.word_embeddings.weight,  # frozen by the plugin

@@ -7,7 +7,6 @@ from pathlib import Path
 import datasets
 
 from distill.atomic import write_json_atomic, write_text_atomic
-from distill.compression import installed_kinds
 from distill.delivery.batching import MAX_LENGTH
 from distill.delivery.loading import load_model
 from distill.delivery.measure import measure_models
@@ -23,6 +22,7 @@ from distill.delivery.report import (
 from distill.delivery.scoring import scores_folder
 from distill.delivery.timing import latency_mix
 from distill.errors import DistillError
+from distill.export_format import bench_variants
 from distill.task import Task
 from distill.teacher import Teacher
 
@@ -49,14 +49,12 @@ def run_bench(
     names = names or [_model_name(Path(s)) for s in students]
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
-    kinds = installed_kinds()
     reference = Teacher(teacher, task, trust_remote_code)  # its labels checked by name and put in the task's order
     models = {"teacher": (reference.model, reference.tokenizer, Path(teacher))}
     for name, folder in zip(names, students, strict=True):
         model, tokenizer = load_model(folder, trust_remote_code)
         models[name] = (model, tokenizer, Path(folder))
-        for kind in kinds:
-            models |= {label: (variant, tokenizer, Path(folder)) for label, variant in kind.bench_variants(name, model)}
+        models |= {label: (variant, tokenizer, Path(folder)) for label, variant in bench_variants(name, model)}
     measured = measure_models(models, task, examples, latency_rows, max_length, scores_folder())
     rows = compare(measured, task)
     mix = latency_mix(task, models["teacher"][1], examples, latency_rows, max_length)

@@ -9,20 +9,16 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from distill.architecture import architecture_of
 from distill.atomic import atomic_directory, write_json_atomic
-from distill.compression import Compression, export_variants, finalize, ordered, structures
-from distill.delivery.loading import CARD_NAME, STRUCTURE_NAME
+from distill.compression import Compression, export_variants, ordered, structures
+from distill.delivery.folder import STRUCTURE_NAME, read_card, write_card
+from distill.delivery.loading import load_model
 from distill.delivery.measure import count_parameters, weights_size_on_disk
+from distill.delivery.model_card import hub_name, write_model_card
 from distill.errors import DistillError
 from distill.registry import plugin_versions
 from distill.student import Student
-from distill.task import Task
-
-
-def task_card(task: Task) -> dict[str, Any]:
-    """What a card says of the task: its name, its labels (in the order of the outputs), and its full spec, from
-    which `distill predict` and `distill bench` rebuild it."""
-    return {"task": task.name, "labels": task.labels, "task_spec": task.spec()}
 
 
 def export_student(
@@ -53,30 +49,12 @@ def export_student(
             "plugins": plugin_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_json_atomic(scratch / CARD_NAME, card)
-        from distill.delivery.model_card import hub_name, write_model_card  # it formats with the report's table
-
+        write_card(scratch, card)
         write_model_card(scratch, card, None, "student", name=hub_name(target))
     if variants := export_variants(methods, target):
         card["variants"] = {path.name: weights_size_on_disk(path) for path in variants}
-        write_json_atomic(target / CARD_NAME, card)
+        write_card(target, card)
     return card
-
-
-def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
-    """Export from a training checkpoint, as `distill fit` exports its best one.
-
-    Raises:
-        DistillError: the checkpoint does not exist.
-    """
-    from distill.training.module import DistillationModule
-
-    if not checkpoint.is_file():
-        raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
-    module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
-    finalize(module.compression, module.student)
-    card = {**task_card(module.task), "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
-    return export_student(module.student, module.tokenizer, target, card, module.compression)
 
 
 def export_depth(source: Path, layers: int, target: Path) -> dict[str, Any]:
@@ -88,11 +66,6 @@ def export_depth(source: Path, layers: int, target: Path) -> dict[str, Any]:
         DistillError: the export is not a Transformer of a family distill reads, or holds modules a method
             put in (their records name layers by position).
     """
-    import json
-
-    from distill.architecture import architecture_of
-    from distill.delivery.loading import STRUCTURE_NAME, load_model
-
     if (Path(source) / STRUCTURE_NAME).is_file():
         raise DistillError(
             f"{source} holds modules a compression method put in ({STRUCTURE_NAME}), which name layers by "
@@ -101,7 +74,7 @@ def export_depth(source: Path, layers: int, target: Path) -> dict[str, Any]:
     model, tokenizer = load_model(source)
     architecture = architecture_of(model, f"model in {source}")
     kept = architecture.keep_depth(model, layers)
-    written = json.loads((Path(source) / CARD_NAME).read_text())
+    written = read_card(source)
     with atomic_directory(target) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
@@ -113,5 +86,5 @@ def export_depth(source: Path, layers: int, target: Path) -> dict[str, Any]:
             "size_on_disk_bytes": weights_size_on_disk(scratch),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_json_atomic(scratch / CARD_NAME, card)
+        write_card(scratch, card)
     return card

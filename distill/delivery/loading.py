@@ -1,4 +1,5 @@
-"""Loading any exported model: a plugin's own format first, Hugging Face format otherwise."""
+"""Loading any exported model: an installed plugin's format first, then the core's (ONNX, a student family's own
+folder, Hugging Face)."""
 
 from __future__ import annotations
 
@@ -13,112 +14,51 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.architecture import architecture_of
-from distill.compression import rebuild
+from distill.delivery.folder import card_task, model_folder, structure_records
+from distill.delivery.onnx import OnnxFile
 from distill.errors import DistillError
+from distill.export_format import ExportFormat, export_formats, rebuild
 from distill.hf import check_remote_code
-from distill.registry import get_plugin_manager, registered, task_from_spec
-from distill.student import STUDENT_META, Student, StudentClassifier
-from distill.task import Task
-
-CARD_NAME = "card.json"
-STRUCTURE_NAME = "distill_structure.json"  # modules a compression method put in place of the family's own
+from distill.registry import registered
+from distill.student import STUDENT_META, StudentClassifier
 
 
-def _registered_family(folder: Path) -> type[Student]:
-    family = json.loads((folder / STUDENT_META).read_text())["family"]
-    families = {config.student_class.family: config.student_class for config, _ in registered("students").values()}
-    if family not in families:
-        raise DistillError(
-            f"{folder} holds a {family!r} student, and no installed plugin provides that family: "
-            f"install it (`distill plugins` lists what is installed)"
-        )
-    return families[family]
+class StudentFolder(ExportFormat):
+    """A student of a family that is not a Hugging Face model (its meta file names the family)."""
+
+    @classmethod
+    def recognises(cls, folder: Path) -> bool:
+        return (folder / STUDENT_META).is_file()
+
+    @classmethod
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        family = json.loads((folder / STUDENT_META).read_text())["family"]
+        families = {config.student_class.family: config.student_class for config, _ in registered("students").values()}
+        if family not in families:
+            raise DistillError(
+                f"{folder} holds a {family!r} student, and no installed plugin provides that family: "
+                f"install it (`distill plugins` lists what is installed)"
+            )
+        return StudentClassifier(families[family].load(folder)), AutoTokenizer.from_pretrained(folder)
 
 
-def card_task(folder: Path) -> Task | None:
-    """The task an export was trained for, from its card (None when there is no card, or it names no task)."""
-    card = model_folder(folder) / CARD_NAME
-    if not card.is_file():
-        return None
-    written = json.loads(card.read_text())
-    spec = written.get("task_spec") or written.get("task")  # cards written before task specs name a preset
-    return task_from_spec(spec) if spec else None
+class TransformersFolder(ExportFormat):
+    """A Hugging Face save_pretrained folder, with the head the card's task names, narrower layers and the modules
+    compression methods put in (their structure records) included."""
+
+    @classmethod
+    def recognises(cls, folder: Path) -> bool:
+        return (folder / "config.json").is_file()
+
+    @classmethod
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        task = card_task(folder)
+        head = task.head if task is not None else "AutoModelForSequenceClassification"
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        return load_transformer(folder, head, trust_remote_code), tokenizer
 
 
-def card_max_length(folder: Path, default: int) -> int:
-    """The truncation length an export was trained at (its card's data.max_length), else `default`."""
-    card = model_folder(folder) / CARD_NAME
-    if not card.is_file():
-        return default
-    return json.loads(card.read_text()).get("config", {}).get("data", {}).get("max_length") or default
-
-
-ONNX_MODEL = "model.onnx"
-
-
-def serving():
-    """distill's ONNX serving module, which needs the `onnx` extra.
-
-    Raises:
-        DistillError: onnxruntime or onnx is not installed.
-    """
-    try:
-        from distill.delivery import serving
-    except ImportError as error:
-        raise DistillError(f"ONNX needs {error.name}, which is not installed: pip install 'distill[onnx]'") from None
-    return serving
-
-
-def model_folder(path: str | Path) -> Path:
-    """The folder holding a model's card and tokenizer: the path itself, or the folder of an ONNX file."""
-    path = Path(path)
-    return path.parent if path.suffix == ".onnx" else path
-
-
-def export_variants_in(folder: Path) -> dict[str, Path]:
-    """The copies an export holds beside its own weights, by the name a report gives them: each subfolder
-    (`int8`), and each ONNX file of its onnx/ folder (`onnx-fp32` for model.onnx, `onnx-static_int8` for
-    model_static_int8.onnx)."""
-    found: dict[str, Path] = {}
-    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (sub / ONNX_MODEL).is_file():
-            for file in sorted(sub.glob("*.onnx")):
-                found[f"{sub.name}-{file.stem.removeprefix('model').lstrip('_') or 'fp32'}"] = file
-        else:
-            found[sub.name] = sub
-    return found
-
-
-def variant_base(variant: Path, base: str) -> Path:
-    """The folder an export variant (such as `int8/`) was made from, which it names relative to itself.
-
-    Raises:
-        DistillError: it names a folder that is not above the variant (the variant itself, a folder inside it, or
-            a sibling), which could load in a circle.
-    """
-    resolved, own = (Path(variant) / base).resolve(), Path(variant).resolve()
-    if resolved not in own.parents:
-        raise DistillError(
-            f"{variant} names {base!r} as the export it was made from, which is not a folder above it: a variant's "
-            f'base is the export folder that holds it (".."); re-export the variant from its export'
-        )
-    return resolved
-
-
-def require_weights(folder: Path, weights: str, pickled: str, method: str) -> Path:
-    """The safetensors file an export variant keeps its weights in.
-
-    Raises:
-        DistillError: it is missing; when the variant still holds the pickle an older distill wrote, which is never
-            loaded, the message says so. Either way it says how to re-export the variant with `method`.
-    """
-    if (folder / weights).is_file():
-        return folder / weights
-    old = f" (its {pickled} is a pickle, which distill no longer loads)" if (folder / pickled).exists() else ""
-    raise DistillError(
-        f"{folder} has no {weights}{old}: remove {folder} and re-export it with "
-        f"`distill export --model {folder.parent} --variants [{method}]`"
-    )
+CORE_FORMATS = (OnnxFile, StudentFolder, TransformersFolder)  # asked after the installed formats, in this order
 
 
 def load_model(folder: str | Path, trust_remote_code: bool = False) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -131,35 +71,24 @@ def load_model(folder: str | Path, trust_remote_code: bool = False) -> tuple[nn.
             plugin can read.
     """
     folder = Path(folder)
-    if folder.suffix == ".onnx" or (folder / ONNX_MODEL).is_file():
-        path = folder if folder.suffix == ".onnx" else folder / ONNX_MODEL
-        if not path.is_file():
-            raise DistillError(
-                f"ONNX file {path} does not exist: `distill export --model EXPORT --onnx true` writes an export's"
-            )
-        check_remote_code(path.parent, "model", trust_remote_code)
-        return serving().load_onnx(path), AutoTokenizer.from_pretrained(path.parent)
-    if not folder.is_dir():
+    if folder.suffix == ".onnx" and not folder.is_file():
+        raise DistillError(
+            f"ONNX file {folder} does not exist: `distill export --model EXPORT --onnx true` writes an export's"
+        )
+    if not folder.is_dir() and folder.suffix != ".onnx":
         problem = "is a file, not a folder" if folder.is_file() else "does not exist"
         raise DistillError(
             f"model folder {folder} {problem}: give a folder written by `distill fit` or "
             f"`distill export`, or a Hugging Face save_pretrained folder"
         )
-    check_remote_code(folder, "model", trust_remote_code)
-    loaded = get_plugin_manager().hook.distill_load_model(folder=folder)
-    if loaded is None and (folder / STUDENT_META).is_file():
-        loaded = StudentClassifier(_registered_family(folder).load(folder)), AutoTokenizer.from_pretrained(folder)
-    if loaded is None:
-        if not (folder / "config.json").is_file():
-            raise DistillError(
-                f"{folder} holds neither a Hugging Face model (config.json) nor a format of an "
-                f"installed plugin (see `distill plugins`)"
-            )
-        task = card_task(folder)
-        head = task.head if task is not None else "AutoModelForSequenceClassification"
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        loaded = load_transformer(folder, head, trust_remote_code), tokenizer
-    model, tokenizer = loaded
+    check_remote_code(model_folder(folder), "model", trust_remote_code)
+    reader = next((cls for cls in (*export_formats(), *CORE_FORMATS) if cls.recognises(folder)), None)
+    if reader is None:
+        raise DistillError(
+            f"{folder} holds neither a Hugging Face model (config.json) nor a format of an "
+            f"installed plugin (see `distill plugins`)"
+        )
+    model, tokenizer = reader.load(folder, trust_remote_code)
     return model.eval(), tokenizer
 
 
@@ -190,7 +119,7 @@ def load_transformer(
     re-created first from the export's structure records.
     """
     auto = getattr(transformers, head)
-    records = _structure_records(folder)
+    records = structure_records(folder)
     if not records and not _narrower_than_config(folder, auto):
         return auto.from_pretrained(folder, trust_remote_code=trust_remote_code)
     model = auto.from_config(AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code))
@@ -214,11 +143,6 @@ def load_transformer(
     for layer in architecture.layers(model):
         architecture.sync(model, layer)  # cached head counts follow the narrower weights
     return model
-
-
-def _structure_records(folder: Path) -> list[dict]:
-    path = folder / STRUCTURE_NAME
-    return json.loads(path.read_text())["records"] if path.is_file() else []
 
 
 def _not_shared(model: nn.Module, missing: list[str], saved: dict[str, torch.Tensor]) -> list[str]:

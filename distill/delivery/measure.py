@@ -12,10 +12,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from distill.compression import installed_kinds
 from distill.delivery.batching import MAX_LENGTH, model_inputs, task_batches
 from distill.delivery.scoring import score
 from distill.delivery.timing import compare_latency
+from distill.export_format import report_sections
 from distill.task import Task
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
@@ -93,7 +93,6 @@ def measure_models(
         teacher_scores: a folder of the model named "teacher"'s scores, by its weights, the rows, max_length and
             the task; None scores it afresh.
     """
-    kinds = installed_kinds()
     results: dict[str, dict] = {}
     for name, (model, tokenizer, folder) in tqdm(models.items(), desc="scoring", unit="model"):
         results[name] = {
@@ -101,7 +100,7 @@ def measure_models(
             "parameters": count_parameters(model),
             "size_on_disk_bytes": weights_size_on_disk(folder) if folder else None,
             # read right after evaluation: e.g. the exit-layer histogram of the validation split
-            "sections": [section for kind in kinds for section in kind.report_sections(model)],
+            "sections": report_sections(model),
         }
     mix = examples.select(range(min(latency_rows, len(examples))))
     for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):

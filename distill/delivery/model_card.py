@@ -5,48 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import yaml
 
 from distill.atomic import write_text_atomic
-from distill.delivery.loading import CARD_NAME
+from distill.delivery.folder import CARD_NAME, PIPELINES, card_dataset
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
 from distill.hf import looks_like_path
-from distill.sources import HubDataset
+from distill.registry import task_from_spec
 
 README = "README.md"
-PIPELINES = {  # a task's head (the transformers Auto class its export loads with) -> the hub's pipeline tag
-    "AutoModelForSequenceClassification": "text-classification",
-    "AutoModelForTokenClassification": "token-classification",
-    "AutoModelForQuestionAnswering": "question-answering",
-}
-
-
-def _hub_dataset(card: dict[str, Any]) -> HubDataset | None:
-    """The hub dataset the export was trained on: its config's data.hub, or the hub dataset of its preset."""
-    from distill.training.data import resolve_data
-
-    data = card.get("config", {}).get("data", {})
-    if data.get("files"):
-        return None
-    if data.get("hub"):
-        return HubDataset(**data["hub"])
-    if not card.get("task"):
-        return None
-    try:
-        source = resolve_data(card["task"], None, None, None)[1]
-    except DistillError:  # a task class trained on its own files has no hub dataset
-        return None
-    return source if isinstance(source, HubDataset) else None
 
 
 def _metadata(card: dict[str, Any], name: str, metrics: dict[str, float]) -> dict[str, Any]:
-    from distill.registry import task_from_spec
-
     spec = card.get("task_spec") or card.get("task")  # a card written outside distill fit may name no task
     task = task_from_spec(spec) if spec else None
-    pipeline = PIPELINES.get(task.head) if task else None
-    dataset = _hub_dataset(card)
+    pipeline = card.get("pipeline_tag") or (PIPELINES.get(task.head) if task else None)
+    dataset = card_dataset(card)
     teacher = str(card.get("teacher") or "")
     meta: dict[str, Any] = {"tags": ["distill", "knowledge-distillation", *([task.name] if task else [])]}
     if teacher and not looks_like_path(teacher):  # a local teacher folder is no hub id to link to
@@ -141,11 +117,9 @@ def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
     Raises:
         DistillError: the folder has no model card, or the hub refused or could not be reached.
     """
-    from huggingface_hub import HfApi
-
     if not (Path(folder) / README).is_file():
         raise DistillError(f"{folder} has no {README} model card: export it with this distill version first")
-    api = HfApi()
+    api = huggingface_hub.HfApi()
     try:
         api.create_repo(repo, private=private, exist_ok=True)
         commit = api.upload_folder(

@@ -1,16 +1,20 @@
-"""ONNX export of any loaded model, checked against PyTorch with onnxruntime before it is kept."""
+"""ONNX in and out: exporting any loaded model (checked against PyTorch with onnxruntime before it is kept), and
+reading an ONNX file of an export back as a model, the one export format the core itself owns."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from distill.delivery.folder import ONNX_MODEL, read_card
 from distill.errors import DistillError
+from distill.export_format import ExportFormat
 from distill.hf import head_logits, takes_token_types
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -65,10 +69,21 @@ def _legacy(wrapped: nn.Module, sample: dict[str, Tensor], path: Path) -> None:
     )
 
 
-def _difference(path: Path, wrapped: nn.Module, check: dict[str, Tensor]) -> float:
-    import onnxruntime
+def onnxruntime_module() -> Any:
+    """onnxruntime, which the `onnx` extra installs.
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    Raises:
+        DistillError: it is not installed.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DistillError("ONNX needs onnxruntime, which is not installed: pip install 'distill[onnx]'") from None
+    return onnxruntime
+
+
+def _difference(path: Path, wrapped: nn.Module, check: dict[str, Tensor]) -> float:
+    session = onnxruntime_module().InferenceSession(str(path), providers=["CPUExecutionProvider"])
     declared = [i.name for i in session.get_inputs()]  # an exporter may drop an input the model ignores
     got = session.run(None, {name: check[name].numpy().astype(np.int64) for name in declared})[0]
     with torch.no_grad():
@@ -105,3 +120,49 @@ def export_onnx(
         problems.append(f"{exporter.__name__.strip('_')}: differs from PyTorch by {difference:.2e}")
     path.unlink(missing_ok=True)
     raise DistillError(f"ONNX export of {type(model).__name__} failed ({'; '.join(problems)})")
+
+
+class OnnxClassifier(nn.Module):
+    """One ONNX file in an onnxruntime session, called like the PyTorch model it came from (input ids, mask and,
+    where the graph declares them, segment ids; logits out), so scoring, timing and `distill predict` serve it
+    unchanged. It holds no torch parameters; `parameter_counts` are those of the model it was exported from."""
+
+    def __init__(self, path: Path, parameter_counts: dict[str, int] | None = None) -> None:
+        super().__init__()
+        onnxruntime = onnxruntime_module()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # timed beside PyTorch on the same threads
+        # onnxruntime's idle threads otherwise spin for a while after each call, taking the cores from whatever
+        # runs next (a server's other work, or the next model timed in the same process)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = Path(path)
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.reads_token_types = "token_type_ids" in self.inputs
+        self.parameter_counts = parameter_counts
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return torch.from_numpy(self.session.run(None, feed(self.inputs, given))[0])
+
+
+def feed(names: list[str], batch: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
+    """The graph's inputs as int64 arrays; segment ids a tokenizer did not give are all segment 0."""
+    segments = batch.get("token_type_ids")
+    given = {**batch, "token_type_ids": torch.zeros_like(batch["input_ids"]) if segments is None else segments}
+    return {name: given[name].numpy().astype(np.int64) for name in names}
+
+
+class OnnxFile(ExportFormat):
+    """An ONNX file of an export (`student/onnx/model_static_int8.onnx`), or its onnx/ folder, which serves
+    model.onnx; its parameter counts are those on the card beside it."""
+
+    @classmethod
+    def recognises(cls, folder: Path) -> bool:
+        return folder.suffix == ".onnx" or (folder / ONNX_MODEL).is_file()
+
+    @classmethod
+    def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        path = folder if folder.suffix == ".onnx" else folder / ONNX_MODEL
+        classifier = OnnxClassifier(path, read_card(path).get("parameters"))
+        return classifier, AutoTokenizer.from_pretrained(path.parent)

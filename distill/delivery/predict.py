@@ -15,7 +15,8 @@ import torch
 
 from distill.atomic import atomic_file
 from distill.delivery.batching import MAX_LENGTH, model_inputs, task_batches
-from distill.delivery.loading import CARD_NAME, card_max_length, card_task, load_model
+from distill.delivery.folder import CARD_NAME, card_max_length, card_task
+from distill.delivery.loading import load_model
 from distill.errors import DistillError
 from distill.hf import head_logits
 from distill.registry import task_from_spec

@@ -1,9 +1,8 @@
-"""The CPU serving path: an export's ONNX variants (fp32, graph-optimised fp32, dynamic and static int8), and
-the module that runs any of them through onnxruntime behind the same call as a PyTorch model."""
+"""The CPU serving path: an export's ONNX variants (fp32, graph-optimised fp32, dynamic and static int8), written
+into its onnx/ folder. Reading them back is distill.delivery.onnx's."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from pathlib import Path
@@ -12,19 +11,26 @@ import datasets
 import numpy as np
 import onnx
 import onnxruntime
-import torch
-from onnxruntime.quantization import CalibrationDataReader
-from torch import Tensor, nn
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from torch import Tensor
 
 from distill.atomic import atomic_directory
-from distill.compression import onnx_network
-from distill.delivery.loading import CARD_NAME, load_model
+from distill.delivery.batching import task_batches
+from distill.delivery.folder import CARD_NAME, ONNX_DIR, read_card
+from distill.delivery.loading import load_model
 from distill.delivery.model_card import hub_name, write_model_card
-from distill.delivery.onnx import export_onnx
+from distill.delivery.onnx import export_onnx, feed
 from distill.errors import DistillError
+from distill.export_format import onnx_network
 from distill.task import Task
 
-ONNX_DIR = "onnx"
 FILES = {
     "fp32": "model.onnx",
     "optimized": "model_optimized.onnx",
@@ -36,48 +42,11 @@ QUANTIZED = ("MatMul", "Gemm", "Gather")
 CALIBRATION_BATCH = 16
 
 
-class OnnxClassifier(nn.Module):
-    """One ONNX file in an onnxruntime session, called like the PyTorch model it came from (input ids, mask and,
-    where the graph declares them, segment ids; logits out), so scoring, timing and `distill predict` serve it
-    unchanged. It holds no torch parameters; `parameter_counts` are those of the model it was exported from."""
-
-    def __init__(self, path: Path, parameter_counts: dict[str, int] | None = None) -> None:
-        super().__init__()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()  # timed beside PyTorch on the same threads
-        # onnxruntime's idle threads otherwise spin for a while after each call, taking the cores from whatever
-        # runs next (a server's other work, or the next model timed in the same process)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.reads_token_types = "token_type_ids" in self.inputs
-        self.parameter_counts = parameter_counts
-
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return torch.from_numpy(self.session.run(None, _feed(self.inputs, given))[0])
-
-
-def _feed(names: list[str], batch: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
-    """The graph's inputs as int64 arrays; segment ids a tokenizer did not give are all segment 0."""
-    segments = batch.get("token_type_ids")
-    given = {**batch, "token_type_ids": torch.zeros_like(batch["input_ids"]) if segments is None else segments}
-    return {name: given[name].numpy().astype(np.int64) for name in names}
-
-
-def load_onnx(path: Path) -> OnnxClassifier:
-    """An ONNX file of an export; its parameter counts come from the card beside it, when there is one."""
-    card = path.parent / CARD_NAME
-    counts = json.loads(card.read_text()).get("parameters") if card.is_file() else None
-    return OnnxClassifier(path, counts).eval()
-
-
 class _CalibrationRows(CalibrationDataReader):
     """Training batches fed to the float graph so static quantization can fix each activation's range."""
 
     def __init__(self, batches: list[dict[str, Tensor]], names: list[str]) -> None:
-        self.feeds = iter([_feed(names, b) for b in batches])
+        self.feeds = iter([feed(names, b) for b in batches])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.feeds, None)
@@ -114,8 +83,6 @@ def _quantize_static(source: Path, target: Path, batches: list[dict[str, Tensor]
     the rows batched with it (dynamic int8 takes one range per batch). MatMul and Gemm on weights (the Linear
     layers, which hold the time) and Gather on weights (the embedding tables, which hold the size) are quantized;
     the rest, LayerNorm and softmax among it, where 8 bits lose accuracy, stays in float."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     graph = onnx.load(str(source)).graph
     weights = {tensor.name for tensor in graph.initializer}
     names = [i.name for i in graph.input if i.name not in weights]  # the graph's own inputs, read once
@@ -143,10 +110,6 @@ def export_onnx_variants(folder: Path, task: Task, calibration: datasets.Dataset
     Raises:
         DistillError: there are no calibration rows, or no exporter reproduces the model.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from distill.delivery.batching import task_batches
-
     if len(calibration) == 0:
         raise DistillError("static int8 needs calibration rows, and the training split gave none: check data")
     model, tokenizer = load_model(folder)
@@ -166,7 +129,6 @@ def export_onnx_variants(folder: Path, task: Task, calibration: datasets.Dataset
         for name in (CARD_NAME, "config.json"):
             if (folder / name).is_file():
                 shutil.copy2(folder / name, scratch / name)
-        if (folder / CARD_NAME).is_file():
-            card = json.loads((folder / CARD_NAME).read_text())
+        if card := read_card(folder):
             write_model_card(scratch, card, None, "student-onnx-fp32", name=hub_name(folder / ONNX_DIR))
     return [folder / ONNX_DIR / name for name in FILES.values()]

@@ -102,6 +102,7 @@ class TaskDataModule(LightningDataModule):
         """
         super().__init__()
         self.task, self.source = resolve_data(task, files, hub, data_dir)
+        self.hub_origin = hub or (find_preset(task)[1].hub if isinstance(task, str) and not files else None)
         self.tokenizer = tokenizer
         self.student_tokenizer = student_tokenizer
         self.max_length = max_length

@@ -16,7 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from distill import Architecture, Compression, DistillError, Stage, Student, hf_model, readable
+from distill import Architecture, Compression, DistillError, ExportFormat, Stage, Student, hf_model, readable
 
 
 def _gate_heads(module: nn.Linear, args: tuple) -> tuple:
@@ -135,19 +135,6 @@ class _GatedPruning(Compression):
             f"scored {self.scored} of the {self.batches} batches it needs from {self.at:.0%} of training on, so "
             f"nothing was pruned: train longer, or lower `batches` or `at`"
         )
-
-    @classmethod
-    @override
-    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
-        """Heads and feed-forward neurons left in each layer, for Transformers that were slimmed."""
-        architecture = readable(model)
-        if architecture is None or slimmed_shapes(model, architecture) is None:
-            return []
-        data = {
-            f"layer {i} heads / neurons": f"{architecture.heads(model, layer)} / {architecture.neurons(layer)}"
-            for i, layer in enumerate(architecture.layers(model), start=1)
-        }
-        return [{"title": "Structure after pruning", "data": data}]
 
 
 def _lowest(scores: list[Tensor], count: int, floor: int = 1) -> list[list[int]]:
@@ -307,3 +294,20 @@ def slimmed_shapes(model: nn.Module, architecture: Architecture) -> dict[str, li
     if set(heads) == {config.num_attention_heads} and set(neurons) == {intermediate}:
         return None
     return {"heads_per_layer": heads, "intermediate_per_layer": neurons}
+
+
+class SlimmedExport(ExportFormat):
+    """A Transformer whose layers keep different numbers of heads and neurons."""
+
+    @classmethod
+    @override
+    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
+        """Heads and feed-forward neurons left in each layer, for Transformers that were slimmed."""
+        architecture = readable(model)
+        if architecture is None or slimmed_shapes(model, architecture) is None:
+            return []
+        data = {
+            f"layer {i} heads / neurons": f"{architecture.heads(model, layer)} / {architecture.neurons(layer)}"
+            for i, layer in enumerate(architecture.layers(model), start=1)
+        }
+        return [{"title": "Structure after pruning", "data": data}]

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from typing_extensions import override
 
-from distill import Compression, DistillError, Stage, Student, sparsity
+from distill import Compression, DistillError, ExportFormat, Stage, Student, sparsity
 
 
 def cubic_sparsity(progress: float, target: float, begin: float, end: float) -> float:
@@ -85,13 +85,6 @@ class MagnitudePruning(Compression):
     @override
     def callbacks(self) -> list[Callback]:
         return [UnstructuredMasks(self)]
-
-    @classmethod
-    @override
-    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
-        """The fraction of zero weights per Linear layer, for models with more than 1% of them."""
-        measured = sparsity(model)
-        return [{"title": "Sparsity of the Linear weights", "data": measured}] if measured["overall"] > 0.01 else []
 
     def scores(self, weights: dict[str, nn.Parameter], movement: dict[str, Tensor]) -> dict[str, Tensor]:
         return {name: w.detach().abs() for name, w in weights.items()}
@@ -166,3 +159,14 @@ class UnstructuredMasks(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks, self.movement = state_dict["masks"], state_dict["movement"]
+
+
+class SparseExport(ExportFormat):
+    """A model whose Linear weights are mostly zeros."""
+
+    @classmethod
+    @override
+    def report_sections(cls, model: nn.Module) -> list[dict[str, Any]]:
+        """The fraction of zero weights per Linear layer, for models with more than 1% of them."""
+        measured = sparsity(model)
+        return [{"title": "Sparsity of the Linear weights", "data": measured}] if measured["overall"] > 0.01 else []

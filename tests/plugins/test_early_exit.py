@@ -11,7 +11,7 @@ from distill import DistillError
 from distill.compression import served_logits
 from distill.delivery.bench import run_bench
 from distill.delivery.loading import load_model
-from distill.plugins.early_exit import EarlyExit, EarlyExitModel, Ramp
+from distill.plugins.early_exit import EarlyExit, EarlyExitModel, ExitingExport, Ramp
 from distill.registry import task_from_spec
 from distill.sources import DataFiles
 from distill.students.encoder import BertStudent
@@ -108,7 +108,7 @@ def test_report_section_and_bench_curve(exported, tiny_teacher, tmp_path):
     folder, _ = exported
     model, tokenizer = load_model(folder)
     logits(model, tokenizer, DEV_TEXTS)
-    sections = EarlyExit.report_sections(model)
+    sections = ExitingExport.report_sections(model)
     assert sections and sections[0]["data"]["mean exit layer"] >= 1.0
     task = task_from_spec("sst2")
     examples = task.read(DataFiles(validation=str(SST2 / "dev.tsv")), "validation")

@@ -8,7 +8,7 @@ import torch
 from distill.cli import main
 from distill.delivery.loading import load_model
 from distill.errors import DistillError
-from distill.plugins.layer_drop import LayerDrop
+from distill.plugins.layer_drop import LayerDrop, LayerDropExport
 from distill.plugins.pruning import LayerPruning
 from distill.students.encoder import BertStudent
 from tests.plugins.conftest import DEV_TEXTS, compress, export, logits
@@ -45,7 +45,7 @@ def test_one_run_cuts_to_any_depth_and_bench_shows_the_curve(tiny_teacher, tmp_p
     folder = export(module, tmp_path / "export")
     (folder / "card.json").write_text(json.dumps({"task": "sst2"}))
     full, tokenizer = load_model(folder)
-    variants = LayerDrop.bench_variants("s", full)
+    variants = LayerDropExport.bench_variants("s", full)
     assert [name for name, _ in variants] == ["s@layers=2", "s@layers=1"]
     main(["export", "--model", str(folder), "--layers", "2", "--out", str(tmp_path / "two")])
     assert "layers [1, 3]" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from distill.registry import task_from_spec
 from distill.students.nas_cnn import NAMES, ArchitectureCost, NasCnnSearch, NasCnnStudent
 from distill.teacher import Teacher
 from distill.training.module import DistillationModule
-from tests.conftest import base_config, cli_error, run_cli, write_config
+from tests.conftest import base_config, run_cli, write_config
 
 SEARCH = {"embedding_dim": 16, "channels": 8, "cells": 2, "nodes": 2}
 
@@ -26,18 +26,19 @@ def searched(tiny_teacher, tmp_path_factory):
         {"class_path": "ArchitectureCost", "init_args": {"weight": 0.5}},
     ]
     config["model"]["learning_rate"] = 3e-3
-    run_cli("search", "--config", str(write_config(root / "search.yaml", config)), "--run_name", "search")
+    run_cli("fit", "--config", str(write_config(root / "search.yaml", config)), "--run_name", "search")
     return root / "search" / "genotype.json", config, root
 
 
-def test_search_writes_a_genotype_of_known_operations(searched):
-    path, _, _ = searched
+def test_a_search_run_writes_a_genotype_of_known_operations_and_no_export(searched):
+    path, _, root = searched
+    assert not (root / "search" / "student").exists()  # the supernet is a means, not a model to serve
     genotype = json.loads(path.read_text())
     assert genotype["channels"] == 8 and len(genotype["cells"]) == 2
     for cell in genotype["cells"]:
         assert [edge["node"] for edge in cell] == [1, 2, 2]  # node 1 has one input, node 2 keeps its best two
         assert all(edge["op"] in NAMES and edge["op"] != "zero" and edge["from"] < edge["node"] for edge in cell)
-    assert "accuracy" in genotype["supernet_dev_metrics"]
+    assert "accuracy" in genotype["dev_metrics"] and genotype["checkpoint"].endswith(".ckpt")
 
 
 def test_the_derived_student_trains_exports_and_reloads(searched):
@@ -76,7 +77,7 @@ def test_derivation_keeps_the_strongest_operations(tiny_teacher):
         supernet.alphas[:, 0, NAMES.index("conv5")] = 5.0  # edge 0 -> 1
         supernet.alphas[:, 2, NAMES.index("max_pool3")] = 4.0  # edge 1 -> 2
         supernet.alphas[:, 1, NAMES.index("identity")] = 3.0  # edge 0 -> 2
-    cells = supernet.search_result()["cells"]
+    cells = supernet.run_artefacts()["genotype.json"]["cells"]
     assert cells[0] == [
         {"node": 1, "from": 0, "op": "conv5"},
         {"node": 2, "from": 1, "op": "max_pool3"},
@@ -84,10 +85,8 @@ def test_derivation_keeps_the_strongest_operations(tiny_teacher):
     ]
 
 
-def test_search_needs_a_search_space_and_the_student_needs_its_genotype(tiny_teacher, tmp_path):
-    config = write_config(tmp_path / "c.yaml", base_config(tiny_teacher, tmp_path))
-    assert "needs a search-space student; the bert student is not one" in cli_error("search", "--config", str(config))
-    with pytest.raises(Exception, match="run `distill search --config ...` first"):
+def test_the_derived_student_needs_its_genotype(tiny_teacher, tmp_path):
+    with pytest.raises(Exception, match="run `distill fit` on a NasCnnSearch config first"):
         DistillationModule(
             task="sst2",
             student=NasCnnStudent(genotype=str(tmp_path / "none.json")),

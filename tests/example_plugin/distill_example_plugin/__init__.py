@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import override
 
-from distill import Compression, Features, LossTerm, Stage, Student, hookimpl
+from distill import Compression, ExportFormat, Features, LossTerm, Stage, Student, hookimpl
 
 
 class CosineLogitsKD(LossTerm):
@@ -43,3 +43,21 @@ class FreezeEmbeddings(Compression):
 @hookimpl
 def distill_register_compression() -> list[type]:
     return [FreezeEmbeddings]
+
+
+class EmbeddingNorms(ExportFormat):
+    """A report-card section on any loaded model with input embeddings: how long its word vectors are."""
+
+    @classmethod
+    @override
+    def report_sections(cls, model: torch.nn.Module) -> list[dict[str, Any]]:
+        table = getattr(model, "get_input_embeddings", lambda: None)()
+        if not isinstance(table, torch.nn.Embedding):
+            return []
+        norms = table.weight.detach().norm(dim=-1)
+        return [{"title": "Word-vector norms", "data": {"mean": round(float(norms.mean()), 4)}}]
+
+
+@hookimpl
+def distill_register_export_formats() -> list[type]:
+    return [EmbeddingNorms]

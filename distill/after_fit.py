@@ -1,8 +1,9 @@
-"""What follows training: score the best checkpoint, export it, and measure what it cost against the teacher."""
+"""What follows training, where the training side hands over to the delivery side: score the best checkpoint,
+export it, and measure what it cost against the teacher; or export a checkpoint later (`distill export
+--checkpoint`). The only module of distill that imports both sides."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,17 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from distill.atomic import write_json_atomic
 from distill.compression import finalize, shortfalls
-from distill.delivery.export import export_student, task_card
-from distill.delivery.loading import CARD_NAME, export_variants_in, load_model, serving
+from distill.delivery.export import export_student
+from distill.delivery.folder import export_variants_in, read_card, task_card
+from distill.delivery.loading import load_model
 from distill.delivery.measure import measure_models
 from distill.delivery.model_card import write_model_card
 from distill.delivery.report import compare, pareto_plot, write_report
 from distill.delivery.scoring import scores_folder
 from distill.delivery.timing import latency_mix
+from distill.errors import DistillError
 from distill.registry import plugin_versions
+from distill.student import Student
 from distill.training.callbacks import TrainingThroughput
 from distill.training.module import SELECTION, DistillationModule
 from distill.training.run_folder import EXPORT_NAME
@@ -54,10 +58,11 @@ def finish_fit(
     config: dict[str, Any],
     report: ReportSettings,
 ) -> Path | None:
-    """Validate the best checkpoint, export that student, and write the report card (on rank 0 only).
+    """Validate the best checkpoint, write the student's run artefacts, export the student and write the report
+    card (on rank 0 only). A student that is not exported (a search space) gets its artefacts only.
 
     Returns:
-        The export folder on rank 0, None on other ranks.
+        What was written on rank 0 (the export folder, or the first artefact), None on other ranks.
     """
     best = best_checkpoint_path(trainer)
     # Read before validating: validate() attaches fresh callbacks from the module's configure_callbacks.
@@ -65,15 +70,21 @@ def finish_fit(
     metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
     if not trainer.is_global_zero:
         return None
+    dev = {k.removeprefix("val/"): v for k, v in metrics.items()}
+    artefacts = write_artefacts(
+        module.student, run_dir, {"dev_metrics": dev, "checkpoint": best or None, "config": config}
+    )
+    if not module.student.exported:
+        return artefacts[0] if artefacts else None
     missed = shortfalls(module.compression)
     for note in missed:
         rank_zero_warn(f"WARNING: {note}")
     card = {
-        **task_card(module.task),
+        **task_card(module.task, data.max_length, data.hub_origin),
         "teacher": module.hparams.teacher,
         "checkpoint": best or None,
         **({"compression_shortfalls": missed} if missed else {}),
-        "dev_metrics": {k.removeprefix("val/"): v for k, v in metrics.items()},
+        "dev_metrics": dev,
         "training": training,
         "data_notes": {split: notes for split, notes in getattr(data, "notes", {}).items() if notes},
         "config": config,
@@ -82,7 +93,7 @@ def finish_fit(
     finalize(module.compression, module.student)
     export_student(module.student, module.tokenizer, target, card, module.compression)
     if report.onnx:
-        onnx, train = serving(), data.read("train")
+        onnx, train = serving_module(), data.read("train")
         calibration = train.select(range(min(onnx.CALIBRATION_ROWS, len(train))))
         onnx.export_onnx_variants(target, module.task, calibration, data.max_length)
     if module.teacher is not None and report.enabled:
@@ -94,10 +105,19 @@ def finish_fit(
     return target
 
 
+def write_artefacts(student: Student, run_dir: Path, provenance: dict[str, Any]) -> list[Path]:
+    """The student's run artefacts as JSON files in the run folder, each with where it came from."""
+    written = []
+    for name, content in student.run_artefacts().items():
+        write_json_atomic(run_dir / name, {**content, **provenance})
+        written.append(run_dir / name)
+    return written
+
+
 def write_model_cards(export: Path, rows: list[dict[str, Any]]) -> None:
     """README.md model cards with the measured table, in the export and each variant folder (an ONNX folder is
     described by its first file, the fp32 graph)."""
-    card = json.loads((export / CARD_NAME).read_text())
+    card = read_card(export)
     write_model_card(export, card, rows, "student")
     described = {export}
     for name, variant in export_variants_in(export).items():
@@ -107,25 +127,37 @@ def write_model_cards(export: Path, rows: list[dict[str, Any]]) -> None:
             described.add(folder)
 
 
+def serving_module() -> Any:
+    """distill's ONNX serving module, which needs the `onnx` extra.
+
+    Raises:
+        DistillError: onnxruntime or onnx is not installed.
+    """
+    try:
+        from distill.delivery import serving
+    except ImportError as error:
+        raise DistillError(f"ONNX needs {error.name}, which is not installed: pip install 'distill[onnx]'") from None
+    return serving
+
+
+def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
+    """Export from a training checkpoint, as `distill fit` exports its best one.
+
+    Raises:
+        DistillError: the checkpoint does not exist.
+    """
+    if not checkpoint.is_file():
+        raise DistillError(f"checkpoint {checkpoint} does not exist: give a .ckpt written by `distill fit`")
+    module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    finalize(module.compression, module.student)
+    card = {**task_card(module.task), "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
+    return export_student(module.student, module.tokenizer, target, card, module.compression)
+
+
 def best_checkpoint_path(trainer: Trainer) -> str:
     """The best checkpoint by the selection score, or "" when the run kept none."""
     selecting = [c for c in trainer.checkpoint_callbacks if c.monitor == SELECTION]
     return selecting[0].best_model_path if selecting else ""
-
-
-def finish_search(
-    trainer: Trainer, module: DistillationModule, data: LightningDataModule, run_dir: Path, config: dict[str, Any]
-) -> Path | None:
-    """Derive the architecture from the best checkpoint of a search and write genotype.json (rank 0 only)."""
-    best = best_checkpoint_path(trainer)
-    metrics = trainer.validate(module, datamodule=data, ckpt_path=best or None, verbose=False)[0]
-    if not trainer.is_global_zero:
-        return None
-    result = module.student.search_result()
-    dev = {k.removeprefix("val/"): v for k, v in metrics.items()}
-    path = run_dir / "genotype.json"
-    write_json_atomic(path, {**result, "supernet_dev_metrics": dev, "checkpoint": best or None, "config": config})
-    return path
 
 
 def report_card(
