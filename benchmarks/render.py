@@ -28,6 +28,8 @@ SPECIAL = {
     "attention_lengths",
     "codebook_post_training",
     "optimum_check",
+    "recipe_smoke",
+    "startup",
 }  # result files that are not one recipe's run
 
 
@@ -251,6 +253,79 @@ def report_cost_table(record: dict) -> list[str]:
         lines.append(
             f"| {name} | {r['old_seconds']} | {r['new_seconds']} | {'yes' if r['batch_dependent'] else 'no'} |"
         )
+    return lines
+
+
+def recipe_smoke_table(record: dict) -> list[str]:
+    """Issue 33: every SST-2 recipe for 10 steps, report card included, and the quickstart's report share."""
+    rows = record["recipes"]
+    slow = [r["recipe"] for r in rows if r["wall_s"] >= 120]
+    lines = [
+        f"Measured {record['date']} on {record['machine']} (load average {record['load_average_at_end']:.1f} at the "
+        "end: other work shared the 2 cores). Command: `python benchmarks/recipe_smoke.py` (each recipe with "
+        "`--trainer.max_steps 10 --trainer.limit_val_batches 2`, report card on; a recipe that starts from another's "
+        "export gets that recipe's 10-step export).",
+        "",
+        "| recipe | wall seconds | finished | report card |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['recipe']} | {r['wall_s']} | {'yes' if r['ok'] else 'no: ' + r['error']} | "
+            f"{'yes' if r['report_written'] else 'no'} |"
+            for r in rows
+        ),  # fmt: skip
+        "",
+        f"{len(rows) - len(slow)} of {len(rows)} recipes finish in under 2 minutes"
+        + (f"; over it: {', '.join(slow)}." if slow else "."),
+    ]
+    if quick := record.get("quickstart"):
+        lines += [
+            "",
+            f"The quickstart (README's first command, 600 steps): {quick['with_report']} s wall with the report card, "
+            f"{quick['without_report']} s without, so the report card is {100 * quick['report_share']:.0f}% of the "
+            "run's wall time (target: at most 20%).",
+        ]
+    return lines
+
+
+def startup_table(record: dict) -> list[str]:
+    """Issue 34: CPU seconds of a command that does nothing yet, before and after."""
+    lines = [
+        f"Measured {record['date']} on {record['machine']}, user + system CPU seconds of the whole process, the "
+        f"median of {record['repeats']} runs. Command: `python benchmarks/startup.py`.",
+        "",
+        "| command | before (CPU s) | after (CPU s) | target |",
+        "|---|---|---|---|",
+    ]
+    for name, r in record["commands"].items():
+        before = r.get("before")
+        lines.append(f"| `{name}` | {before if before is not None else 'n/a'} | {r['after']} | {r['target']} |")
+    return lines
+
+
+def gpu_lines(record: dict | None) -> list[str]:
+    """Issue 34: what `bash benchmarks/gpu.sh run` measured on a borrowed GPU, or that it has not run yet."""
+    if record is None:
+        return ["**Missing**: no GPU was available to a session since `benchmarks/gpu.sh` was written, so there are "
+                "no GPU rows yet. `bash benchmarks/gpu.sh build` here, then `bash benchmarks/gpu.sh run` on the GPU "
+                "machine, writes them."]  # fmt: skip
+    fit, loop = record.get("bert_l3_fit", {}), record.get("hand_loop", {})
+    lines = [f"Measured {record['date']} on {record['device']}, `bash benchmarks/gpu.sh run` (one call).", ""]
+    if fit.get("training") and loop.get("result"):
+        result = loop["result"]
+        lines += [
+            "| bert_l3 recipe, bf16-mixed | process wall s | training steps s | steps | dev accuracy |",
+            "|---|---|---|---|---|",
+            f"| `distill fit` (report card off) | {fit['process_seconds']} | {fit['training']['seconds']} | "
+            f"{fit['training']['optimizer_steps']} | {100 * fit['dev_metrics']['accuracy']:.2f} |",
+            f"| hand-written loop (benchmarks/hand_loop.py) | {loop['process_seconds']} | {result['step_seconds']} | "
+            f"{result['steps']} | {result['dev_accuracy_best']:.2f} best of {result['evaluations']} |",
+            "",
+            f"distill's process wall time is {fit['process_seconds'] / loop['process_seconds']:.2f}x the hand loop's "
+            "(target: at most 1.15x).",
+        ]
+    for name in ("bench", "base_fit", "base_hand_loop", "conll_teacher", "conll_bert_l3"):
+        if name in record:
+            lines += ["", f"- {name}: " + json.dumps({k: v for k, v in record[name].items() if k != "stdout_tail"})]
     return lines
 
 
@@ -786,6 +861,17 @@ def main() -> None:
         lines += ["## Teacher-output cache", "", *cache_table(results["cache_speed"]), ""]
     if "report_card_cost" in results:
         lines += ["## What the report card costs (issue 33)", "", *report_cost_table(results["report_card_cost"]), ""]
+    if "recipe_smoke" in results:
+        lines += [
+            "## A 10-step run of every SST-2 recipe (issue 33)",
+            "",
+            *recipe_smoke_table(results["recipe_smoke"]),
+            "",
+        ]
+    if "startup" in results:
+        lines += ["## Start-up: what a command costs before it does anything (issue 34)", "",
+                  *startup_table(results["startup"]), ""]  # fmt: skip
+    lines += ["## On a GPU (issue 34)", "", *gpu_lines(results.get("gpu")), ""]
     if "custom_csv" in results:
         lines += [
             "## Your own CSV: a teacher, then a student (configs/custom)",

@@ -29,6 +29,7 @@ from distill.after_fit import (
     finish_fit,
     serving_module,
 )
+from distill.augmentation import Augmentation
 from distill.compression import Compression
 from distill.delivery.batching import MAX_LENGTH
 from distill.delivery.bench import BENCH_FILES, run_bench
@@ -39,7 +40,7 @@ from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
 from distill.hf import check_remote_code
-from distill.registry import KINDS, get_plugin_manager, plugin_versions, registered, task_from_spec
+from distill.registry import KINDS, get_plugin_manager, plugin_versions, plugins_listing, registered, task_from_spec
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import StudentConfig
 from distill.task import Task
@@ -63,6 +64,7 @@ _REGISTRY_FOR_KEY = {
     "model.losses": ("losses", "loss"),
     "model.student": ("students", "student"),
     "model.compression": ("compression", "compression method"),
+    "data.augmentation": ("augmentations", "augmentation"),
 }
 
 
@@ -121,7 +123,7 @@ class DistillCLI(LightningCLI):
         )
         parser.add_class_arguments(ReportSettings, "report")
         # The data is read first: its training split fixes the label space the model's head is built for. The data
-        # takes the tokenizer (and the teacher, for a transfer set) from the model when training starts.
+        # takes the tokenizer (and the teacher, for an augmentation) from the model when training starts.
         parser.link_arguments("data.task", "model.task", compute_fn=task_spec, apply_on="instantiate")
 
     @override
@@ -580,22 +582,6 @@ def refuse_existing(paths: list[Path], overwrite: bool, flag: str, fix: str) -> 
         raise DistillError(f"{flag}: {taken[0]} already exists and is not overwritten: {fix}, or --overwrite true")
 
 
-def list_plugins() -> None:
-    """`distill plugins`: each installed plugin, its distribution, and the YAML names it provides (tasks with
-    their presets)."""
-    versions = plugin_versions()
-    provided: dict[str, list[str]] = {}
-    for kind in KINDS:
-        for name, (cls, plugin) in registered(kind).items():
-            presets = sorted(cls.presets()) if kind == "tasks" else []
-            line = f"{kind}: {name}" + (f" (presets: {', '.join(presets)})" if presets else "")
-            provided.setdefault(plugin, []).append(line)
-    for plugin in sorted(versions):
-        print(f"{plugin}  ({versions[plugin]})")
-        for line in provided.get(plugin, []):
-            print(f"    {line}")
-
-
 def _explain(error: ArgumentError) -> str:
     """jsonargparse's message, or a plain sentence with the valid names when YAML names an unknown class."""
     message = str(error).strip()
@@ -660,14 +646,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         get_plugin_manager()  # import every plugin first, so YAML can name their classes by short name
         if command == ["plugins"]:
-            list_plugins()
+            print(plugins_listing())
             return
         rest = (sys.argv[1:] if argv is None else argv)[1:]
         commands = {"bench": bench_command, "export": export_command, "predict": predict_command}
         if command and command[0] in commands:
             commands[command[0]](rest)
             return
-        set_parsing_settings(subclasses_enabled=[StudentConfig, Compression, Task])
+        set_parsing_settings(subclasses_enabled=[StudentConfig, Compression, Task, Augmentation])
         DistillCLI(args=argv)
     except DistillError as error:
         sys.exit(f"distill: error: {error}")

@@ -16,6 +16,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from distill.architecture import Architecture
+    from distill.augmentation import Augmentation
     from distill.compression import Compression
     from distill.export_format import ExportFormat
     from distill.loss import LossTerm
@@ -61,6 +62,12 @@ def distill_register_architectures() -> list[type[Architecture]]:
 def distill_register_export_formats() -> list[type[ExportFormat]]:
     """Contribute ExportFormat subclasses: ways of reading an export after fit (a folder layout to load, the
     modules a method leaves for `rebuild`, report sections, bench variants, an ONNX stand-in)."""
+
+
+@hookspec
+def distill_register_augmentations() -> list[type[Augmentation]]:
+    """Contribute Augmentation subclasses: ways to grow the training split with rows the teacher labels;
+    YAML names them under `data.augmentation`."""
 
 
 @hookspec

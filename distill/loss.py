@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from distill.features import Anatomy, Features
@@ -62,6 +64,29 @@ class LossTerm(nn.Module):
             DistillError: the student or the teacher cannot serve this term (layer out of range, head mismatch).
         """
 
+    def __call__(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
+        """`forward` in float32 with autocast off, whatever the run's precision: softmax at a low temperature, KL
+        and squared errors overflow or underflow in float16 (and lose digits in bfloat16), which is where
+        distillation under mixed precision goes NaN. The features are cast up; the student's graph stays mixed."""
+        with torch.autocast(student.logits.device.type, enabled=False):
+            return super().__call__(in_float32(student), None if teacher is None else in_float32(teacher), batch)
+
     @abstractmethod
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
         """The unweighted scalar loss."""
+
+
+def in_float32(features: Features) -> Features:
+    """The same features with every half-precision tensor in float32."""
+
+    def up(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+        if isinstance(value, tuple):
+            return tuple(up(item) for item in value)
+        if isinstance(value, dict):
+            return {key: up(item) for key, item in value.items()}
+        return value
+
+    fields = {field.name: up(getattr(features, field.name)) for field in dataclasses.fields(features)}
+    return dataclasses.replace(features, **fields)

@@ -9,7 +9,7 @@ from distill.errors import DistillError
 from distill.plugin_manager import BLOCK_ENV, ENTRY_POINT_GROUP, get_plugin_manager, registered
 from distill.task import Preset, Task
 
-KINDS = ("tasks", "losses", "students", "compression", "export_formats", "architectures", "readers")
+KINDS = ("tasks", "losses", "students", "compression", "export_formats", "augmentations", "architectures", "readers")
 
 
 def plugin_versions() -> dict[str, str]:
@@ -79,3 +79,20 @@ def task_from_spec(spec: str | dict[str, Any]) -> Task:
             f"unknown task class {path!r}: installed tasks are {', '.join(sorted(tasks))} (`distill plugins`)"
         )
     return cls(**spec.get("init_args", {}))
+
+
+def plugins_listing() -> str:
+    """`distill plugins`: each installed plugin, its distribution, and the names it provides (tasks with their
+    presets)."""
+    versions = plugin_versions()
+    provided: dict[str, list[str]] = {}
+    for kind in KINDS:
+        for name, (cls, plugin) in registered(kind).items():
+            presets = sorted(cls.presets()) if kind == "tasks" else []
+            line = f"{kind}: {name}" + (f" (presets: {', '.join(presets)})" if presets else "")
+            provided.setdefault(plugin, []).append(line)
+    return "\n".join(
+        line
+        for plugin in sorted(versions)
+        for line in [f"{plugin}  ({versions[plugin]})", *(f"    {entry}" for entry in provided.get(plugin, []))]
+    )

@@ -127,6 +127,7 @@ def ner_config(
         "task": {"class_path": "TokenClassification", "init_args": {"name": "conll2003"}},
         "files": {"train": str(CONLL / "train.txt"), "validation": str(CONLL / "dev.txt"), "format": "conll"},
         "train_limit": 128, "eval_limit": 64, "max_length": 64,
+        "eval_batch_size": 16,  # dev batches of different lengths, which the teacher check at fit start must take
     }  # fmt: skip
     return token_task_config(teacher, root, data, student, compression, hidden)
 

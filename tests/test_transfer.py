@@ -9,7 +9,8 @@ from distill.plugins.losses import HardLabelCE
 from distill.registry import task_from_spec
 from distill.teacher import Teacher
 from distill.training.data import TaskDataModule
-from distill.training.transfer import UNLABELLED, TransferSet, nearest_neighbours
+from distill import UNLABELLED
+from distill.plugins.transfer_set import TransferSet, nearest_neighbours
 from tests.conftest import RTE, SST2, small_data
 
 
@@ -19,7 +20,7 @@ def teacher(tiny_teacher) -> Teacher:
 
 
 def data_module(teacher, tmp_path, task="sst2", folder=SST2, **transfer) -> TaskDataModule:
-    return small_data(teacher, tmp_path, task, folder, transfer=TransferSet(multiplier=2, **transfer))
+    return small_data(teacher, tmp_path, task, folder, augmentation=TransferSet(multiplier=2, **transfer))
 
 
 def test_transfer_set_grows_the_split_with_unlabelled_variants(teacher, tmp_path):
@@ -37,11 +38,11 @@ def test_transfer_set_grows_the_split_with_unlabelled_variants(teacher, tmp_path
 
 def test_transfer_set_is_reproducible_and_cached(teacher, tmp_path):
     first = data_module(teacher, tmp_path).splits["train"]["input_ids"]
-    folders = list((tmp_path / "distill").glob("sst2-transfer-*"))
+    folders = list((tmp_path / "distill").glob("sst2-augmented-*"))
     second = data_module(teacher, tmp_path).splits["train"]["input_ids"]
     assert first == second and len(folders) == 1
     data_module(teacher, tmp_path, seed=1)
-    assert len(list((tmp_path / "distill").glob("sst2-transfer-*"))) == 2
+    assert len(list((tmp_path / "distill").glob("sst2-augmented-*"))) == 2
 
 
 def test_pairs_keep_both_segments(teacher, tmp_path):
@@ -76,7 +77,7 @@ def test_transfer_set_needs_a_teacher(tmp_path):
         train_limit=10,
         eval_limit=10,
         cache_dir=str(tmp_path),
-        transfer=TransferSet(),
+        augmentation=TransferSet(),
     )
     with pytest.raises(Exception, match="needs the teacher's embeddings"):
         data.setup("fit")

@@ -44,5 +44,5 @@ def model_inputs(model: nn.Module, batch: Mapping[str, Tensor]) -> Batch:
 
 
 def logits_of(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
-    """The model's logits on a batch, whatever its output type."""
-    return head_logits(model(**model_inputs(model, batch)))
+    """The model's logits on a batch in float32, whatever its output type and precision."""
+    return head_logits(model(**model_inputs(model, batch))).float()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import datasets
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from distill.delivery.batching import MAX_LENGTH, model_inputs, task_batches
+from distill.delivery.batching import MAX_LENGTH, logits_of, model_inputs, task_batches
 from distill.delivery.scoring import score
-from distill.delivery.timing import compare_latency
+from distill.delivery.timing import Device, accelerators, compare_latency
 from distill.export_format import report_sections
 from distill.task import Task
 
@@ -111,4 +111,42 @@ def measure_models(
         timed = compare_latency({name: model for name, (model, _, _) in models.items()}, batches)
         for name in models:
             results[name][f"latency_batch{batch_size}"] = timed[name]
+    for device in accelerators():
+        for name, timed in time_on(device, models, task, mix, max_length).items():
+            results[name]["accelerator"] = timed
     return results
+
+
+def time_on(
+    device: Device,
+    models: Mapping[str, tuple[nn.Module, PreTrainedTokenizerBase, Path | None]],
+    task: Task,
+    mix: datasets.Dataset,
+    max_length: int,
+) -> dict[str, dict]:
+    """Latency at batch 1 and 32 on an accelerator, of every model that runs there (a CPU-only model, such as
+    torch's int8 or an onnxruntime CPU session, says why not). Each model is moved there and back."""
+    runs, timed = {}, {}
+    for name, (model, tokenizer, _) in models.items():
+        batches = {size: task_batches(task, tokenizer, mix, size, max_length) for size in (1, 32)}
+        moved = {size: [on(device, model_inputs(model, b)) for b in found] for size, found in batches.items()}
+        try:
+            model.to(device.torch_device)
+            logits_of(model, moved[1][0])
+        except Exception as error:  # kernels and runtimes raise many types; each means "not on this device"
+            model.to("cpu")
+            timed[name] = {"device": device.label, "skipped": f"runs on the CPU only ({type(error).__name__})"}
+            continue
+        runs[name] = (model, moved)
+    for size in (1, 32):
+        latency = compare_latency({n: m for n, (m, _) in runs.items()}, {n: b[size] for n, (_, b) in runs.items()},
+                                  device=device)  # fmt: skip
+        for name, figures in latency.items():
+            timed.setdefault(name, {"device": device.label})[f"latency_batch{size}"] = figures
+    for model, _ in runs.values():
+        model.to("cpu")
+    return timed
+
+
+def on(device: Device, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {key: value.to(device.torch_device) for key, value in batch.items()}

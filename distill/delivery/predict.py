@@ -140,7 +140,7 @@ def label_rows(
         chunk = texts.select(range(start, min(start + batch_size, len(texts))))
         # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
         (batch,) = task_batches(task, tokenizer, chunk, None, max_length)
-        logits = head_logits(model(**model_inputs(model, batch)))
+        logits = head_logits(model(**model_inputs(model, batch))).float()
         check_label_space(model_dir, logits.shape[-1], task)
         for column, values in task.prediction_columns(logits, batch, chunk.to_dict()).items():
             added.setdefault(column, []).extend(values)

@@ -46,6 +46,7 @@ def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> 
                     for b in (1, 32)
                 },
                 "examples_per_second_batch32": m["latency_batch32"]["examples_per_second"],
+                **accelerator_figures(m.get("accelerator"), base.get("accelerator")),
                 **{f"{METRIC_PREFIX}{key}": value for key, value in m["metrics"].items()},
             }
         )
@@ -53,6 +54,22 @@ def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> 
 
 
 METRIC_PREFIX = "dev_"  # a row's every metric of the task, beside the main one its ratios are taken on
+GPU = "gpu_"  # a row's figures timed on the GPU, beside the CPU's
+
+
+def accelerator_figures(timed: dict | None, teacher: dict | None) -> dict[str, Any]:
+    """A row's GPU latency and speed-ups against the teacher on the same GPU: none when nothing was timed on a
+    GPU; the device and why not for a model that runs on the CPU only."""
+    if timed is None:
+        return {}
+    figures: dict[str, Any] = {f"{GPU}device": timed["device"], f"{GPU}skipped": timed.get("skipped")}
+    for b in (1, 32):
+        mine = timed.get(f"latency_batch{b}")
+        theirs = (teacher or {}).get(f"latency_batch{b}")
+        figures[f"{GPU}median_ms_batch{b}"] = mine["median_ms"] if mine else None
+        figures[f"{GPU}speedup_batch{b}"] = theirs["median_ms"] / mine["median_ms"] if mine and theirs else None
+    figures[f"{GPU}examples_per_second_batch32"] = mine["examples_per_second"] if mine else None
+    return figures
 
 
 def metrics_markdown(rows: list[dict[str, Any]]) -> str:
@@ -111,28 +128,38 @@ def batch_dependence_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def fastest_within(rows: list[dict[str, Any]], tolerance_points: float, batch: int) -> dict[str, Any] | None:
-    """The fastest model at `batch` that loses at most `tolerance_points` against the teacher, scored both at
-    batch 64 and row by row (its worse score counts); None when none does."""
+def fastest_within(
+    rows: list[dict[str, Any]], tolerance_points: float, batch: int, prefix: str = ""
+) -> dict[str, Any] | None:
+    """The fastest model at `batch` (on the CPU, or with prefix GPU on the GPU) that loses at most
+    `tolerance_points` against the teacher, scored both at batch 64 and row by row (its worse score counts); None
+    when none does."""
     eligible = [
         r
         for r in rows
-        if r["model"] != "teacher" and max(r["drop_points"], r["drop_points_batch1"]) <= tolerance_points
+        if r["model"] != "teacher"
+        and max(r["drop_points"], r["drop_points_batch1"]) <= tolerance_points
+        and r.get(f"{prefix}speedup_batch{batch}") is not None
     ]
-    return max(eligible, key=lambda r: r[f"speedup_batch{batch}"], default=None)
+    return max(eligible, key=lambda r: r[f"{prefix}speedup_batch{batch}"], default=None)
 
 
 def choice_markdown(rows: list[dict[str, Any]], tolerance_points: float) -> str:
-    """One line per batch size: which variant to serve for the tolerance the config states."""
+    """One line per batch size: which variant to serve, for the tolerance the config states; when a GPU was timed
+    too, one line per device and batch size, naming the device."""
+    gpu = rows[0].get(f"{GPU}device")
+    devices = [("", "CPU, " if gpu else "")] + ([(GPU, f"{gpu}, ")] if gpu else [])
     lines = []
-    for batch in (1, 32):
-        best = fastest_within(rows, tolerance_points, batch)
-        lines.append(
-            f"- batch {batch}: no variant stays within {tolerance_points:g} points of the teacher"
-            if best is None
-            else f"- batch {batch}: **{best['model']}**, {best[f'speedup_batch{batch}']:.2f}x the teacher's speed, "
-            f"{100 * min(best['value'], best['value_batch1']):.2f} {best['metric']} (worse of batch 64 and 1)"
-        )
+    for prefix, device in devices:
+        for batch in (1, 32):
+            best = fastest_within(rows, tolerance_points, batch, prefix)
+            lines.append(
+                f"- {device}batch {batch}: no variant stays within {tolerance_points:g} points of the teacher"
+                if best is None
+                else f"- {device}batch {batch}: **{best['model']}**, "
+                f"{best[f'{prefix}speedup_batch{batch}']:.2f}x the teacher's speed, "
+                f"{100 * min(best['value'], best['value_batch1']):.2f} {best['metric']} (worse of batch 64 and 1)"
+            )
     return "\n".join(lines)
 
 
@@ -159,6 +186,8 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def latency_markdown(rows: list[dict[str, Any]]) -> str:
+    """The CPU latency table; then, when a GPU was there, the GPU's (synchronised), models that run on the CPU
+    only saying so."""
     lines = [
         "| model | median ms @1 | p90 ms @1 | median ms @32 | p90 ms @32 | examples/s @32 |",
         "|---|---|---|---|---|---|",
@@ -167,6 +196,24 @@ def latency_markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['model']} | {r['median_ms_batch1']:.2f} | {r['p90_ms_batch1']:.2f} | {r['median_ms_batch32']:.1f} "
             f"| {r['p90_ms_batch32']:.1f} | {r['examples_per_second_batch32']:.0f} |"
+        )
+    if not rows[0].get(f"{GPU}device"):
+        return "\n".join(lines)
+    lines += [
+        "",
+        f"On the {rows[0][f'{GPU}device']}, each call synchronised:",
+        "",
+        "| model | median ms @1 | speedup @1 | median ms @32 | speedup @32 | examples/s @32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get(f"{GPU}median_ms_batch1") is None:
+            lines.append(f"| {r['model']} | {r.get(f'{GPU}skipped') or 'not timed'} | | | | |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r[f'{GPU}median_ms_batch1']:.2f} | {_fmt(r[f'{GPU}speedup_batch1'], '.2f')}x "
+            f"| {r[f'{GPU}median_ms_batch32']:.2f} | {_fmt(r[f'{GPU}speedup_batch32'], '.2f')}x "
+            f"| {r[f'{GPU}examples_per_second_batch32']:.0f} |"
         )
     return "\n".join(lines)
 

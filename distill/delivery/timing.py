@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import datasets
 import torch
@@ -15,28 +16,58 @@ from distill.delivery.batching import MAX_LENGTH, Batch, logits_of, task_batches
 from distill.task import Task
 
 
+@dataclass(frozen=True)
+class Device:
+    """Where models are timed: the torch device, its name in the report, and how to wait for the work queued on
+    it (a GPU returns before its kernels finish, so each timed call is synchronised on both sides)."""
+
+    torch_device: str
+    label: str
+    synchronize: Callable[[], None] = lambda: None
+
+
+def cpu() -> Device:
+    return Device("cpu", f"CPU ({torch.get_num_threads()} threads)")
+
+
+def accelerators() -> list[Device]:
+    """The GPUs models are also timed on: the current CUDA device, when there is one."""
+    if not torch.cuda.is_available():
+        return []
+    return [Device("cuda", f"GPU ({torch.cuda.get_device_name()})", torch.cuda.synchronize)]
+
+
 @torch.inference_mode()
 def compare_latency(
-    models: Mapping[str, nn.Module], batches: Mapping[str, list[Batch]], warmup: int = 3, rounds: int = 2
+    models: Mapping[str, nn.Module],
+    batches: Mapping[str, list[Batch]],
+    warmup: int = 3,
+    rounds: int = 2,
+    device: Device | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per-batch latency of several models, interleaved batch by batch so machine noise hits them alike.
 
     Args:
-        models: name -> model in eval mode.
-        batches: name -> that model's batches (the same texts for every model, each in its own vocabulary).
+        models: name -> model in eval mode, on `device`.
+        batches: name -> that model's batches (the same texts for every model, each in its own vocabulary), on
+            `device`.
+        device: where they run (the CPU when None).
 
     Returns:
         For each model: median and p90 milliseconds per batch, and examples per second.
     """
+    device = device or cpu()
     for name, model in models.items():
         for batch in batches[name][:warmup]:
             logits_of(model, batch)
+    device.synchronize()
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for position in range(len(next(iter(batches.values())))):
             for name, model in models.items():
                 started = time.perf_counter()
                 logits_of(model, batches[name][position])
+                device.synchronize()
                 times[name].append(time.perf_counter() - started)
     examples = {name: rounds * sum(len(b["input_ids"]) for b in batches[name]) for name in models}
     return {

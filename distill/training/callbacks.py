@@ -30,14 +30,17 @@ class TrainingThroughput(Callback):
         self.samples += len(batch["input_ids"])
 
     def summary(self, trainer: Trainer) -> dict[str, float]:
-        """Samples over all ranks (each rank counts its own share), optimizer steps, and their rate."""
+        """Samples over all ranks (each rank counts its own share), optimizer steps, their rate and, on a GPU,
+        the most memory this rank held at once."""
         samples = self.samples * trainer.world_size
         rate = samples / self.seconds if self.seconds else 0.0
+        device = trainer.strategy.root_device
         return {
             "samples": samples,
             "optimizer_steps": trainer.global_step,
             "seconds": round(self.seconds, 2),
             "samples_per_second": round(rate, 2),
+            **({"peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device)} if device.type == "cuda" else {}),
         }
 
     @override

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
+from distill.augmentation import Augmentation
 from distill.errors import DistillError
 from distill.registry import find_preset
 from distill.sources import DataFiles, DataSource, HubDataset
@@ -23,16 +24,10 @@ from distill.teacher import Teacher
 from distill.training.corpus import Corpus
 from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
 from distill.training.tokenizations import STUDENT_PREFIX, PairedCollator
-from distill.training.transfer import TransferSet, build_transfer_set
 
 WIRED_FROM_MODEL = ("tokenizer", "student_tokenizer", "teacher")  # filled when training starts; not YAML keys
 MODEL_COLUMNS = ("labels", "idx")  # kept from a task's read rows; the rest is replaced by what it encodes
 Batching = Literal["length_grouped", "random"]
-
-
-def embedding_digest(matrix: torch.Tensor) -> str:
-    """Changes whenever the embedding weights change."""
-    return _fingerprint(matrix.detach().cpu().numpy().tobytes())
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -65,7 +60,7 @@ class TaskDataModule(LightningDataModule):
         eval_limit: int | None = None,
         num_workers: int = 0,
         cache_dir: str | None = None,
-        transfer: TransferSet | None = None,
+        augmentation: Augmentation | None = None,
         corpus: Corpus | None = None,
         teacher: Teacher | None = None,
         seed: int = 0,
@@ -89,10 +84,11 @@ class TaskDataModule(LightningDataModule):
         eval_limit: use only the first N validation and test rows.
         num_workers: DataLoader worker processes.
         cache_dir: where tokenised splits are cached; defaults to the datasets cache.
-        transfer: grow the training split into an augmented transfer set (Tang et al.); None trains on it as is.
+        augmentation: grows the training split with rows the teacher labels (`TransferSet`, Tang et al.; `distill
+            plugins` lists the installed ones); None trains on it as is.
         corpus: unlabelled text the teacher labels, added to the training split or in its place (a task-agnostic
-            stage); the transfer set, if any, grows the result.
-        teacher: set from the model when training starts; the transfer set finds neighbour words in its embeddings.
+            stage); the augmentation, if any, grows the result.
+        teacher: set from the model when training starts; an augmentation may read it (neighbour words).
         seed: seeds the shuffle of every epoch (with the epoch number), so runs and resumed runs agree. It is
             separate from seed_everything (which seeds initialisation and dropout): a seed study varies both.
         batching: "length_grouped" batches training sentences of similar length, so little compute goes into
@@ -111,12 +107,9 @@ class TaskDataModule(LightningDataModule):
         self.limits = {"train": train_limit, "validation": eval_limit, "test": eval_limit}
         self.num_workers = num_workers
         self.cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "distill"
-        if transfer is not None and (self.task.output == "sigmoid" or self.task.per_token):
-            raise DistillError(
-                f"data.transfer makes unlabelled rows for single-label sentence tasks; task {self.task.name} "
-                f"cannot use it: remove data.transfer"
-            )
-        self.transfer = transfer
+        if augmentation is not None:
+            augmentation.check(self.task, own_tokenizer=False)
+        self.augmentation = augmentation
         self.corpus = corpus
         self.corpus_source = corpus.source(self.task.text_columns) if corpus is not None else None
         self.teacher = teacher
@@ -145,11 +138,8 @@ class TaskDataModule(LightningDataModule):
         self.teacher = self.teacher or getattr(module, "teacher", None)
         if self.tokenizer is None:
             raise DistillError("TaskDataModule needs a tokenizer: pass the teacher's (the CLI does this for you)")
-        if self.student_tokenizer is not None and self.transfer is not None:
-            raise DistillError(
-                "data.transfer rewrites the teacher's word pieces, which a student with its own tokenizer does not "
-                "read: remove data.transfer, or build the student on the teacher's tokenizer"
-            )
+        if self.augmentation is not None:
+            self.augmentation.check(self.task, own_tokenizer=self.student_tokenizer is not None)
         for split in ("train", "validation", *(("test",) if stage == "test" else ())):
             if split not in self.splits:
                 self.splits[split] = self._tokenised(split)
@@ -188,8 +178,8 @@ class TaskDataModule(LightningDataModule):
             for column in own.column_names:
                 if column not in MODEL_COLUMNS:
                     tokenised = tokenised.add_column(STUDENT_PREFIX + column, own[column])
-        if split == "train" and self.transfer is not None:
-            return self._transfer_set(tokenised, key)
+        if split == "train" and self.augmentation is not None:
+            return self._augmented(tokenised, key)
         return tokenised
 
     def _encoded(
@@ -214,17 +204,12 @@ class TaskDataModule(LightningDataModule):
         )
         return tokenised, key
 
-    def _transfer_set(self, train: datasets.Dataset, key: str) -> datasets.Dataset:
-        """The augmented transfer set, built once per (split, tokenizer, settings, teacher embeddings)."""
-        if self.teacher is None:
-            raise DistillError(
-                "data.transfer needs the teacher's embeddings to find neighbour words: set model.teacher"
-            )
-        embeddings = self.teacher.model.get_input_embeddings().weight
-        self.fingerprints["train"] = _fingerprint(key, self.transfer, embedding_digest(embeddings))
-        folder = self.cache_dir / f"{_safe(self.task.name)}-transfer-{self.fingerprints['train']}"
+    def _augmented(self, train: datasets.Dataset, key: str) -> datasets.Dataset:
+        """The grown training split, built once per (split, tokenizer, settings, what the augmentation reads)."""
+        self.fingerprints["train"] = _fingerprint(key, self.augmentation, self.augmentation.fingerprint(self.teacher))
+        folder = self.cache_dir / f"{_safe(self.task.name)}-augmented-{self.fingerprints['train']}"
         if not folder.is_dir():
-            built = build_transfer_set(train, self.tokenizer, embeddings, self.transfer, self.task.is_pair)
+            built = self.augmentation.grow(train, self.tokenizer, self.teacher, self.task)
             scratch = folder.with_name(folder.name + ".partial")
             built.save_to_disk(str(scratch))
             scratch.rename(folder)

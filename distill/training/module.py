@@ -260,8 +260,10 @@ class DistillationModule(LightningModule):
             if "labels" not in batch:
                 return
             # The frozen model itself, not the teacher's training path (a cache, counters).
-            logits.append(self.teacher.tap.run(self.teacher.model, batch, frozenset({"logits"})).logits.float().cpu())
-            labels.append(batch["labels"].cpu())
+            answer = self.teacher.tap.run(self.teacher.model, batch, frozenset({"logits"})).logits.float().cpu()
+            # one row per position that has an answer: batches of a token-level task differ in length
+            logits.append(answer.flatten(0, -2))
+            labels.append(batch["labels"].cpu().flatten(0, answer.dim() - 2))
         note = self.task.teacher_note(torch.cat(logits), torch.cat(labels)) if logits else None
         if note is not None:
             rank_zero_warn(f"WARNING: {note}")

@@ -1,12 +1,13 @@
 """A transfer set for small students (Tang et al., 2019): the training split plus synthetic variants of it.
 
-Synthetic rows have no gold label (label -100, which the hard-label loss skips); the teacher labels them
-with its soft logits through the distillation losses. Variants are made on word pieces, so sentence pairs
-keep their structure and the teacher's tokenizer is all that is needed.
+Synthetic rows have no gold label (UNLABELLED, which the hard-label loss skips); the teacher labels them with its
+soft logits through the distillation losses. Variants are made on word pieces, so sentence pairs keep their
+structure and the teacher's tokenizer is all that is needed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import datasets
@@ -14,13 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
+from typing_extensions import override
 
-UNLABELLED = -100
+from distill import UNLABELLED, Augmentation, DistillError, Task, Teacher, hookimpl
 
 
 @dataclass
-class TransferSet:
-    """How to grow the training split.
+class TransferSet(Augmentation):
+    """Grow the training split with masked, neighbour-swapped and n-gram variants of its sentences.
 
     Attributes:
         multiplier: synthetic variants per training example (the transfer set is 1 + multiplier times larger).
@@ -40,6 +42,33 @@ class TransferSet:
     max_ngram: int = 5
     neighbours: int = 8
     seed: int = 0
+
+    @override
+    def check(self, task: Task, own_tokenizer: bool) -> None:
+        if task.output == "sigmoid" or task.per_token:
+            raise DistillError(
+                f"TransferSet makes unlabelled rows for single-label sentence tasks; task {task.name} cannot use it: "
+                f"remove data.augmentation"
+            )
+        super().check(task, own_tokenizer)
+
+    @override
+    def fingerprint(self, teacher: Teacher | None) -> str:
+        """The teacher's word embeddings: the neighbours come from them."""
+        embeddings = _embeddings(teacher).detach().cpu().numpy().tobytes()
+        return hashlib.sha256(embeddings).hexdigest()[:20]
+
+    @override
+    def grow(
+        self, train: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, teacher: Teacher | None, task: Task
+    ) -> datasets.Dataset:
+        return build_transfer_set(train, tokenizer, _embeddings(teacher), self, task.is_pair)
+
+
+def _embeddings(teacher: Teacher | None) -> Tensor:
+    if teacher is None:
+        raise DistillError("TransferSet needs the teacher's embeddings to find neighbour words: set model.teacher")
+    return teacher.model.get_input_embeddings().weight
 
 
 def nearest_neighbours(
@@ -100,3 +129,8 @@ def _vary(example, neighbours, special, mask_id, config, rng, pair) -> tuple[lis
         ids = [ids[0], *ids[start : start + length], ids[-1]]
         types = types[: len(ids)]
     return ids, types
+
+
+@hookimpl
+def distill_register_augmentations() -> list[type]:
+    return [TransferSet]
