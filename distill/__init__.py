@@ -30,6 +30,7 @@ _PUBLIC = {
     "reduce_to": "distill.embeddings",
     "DistillError": "distill.errors",
     "ExportFormat": "distill.export_format",
+    "OnnxVariant": "distill.export_format",
     "Anatomy": "distill.features",
     "FEATURE_NAMES": "distill.features",
     "Features": "distill.features",
@@ -82,7 +83,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
     from distill.delivery.measure import sparsity
     from distill.embeddings import pca_basis, reduce_to
     from distill.errors import DistillError
-    from distill.export_format import ExportFormat
+    from distill.export_format import ExportFormat, OnnxVariant
     from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
     from distill.hf import head_logits, load_classifier, load_tokenizer
     from distill.hookspecs import hookimpl
@@ -146,6 +147,7 @@ __all__ = [
     "HubDataset",
     "LayerMap",
     "LossTerm",
+    "OnnxVariant",
     "Preset",
     "Record",
     "Ramp",

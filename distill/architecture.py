@@ -10,11 +10,11 @@ Layers are numbered from 0 here, as in the model's own ModuleList.
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -53,9 +53,10 @@ def slice_linear(linear: nn.Linear, keep: list[int] | None = None, keep_inputs: 
     linear.weight = nn.Parameter(weight.clone())
 
 
-class Architecture:
-    """How distill reads and reshapes one encoder family. Subclasses set the class attributes and override the
-    few methods their layout needs; the defaults fit BERT's layout.
+class Architecture(ABC):
+    """How distill reads and reshapes one encoder family. Subclasses set the class attributes, say where the
+    family keeps its layers and how to run them (the abstract methods), and override the few others their layout
+    needs.
 
     Class attributes:
         model_types: the `config.model_type` values this adapter reads.
@@ -90,19 +91,22 @@ class Architecture:
 
     # --- where things are -----------------------------------------------------------------------------------
 
+    @abstractmethod
     def layers(self, model: PreTrainedModel) -> nn.ModuleList:
-        return model.base_model.encoder.layer
+        """The encoder's layers, in order."""
 
+    @abstractmethod
     def attention(self, layer: nn.Module) -> Attention:
-        block = layer.attention
-        return Attention(output=block.output.dense, query=block.self.query, key=block.self.key, value=block.self.value)
+        """The projections of a layer's attention."""
 
+    @abstractmethod
     def feed_forward(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
         """(input projection, output projection) of a layer's feed-forward block."""
-        return layer.intermediate.dense, layer.output.dense
 
     def embeddings(self, model: PreTrainedModel) -> dict[str, nn.Embedding]:
-        """The embedding tables by role: "word", and "position" and "token_type" where the family has them."""
+        """The embedding tables by role: "word", and "position" and "token_type" where the family has them; by
+        default read from the base model's `embeddings` block under transformers' usual `<role>_embeddings`
+        names."""
         block = model.base_model.embeddings
         tables = {"word": block.word_embeddings}
         for role in ("position", "token_type"):
@@ -152,18 +156,17 @@ class Architecture:
 
     # --- running layer by layer (early exit) ----------------------------------------------------------------
 
+    @abstractmethod
     def embed(self, model: PreTrainedModel, batch: Mapping[str, Tensor]) -> Tensor:
         """The embedding output (B, T, H) that the first layer reads."""
-        return model.base_model.embeddings(input_ids=batch["input_ids"], token_type_ids=segment_ids(model, batch))
 
+    @abstractmethod
     def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Layer `index` on `hidden` (B, T, H) with a (B, T) padding mask; the rows may be any subset of a batch."""
-        extended = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        return _first(self.layers(model)[index](hidden, extended))
 
+    @abstractmethod
     def classify(self, model: PreTrainedModel, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """The sequence head on the last layer's output: what `model(...).logits` would be."""
-        return model.classifier(model.dropout(model.base_model.pooler(hidden)))
 
     # --- reshaping ------------------------------------------------------------------------------------------
 
@@ -212,16 +215,17 @@ class Architecture:
         self.keep_layers(model, kept)
         return kept
 
-    def check_layer_removal(self, model: PreTrainedModel, removed: list[int]) -> None:
+    def check_layer_removal(self, model: PreTrainedModel, removed: list[int]) -> None:  # noqa: B027 (a hook)
         """Refuse removing layers whose removal the family cannot express (0-based indices)."""
 
-    def check_head_removal(self, model: PreTrainedModel) -> None:
+    def check_head_removal(self, model: PreTrainedModel) -> None:  # noqa: B027 (a hook)
         """Refuse cutting heads out of single layers where the family cannot express it."""
 
+    @abstractmethod
     def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
-        model.base_model.encoder.layer = layers
+        """Put `layers` in place of the encoder's layers."""
 
-    def sync(self, model: PreTrainedModel, layer: nn.Module) -> None:
+    def sync(self, model: PreTrainedModel, layer: nn.Module) -> None:  # noqa: B027 (a hook)
         """Bring a layer's cached sizes in line with its weights after slicing or loading narrower weights."""
 
     def neurons(self, layer: nn.Module) -> int:
@@ -272,11 +276,6 @@ def segment_ids(model: PreTrainedModel, batch: Mapping[str, Tensor]) -> Tensor |
     """The batch's segment ids where the model has more than one segment row; None (every token segment 0)
     otherwise, since a pair's second segment would index past a one-row table."""
     return batch.get("token_type_ids") if (getattr(model.config, "type_vocab_size", 2) or 0) > 1 else None
-
-
-def _first(output: Any) -> Tensor:
-    """A layer's hidden states, whether it returns them alone or first in a tuple."""
-    return output[0] if isinstance(output, tuple) else output
 
 
 @functools.cache

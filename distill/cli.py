@@ -444,7 +444,7 @@ def export_command(argv: list[str]) -> None:
         "--onnx",
         type=bool,
         default=False,
-        help="add onnx/: model.onnx, model_optimized.onnx, model_dynamic_int8.onnx and model_static_int8.onnx",
+        help="add onnx/: model.onnx, model_optimized.onnx and the installed methods' copies (int8)",
     )
     parser.add_argument(
         "--calibration",

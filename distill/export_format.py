@@ -12,6 +12,7 @@ distill_register_export_formats), so a format can read folders whose method is n
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -111,3 +112,26 @@ def bench_variants(name: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
 def onnx_network(model: nn.Module) -> nn.Module:
     """The module to trace into ONNX for a loaded model: an installed format's stand-in, or the model itself."""
     return next((net for cls in export_formats() if (net := cls.onnx_network(model)) is not None), model)
+
+
+class OnnxVariant(ABC):
+    """A copy of an export's float ONNX graph that a compression method makes for serving (int8, say), written
+    into the export's onnx/ folder as `model_<name>.onnx` by `distill export --onnx` and `report.onnx`, and then
+    scored and timed like every other copy. Register subclasses with `distill_register_onnx_variants`.
+
+    Class attributes:
+        name: the copy's name in its file name and in the report (`onnx-<name>`).
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def write(self, graph: Path, target: Path, calibration: Sequence[Mapping[str, Any]]) -> None:
+        """Write the copy of the float graph `graph` (its recorded intermediate shapes removed, as quantizers
+        want them) to `target`. `calibration` holds training batches in the graph's inputs (int64 arrays by input
+        name), for a copy that fixes ranges on real rows."""
+
+
+def onnx_variants() -> list[OnnxVariant]:
+    """Every installed ONNX copy, in registration order."""
+    return [cls() for cls, _ in registered("onnx_variants").values()]

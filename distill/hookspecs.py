@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from distill.architecture import Architecture
     from distill.augmentation import Augmentation
     from distill.compression import Compression
-    from distill.export_format import ExportFormat
+    from distill.export_format import ExportFormat, OnnxVariant
     from distill.loss import LossTerm
     from distill.reader import FileReader
     from distill.student import StudentConfig
@@ -62,6 +62,12 @@ def distill_register_architectures() -> list[type[Architecture]]:
 def distill_register_export_formats() -> list[type[ExportFormat]]:
     """Contribute ExportFormat subclasses: ways of reading an export after fit (a folder layout to load, the
     modules a method leaves for `rebuild`, report sections, bench variants, an ONNX stand-in)."""
+
+
+@hookspec
+def distill_register_onnx_variants() -> list[type[OnnxVariant]]:
+    """Contribute OnnxVariant subclasses: copies of an export's float ONNX graph for serving (int8), written into
+    its onnx/ folder and measured beside the others."""
 
 
 @hookspec

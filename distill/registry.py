@@ -9,7 +9,17 @@ from distill.errors import DistillError
 from distill.plugin_manager import BLOCK_ENV, ENTRY_POINT_GROUP, get_plugin_manager, registered
 from distill.task import Preset, Task
 
-KINDS = ("tasks", "losses", "students", "compression", "export_formats", "augmentations", "architectures", "readers")
+KINDS = (
+    "tasks",
+    "losses",
+    "students",
+    "compression",
+    "export_formats",
+    "onnx_variants",
+    "augmentations",
+    "architectures",
+    "readers",
+)
 
 
 def plugin_versions() -> dict[str, str]:

@@ -29,9 +29,36 @@ from distill import Architecture, Attention, DistillError, Record, hookimpl, seg
 
 
 class BertArchitecture(Architecture):
+    """BERT's layout, which most encoder families keep: encoder.layer[i] with attention.self.{query,key,value},
+    attention.output.dense, intermediate.dense and output.dense."""
+
     model_types: ClassVar[tuple[str, ...]] = ("bert",)
     name: ClassVar[str] = "bert"
     config_class: ClassVar[type[PretrainedConfig]] = BertConfig
+
+    def layers(self, model: PreTrainedModel) -> nn.ModuleList:
+        return model.base_model.encoder.layer
+
+    def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
+        model.base_model.encoder.layer = layers
+
+    def attention(self, layer: nn.Module) -> Attention:
+        block = layer.attention
+        return Attention(output=block.output.dense, query=block.self.query, key=block.self.key, value=block.self.value)
+
+    def feed_forward(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
+        return layer.intermediate.dense, layer.output.dense
+
+    def embed(self, model: PreTrainedModel, batch: Mapping[str, Tensor]) -> Tensor:
+        return model.base_model.embeddings(input_ids=batch["input_ids"], token_type_ids=segment_ids(model, batch))
+
+    def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        extended = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        output = self.layers(model)[index](hidden, extended)
+        return output[0] if isinstance(output, tuple) else output
+
+    def classify(self, model: PreTrainedModel, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        return model.classifier(model.dropout(model.base_model.pooler(hidden)))
 
 
 class RobertaArchitecture(BertArchitecture):
@@ -111,7 +138,7 @@ class DistilBertArchitecture(Architecture):
         return model.config.dim // model.config.n_heads
 
 
-class DebertaV2Architecture(Architecture):
+class DebertaV2Architecture(BertArchitecture):
     """DeBERTa-v2 and v3: disentangled attention over relative positions.
 
     Captured attention scores are the content-to-content part q·kᵀ/√d; the position terms DeBERTa adds are not in

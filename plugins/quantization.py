@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ from distill import (
     Compression,
     DistillError,
     ExportFormat,
+    OnnxVariant,
     Stage,
     Student,
     atomic_directory,
@@ -201,6 +203,71 @@ class Int8Copy(ExportFormat):
 @hookimpl
 def distill_register_export_formats() -> list[type]:
     return [Int8Copy]
+
+
+QUANTIZED_OPS = ("MatMul", "Gemm", "Gather")
+
+
+class DynamicInt8Onnx(OnnxVariant):
+    """onnxruntime's dynamic int8: int8 weights, each activation's range taken per batch (so a row's answer can
+    depend on its batch mates, which the report card then scores row by row)."""
+
+    name = "dynamic_int8"
+
+    @override
+    def write(self, graph: Path, target: Path, calibration: Sequence[Mapping[str, Any]]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic  # the `onnx` extra, only when asked
+
+        quantize_dynamic(str(graph), str(target), weight_type=QuantType.QInt8)
+
+
+class StaticInt8Onnx(OnnxVariant):
+    """int8 weights and activations with ranges fixed on training rows: a row's answer then never depends on the
+    rows batched with it. MatMul and Gemm on weights (the Linear layers, which hold the time) and Gather on weights
+    (the embedding tables, which hold the size) are quantized; the rest, LayerNorm and softmax among it, where 8
+    bits lose accuracy, stays in float."""
+
+    name = "static_int8"
+
+    @override
+    def write(self, graph: Path, target: Path, calibration: Sequence[Mapping[str, Any]]) -> None:
+        import onnx  # the `onnx` extra, only when asked
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+
+        class Rows(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.feeds = iter(calibration)
+
+            def get_next(self) -> Mapping[str, Any] | None:
+                return next(self.feeds, None)
+
+        network = onnx.load(str(graph)).graph
+        weights = {tensor.name for tensor in network.initializer}
+        # only nodes that read a weight: a Gather or MatMul on activations (shapes, attention scores) stays in float
+        weighted = [node.name for node in network.node if node.op_type in QUANTIZED_OPS and set(node.input) & weights]
+        quantize_static(
+            str(graph),
+            str(target),
+            Rows(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_quantize=weighted,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+
+
+@hookimpl
+def distill_register_onnx_variants() -> list[type]:
+    return [DynamicInt8Onnx, StaticInt8Onnx]
 
 
 def int8_tensors(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:

@@ -4,13 +4,13 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from distill import UNLABELLED
 from distill.features import Features
 from distill.plugins.losses import HardLabelCE
+from distill.plugins.transfer_set import TransferSet, nearest_neighbours
 from distill.registry import task_from_spec
 from distill.teacher import Teacher
 from distill.training.data import TaskDataModule
-from distill import UNLABELLED
-from distill.plugins.transfer_set import TransferSet, nearest_neighbours
 from tests.conftest import RTE, SST2, small_data
 
 
