@@ -34,15 +34,19 @@ class ExportFormat:
             its method's name) whose modules this format re-creates with `rebuild`.
         order: formats that own folders are asked in ascending order, so one that also owns a folder another
             recognises (an export both trained with exits and with word elimination) can go first.
+        marker: a file whose presence marks a folder written in this format (the default `recognises` looks
+            for it).
     """
 
     structures: ClassVar[frozenset[str]] = frozenset()
     order: ClassVar[int] = 0
+    marker: ClassVar[str | None] = None
 
     @classmethod
     def recognises(cls, folder: Path) -> bool:
-        """True when `folder` (an existing folder or file) is written in this format, and `load` reads it."""
-        return False
+        """True when `folder` (an existing folder or file) is written in this format, and `load` reads it; by
+        default, when the folder holds the file named by `marker`."""
+        return cls.marker is not None and (folder / cls.marker).is_file()
 
     @classmethod
     def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:

@@ -276,10 +276,7 @@ def distill_register_compression() -> list[type]:
 class ExitingExport(ExportFormat):
     """An export with exit ramps (their weights and settings beside the model), served layer by layer."""
 
-    @classmethod
-    @override
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / SETTINGS).is_file()
+    marker: ClassVar[str] = SETTINGS
 
     @classmethod
     @override

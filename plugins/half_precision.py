@@ -63,10 +63,7 @@ class HalfCopy(ExportFormat):
     """A half-precision copy: the model of the export it was made from, in that precision, with the stored
     weights."""
 
-    @classmethod
-    @override
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / SETTINGS).is_file()
+    marker: ClassVar[str] = SETTINGS
 
     @classmethod
     @override

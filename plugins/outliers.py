@@ -258,10 +258,7 @@ class LowBitCopy(ExportFormat):
     """A `w<bits>/` copy: the float model of the folder it was made from, with its weights replaced by the ones
     rebuilt from the packed codes."""
 
-    @classmethod
-    @override
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / SETTINGS).is_file()
+    marker: ClassVar[str] = SETTINGS
 
     @classmethod
     @override

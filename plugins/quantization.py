@@ -184,10 +184,7 @@ class Int8Copy(ExportFormat):
     """An `int8/` copy: its float model comes from the folder it was made from, is quantised, and takes the
     stored int8 codes."""
 
-    @classmethod
-    @override
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / QUANTIZED).is_file()
+    marker: ClassVar[str] = QUANTIZED
 
     @classmethod
     @override

@@ -205,13 +205,10 @@ class EliminatingExport(ExportFormat):
     """An export trained with elimination, served layer by layer. Asked after the other formats, so one that also
     runs layer by layer (early exit) serves it with its own exits."""
 
+    marker: ClassVar[str] = SETTINGS
+
     structures: ClassVar[frozenset[str]] = frozenset({"WordVectorElimination"})
     order: ClassVar[int] = 1
-
-    @classmethod
-    @override
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / SETTINGS).is_file()
 
     @classmethod
     @override

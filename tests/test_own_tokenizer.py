@@ -37,13 +37,13 @@ def byte_level_bpe(folder: Path) -> Path:
     return folder
 
 
-def word_pieces(folder: Path) -> Path:
-    """A BERT-style WordPiece of 1,500 pieces trained on SST-2 sentences."""
+def word_pieces(folder: Path, pieces: int = 1500) -> Path:
+    """A BERT-style WordPiece of `pieces` pieces trained on SST-2 sentences."""
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(vocab_size=1500, special_tokens=special))
+    tokenizer.train_from_iterator(SENTENCES, trainers.WordPieceTrainer(vocab_size=pieces, special_tokens=special))
     tokenizer.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",

@@ -26,9 +26,7 @@ from distill.student import STUDENT_META, StudentClassifier
 class StudentFolder(ExportFormat):
     """A student of a family that is not a Hugging Face model (its meta file names the family)."""
 
-    @classmethod
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / STUDENT_META).is_file()
+    marker = STUDENT_META
 
     @classmethod
     def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:
@@ -46,9 +44,7 @@ class TransformersFolder(ExportFormat):
     """A Hugging Face save_pretrained folder, with the head the card's task names, narrower layers and the modules
     compression methods put in (their structure records) included."""
 
-    @classmethod
-    def recognises(cls, folder: Path) -> bool:
-        return (folder / "config.json").is_file()
+    marker = "config.json"
 
     @classmethod
     def load(cls, folder: Path, trust_remote_code: bool) -> tuple[nn.Module, PreTrainedTokenizerBase]:

@@ -2,8 +2,8 @@
 each when it was written. tests/test_saved_exports.py reads them with today's code, so a change to how exports
 are read that breaks a folder a user already has fails there.
 
-Run it only to add a kind (the commit that wrote the others is in made_at.txt):
-    python tests/exports/make_exports.py
+Run it only to add a kind (the commit that wrote the others is in made_at.txt), from the repository root:
+    python -m tests.exports.make_exports
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoModelForSequenceClassification, BertConfig, PreTrainedTokenizerFast
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+from tests.test_own_tokenizer import word_pieces
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -43,18 +44,7 @@ COMPRESSION = {
 
 def small_teacher(folder: Path) -> Path:
     """A random two-layer BERT of width 32 over a 400-piece WordPiece trained on SST-2: kilobytes, not megabytes."""
-    sentences = [line.split("\t")[0] for line in (SST2 / "train.tsv").read_text().splitlines()[1:3001]]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(sentences, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]",
-    )  # fmt: skip
-    fast.save_pretrained(folder)
+    fast = AutoTokenizer.from_pretrained(word_pieces(folder, pieces=400))
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(fast), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
