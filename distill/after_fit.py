@@ -38,8 +38,9 @@ class ReportSettings:
     Attributes:
         enabled: write report.json, report.md and pareto.png after the export.
         latency_rows: dev examples in the timed mix (batch 1 and batch 32).
-        onnx: also export the ONNX serving variants into the export's onnx/ folder (fp32, graph-optimised,
-            dynamic and static int8 calibrated on training rows; needs the `onnx` extra), and measure them.
+        onnx: also export the ONNX serving variants into the export's onnx/ folder (fp32, graph-optimised, and
+            the copies installed methods make, such as int8 calibrated on training rows; needs the `onnx` extra),
+            and measure them.
         tolerance_points: the card names the fastest variant that loses at most this many points against the
             teacher (at batch 64 and row by row).
     """
