@@ -21,7 +21,8 @@ build() {
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$CARRY/wheels" \
         "datasets==$(pip_version datasets)" "dill==$(pip_version dill)" "multiprocess==$(pip_version multiprocess)" \
         "jsonargparse==$(pip_version jsonargparse)" "docstring-parser==$(pip_version docstring-parser)" \
-        "typeshed-client==$(pip_version typeshed-client)"
+        "typeshed-client==$(pip_version typeshed-client)" "pytest==$(pip_version pytest)" \
+        "iniconfig==$(pip_version iniconfig)"
     # If the GPU image's pyarrow or fsspec is too old for this datasets, the oldest one pyproject.toml allows
     mkdir -p "$CARRY/fallback"
     python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -10,7 +10,8 @@ leaves the others' rows.
 4. a base-size teacher (bert-base's shape, randomly initialised) into a 6-layer student for a few hundred steps,
    by distill (with the teacher cache) and by the hand loop;
 5. CoNLL-2003: a teacher fine-tuned from the reference teacher's encoder, then the bert_l3 student, one epoch
-   each (the pretrained all-MiniLM-L6-v2 would not fit beside the reference teacher in what a call carries).
+   each (the pretrained all-MiniLM-L6-v2 would not fit beside the reference teacher in what a call carries);
+6. tests/test_fsdp.py, whose FSDP run with a frozen teacher needs an accelerator (pytest travels as a wheel).
 
     python benchmarks/gpu_run.py --carry .gpu --out OUT [--max-steps N] [--deadline-s 540]
 """
@@ -43,7 +44,7 @@ class Stages:
         self.results: dict = {"device": device, "date": str(date.today())}
         out.mkdir(parents=True, exist_ok=True)
 
-    def run(self, name: str, command: list[str]) -> dict:
+    def run(self, name: str, command: list[str], env: dict[str, str] | None = None) -> dict:
         left = self.ends - time.monotonic()
         if left < 20:
             self.results[name] = {"skipped": "deadline reached"}
@@ -53,8 +54,9 @@ class Stages:
             log.write(f"\n===== {name}: {' '.join(command)}\n")
             log.flush()
             try:
-                done = subprocess.run(command, cwd=ROOT, env={**os.environ, **OFFLINE}, stdout=subprocess.PIPE,
-                                      stderr=log, text=True, timeout=left)  # fmt: skip
+                environment = {**os.environ, **OFFLINE, **(env or {})}
+                done = subprocess.run(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=log,
+                                      text=True, timeout=left)  # fmt: skip
                 result = {"ok": done.returncode == 0, "stdout_tail": done.stdout[-400:]}
             except subprocess.TimeoutExpired:
                 result = {"ok": False, "timed_out_after_s": round(left)}
@@ -151,7 +153,20 @@ def main() -> None:
                                  "--model.teacher", str(runs / "conll_teacher" / "student"), "--run_name",
                                  "conll_bert_l3"])  # fmt: skip
     stages.results["conll_bert_l3"] |= card(runs / "conll_bert_l3")
+    stages.run("fsdp_test", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fsdp.py"],
+               env={"DISTILL_SHARED": str(shared_copy(args.carry, args.scratch))})  # fmt: skip
     stages.save()
+
+
+def shared_copy(carry: Path, scratch: Path) -> Path:
+    """../shared's layout, as the tests read it, pointing into what the call carried."""
+    shared = scratch / "shared"
+    for link, target in {"teachers/minilm-l6-sst2": carry / "teacher", "data/glue/SST-2": carry / "data" / "SST-2",
+                         "data/conll2003": carry / "data" / "conll2003"}.items():  # fmt: skip
+        (shared / link).parent.mkdir(parents=True, exist_ok=True)
+        if not (shared / link).exists():
+            (shared / link).symlink_to(target.resolve())
+    return shared
 
 
 def printed(result: dict) -> dict:

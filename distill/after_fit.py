@@ -92,7 +92,7 @@ def finish_fit(
     }
     target = run_dir / EXPORT_NAME
     finalize(module.compression, module.student)
-    export_student(module.student, module.tokenizer, target, card, module.compression)
+    export_student(module.student, module.tokenizer, target, card, module.compression, module.task)
     if report.onnx:
         onnx, train = serving_module(), data.read("train")
         calibration = train.select(range(min(onnx.CALIBRATION_ROWS, len(train))))
@@ -152,7 +152,7 @@ def export_checkpoint(checkpoint: Path, target: Path) -> dict[str, Any]:
     module = DistillationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
     finalize(module.compression, module.student)
     card = {**task_card(module.task), "teacher": module.hparams.teacher, "checkpoint": str(checkpoint)}
-    return export_student(module.student, module.tokenizer, target, card, module.compression)
+    return export_student(module.student, module.tokenizer, target, card, module.compression, module.task)
 
 
 def best_checkpoint_path(trainer: Trainer) -> str:
@@ -176,7 +176,7 @@ def report_card(
     teacher_dir = Path(teacher.source) if Path(teacher.source).is_dir() else Path(snapshot_download(teacher.source))
     examples = data.read("validation")
     models = {
-        "teacher": (teacher.model, teacher.tokenizer, teacher_dir),
+        "teacher": (teacher.served, teacher.tokenizer, teacher_dir),
         "student": (student, student_tokenizer, student_dir),
     }
     for name, variant in export_variants_in(student_dir).items():  # e.g. the int8 copy, the ONNX files

@@ -13,13 +13,15 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
-from transformers import PretrainedConfig, PreTrainedModel
 
 from distill.errors import DistillError
 from distill.registry import registered
+
+if TYPE_CHECKING:  # transformers' modelling costs a second of start-up, which listing plugins does not need
+    from transformers import PretrainedConfig, PreTrainedModel
 
 Record = Callable[[str, Callable[[], Tensor]], None]  # (kind, make): make() builds the (B, heads, T, d) tensor
 

@@ -12,13 +12,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import datasets
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace, set_parsing_settings
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from transformers.utils import logging as transformers_logging
 from typing_extensions import override
 
@@ -40,6 +40,7 @@ from distill.delivery.predict import predict
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
 from distill.hf import check_remote_code
+from distill.lazy import lazy_module
 from distill.registry import KINDS, get_plugin_manager, plugin_versions, plugins_listing, registered, task_from_spec
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.student import StudentConfig
@@ -55,6 +56,8 @@ from distill.training.run_folder import (
     find_run_folder,
     remove_superseded_best,
 )
+
+datasets = lazy_module("datasets")
 
 DEFAULT_ROOT = "runs"
 RUN_DIR_ENV = "DISTILL_RUN_DIR"
@@ -114,6 +117,14 @@ class DistillCLI(LightningCLI):
                 os.environ.pop(RUN_DIR_ENV, None)
 
     @override
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Lightning's refusal of an accelerator/strategy pair (FSDP on CPU, say) as one line, not a traceback."""
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, MisconfigurationException) as error:
+            raise DistillError(f"trainer settings: {error}") from None
+
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--run_name",
@@ -132,7 +143,7 @@ class DistillCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand and self.config[subcommand].get("ckpt_path"):
-            checked = check_checkpoint(self.config[subcommand].ckpt_path, "--ckpt_path")
+            checked = check_checkpoint(self.config[subcommand].ckpt_path, "--ckpt_path", resume=subcommand == "fit")
             self.config[subcommand].ckpt_path = str(checked)
             # Lightning then fills model.* from the checkpoint; what the user gave is compared with it before use.
             self._given_model = self.config[subcommand].model.clone()
@@ -294,14 +305,15 @@ def _close_runs(trainer: Trainer) -> None:
 
 
 def run_checkpoints(run_dir: Path) -> list[Namespace]:
-    """The run's own checkpoints, in run_dir/checkpoints: `best-step=N.ckpt`, the best dev score once every
-    compression method has settled (what is exported), and `last.ckpt`, rewritten at every validation (what
-    to resume from). Lightning's save_last only follows the best, so `last` is a checkpoint of its own.
+    """The run's own checkpoints, in run_dir/checkpoints: `best-step=N.ckpt`, the student's weights at the best
+    dev score once every compression method has settled (what is exported: no optimizer state, a third of the
+    bytes with AdamW), and `last.ckpt`, the whole training state rewritten at every validation (what to resume
+    from). Lightning's save_last only follows the best, so `last` is a checkpoint of its own.
 
     They join, never replace, checkpoint callbacks of the config (say, one every N steps against preemption).
     """
     folder = str(run_dir / CHECKPOINTS)
-    best = Namespace(dirpath=folder, filename=BEST_PATTERN, monitor=SELECTION, mode="max")
+    best = Namespace(dirpath=folder, filename=BEST_PATTERN, monitor=SELECTION, mode="max", save_weights_only=True)
     last = Namespace(dirpath=folder, filename="last", enable_version_counter=False)
     return [Namespace(class_path="distill.training.checkpoints.RunCheckpoint", init_args=a) for a in (best, last)]
 

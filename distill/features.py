@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -65,8 +66,17 @@ class TransformerTap:
         DistillError: no installed adapter reads the model's family (at construction, before any training).
     """
 
-    def __init__(self, model: nn.Module, role: str = "model") -> None:
+    def __init__(
+        self, model: nn.Module, role: str = "model", read: Callable[[Any, Tensor], Tensor] | None = None
+    ) -> None:
+        """Args:
+        model: a Hugging Face model of a family some adapter reads.
+        role: what it is in the run, for messages.
+        read: the task's output from the model's raw output and attention mask (`Task.read_output`); the
+            logits when None.
+        """
         self.architecture = architecture_of(model, role)
+        self.read = read or (lambda output, attention_mask: head_logits(output))
         self._recording: frozenset[str] = frozenset()
         self._captured: dict[str, list[Tensor]] = {"queries": [], "keys": [], "values": []}
         for layer in self.architecture.layers(model):
@@ -98,7 +108,7 @@ class TransformerTap:
                 seen.clear()
         hidden = tuple(output.hidden_states) if want_hidden else None
         return Features(
-            logits=head_logits(output),
+            logits=self.read(output, batch["attention_mask"]),
             attention_mask=batch["attention_mask"],
             hidden_states=hidden,
             pooled=hidden[-1][:, 0] if hidden is not None else None,

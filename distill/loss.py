@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from distill.errors import DistillError
 from distill.features import Anatomy, Features
 from distill.schedule import Ramp
 from distill.task import Task
@@ -27,6 +28,9 @@ class LossTerm(nn.Module):
     task: Task | None = None  # the run's task, set by the core before `setup`: its label loss, compared logits
     needs: ClassVar[frozenset[str]] = frozenset({"logits"})
     teacher_needs: ClassVar[frozenset[str] | None] = None
+    # The task outputs (`Task.output`) a term that reads logits can compare: class scores by default; an
+    # embedding loss names "embedding".
+    reads_outputs: ClassVar[frozenset[str]] = frozenset({"softmax", "sigmoid", "score"})
 
     def __init__(self, weight: float = 1.0, weight_schedule: Ramp | None = None) -> None:
         """Args:
@@ -42,6 +46,11 @@ class LossTerm(nn.Module):
     def from_teacher(self) -> frozenset[str]:
         """The teacher features this term reads."""
         return self.needs if self.teacher_needs is None else self.teacher_needs
+
+    def teacher_layers(self) -> frozenset[int] | None:
+        """The teacher layers whose hidden states this term reads, once `setup` has run (0 is the embedding
+        output); None when it may read any. The teacher cache keeps only the layers some term reads."""
+        return None
 
     def current_weight(self) -> float:
         scale = self.weight_schedule(self.progress) if self.weight_schedule else 1.0
@@ -90,3 +99,18 @@ def in_float32(features: Features) -> Features:
 
     fields = {field.name: up(getattr(features, field.name)) for field in dataclasses.fields(features)}
     return dataclasses.replace(features, **fields)
+
+
+def check_task_output(term: LossTerm, task: Task) -> None:
+    """Refuse a term that reads the models' outputs of a kind it cannot compare (class scores on an embedding
+    task, or the reverse), before any training.
+
+    Raises:
+        DistillError: the term reads logits and the task's output is not one it names.
+    """
+    reads = "logits" in term.needs or "logits" in term.from_teacher
+    if reads and task.output not in term.reads_outputs:
+        raise DistillError(
+            f"loss {term.name!r} compares {'/'.join(sorted(term.reads_outputs))} outputs, but task {task.name} "
+            f"outputs {task.output}: choose losses made for {task.output} outputs (`distill plugins` lists the losses)"
+        )

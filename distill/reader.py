@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-import datasets
+from distill.lazy import lazy_module
+
+datasets = lazy_module("datasets")  # 0.6 s of start-up that `distill plugins` and `--help` never need
 
 
 class FileReader:

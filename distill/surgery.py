@@ -4,12 +4,16 @@ writes what the built-ins write."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
-from transformers import PreTrainedModel
 
 from distill.architecture import Architecture, architecture_of
 from distill.errors import DistillError
 from distill.student import Student
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 LAYER_TYPES = ("attention", "attention_output", "feed_forward_in", "feed_forward_out")
 
@@ -20,6 +24,8 @@ def hf_model(student: Student, method: str) -> tuple[PreTrainedModel, Architectu
     Raises:
         DistillError: the student is not a Transformer, or is one of a family no adapter reads.
     """
+    from transformers import PreTrainedModel  # transformers' modelling costs a second of start-up: loaded here
+
     model = getattr(student, "model", None)
     if not isinstance(model, PreTrainedModel):
         raise DistillError(f"{method} works on Transformer students; the {student.family} student is not one")
@@ -28,6 +34,8 @@ def hf_model(student: Student, method: str) -> tuple[PreTrainedModel, Architectu
 
 def readable(model: nn.Module) -> Architecture | None:
     """The adapter of a loaded model, or None when it is not a Hugging Face model of a family distill reads."""
+    from transformers import PreTrainedModel
+
     if not isinstance(model, PreTrainedModel):
         return None
     try:

@@ -12,22 +12,26 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import datasets
 from torch import Tensor
-from torchmetrics import MetricCollection
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from distill.errors import DistillError
+from distill.hf import head_logits
 from distill.sources import DataFiles, DataSource, HubDataset
 
-Output = Literal["softmax", "sigmoid", "score"]
+if TYPE_CHECKING:  # imported where used: torchmetrics alone costs 2 s of start-up
+    import datasets
+    from torchmetrics import MetricCollection
+    from transformers import PreTrainedTokenizerBase
+
+Output = Literal["softmax", "sigmoid", "score", "embedding"]
 GENERIC_LABEL = "LABEL_{}"  # what transformers calls labels nobody named
 _PROBLEM_TYPES = {
     "softmax": "single_label_classification",
     "sigmoid": "multi_label_classification",
     "score": "regression",
+    "embedding": None,
 }
 
 
@@ -69,7 +73,7 @@ class Task(ABC):
     labels: Sequence[str] | None
     text_columns: Sequence[str]
     head: ClassVar[str] = "AutoModelForSequenceClassification"  # the transformers class an export loads with
-    output: ClassVar[Output] = "softmax"  # how the distillation losses read the logits
+    output: ClassVar[Output] = "softmax"  # what the model's output is, which decides the losses that can read it
     per_token: ClassVar[bool] = False  # logits are (batch, tokens, labels): sentence-level students cannot serve it
     split_into_words: ClassVar[bool] = False  # a text column holds a list of words, not a string
 
@@ -121,6 +125,11 @@ class Task(ABC):
             raise DistillError(f"{source.where(split)} has no rows: give a file with at least one example")
         return raw
 
+    def side_files(self) -> list[Path]:
+        """Files the task reads beside its data source (an embedding task's passages): their contents key the
+        tokenised cache with the data's, so editing one is never answered from a stale cache."""
+        return []
+
     @abstractmethod
     def encode(self, rows: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
         """Tokenise a batch of rows (a `datasets.map` function); labels are carried along or aligned to tokens."""
@@ -138,6 +147,8 @@ class Task(ABC):
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         """Pads a list of encoded rows into a batch."""
+        from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tokenizer)
 
     @property
@@ -160,6 +171,27 @@ class Task(ABC):
             "label2id": {name: index for index, name in enumerate(names)},
             "problem_type": _PROBLEM_TYPES[self.output],
         }
+
+    def adopt_teacher(self, source: str) -> None:  # noqa: B027 (a hook)
+        """Take settings the teacher's folder or hub repository states (an embedding task's pooling) before any of
+        its outputs is read. Nothing by default.
+
+        Raises:
+            DistillError: the teacher does not say what the task needs, and the task was not told either.
+        """
+
+    def read_output(self, output: Any, attention_mask: Tensor) -> Tensor:
+        """The task's output from a Transformer's raw output: its logits by default; an embedding task pools
+        the last hidden state here. Teacher and Transformer students are read through it."""
+        return head_logits(output)
+
+    def output_width(self, config: Any) -> int:
+        """How wide `read_output` is for a model of this transformers config (its label count by default)."""
+        return config.num_labels
+
+    def export_files(self, folder: Path) -> None:  # noqa: B027 (a hook)
+        """Files an export needs beyond the model's own so that its users' tools load it (an embedding task
+        writes sentence-transformers' modules and pooling settings). Nothing by default."""
 
     def teacher_order(self, id2label: Mapping[int, str], teacher: str) -> list[int] | None:
         """Which teacher output answers for each of this task's labels: None when they already line up.

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-from transformers import PreTrainedTokenizerBase
 
 from distill.errors import DistillError
 from distill.features import FEATURE_NAMES, Anatomy, Features, TransformerTap
 from distill.hf import load_classifier, load_tokenizer
 from distill.task import Task
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class Teacher(nn.Module):
@@ -29,8 +32,10 @@ class Teacher(nn.Module):
         trust_remote_code: run the Python code the folder or hub repository ships (auto_map), if any.
         """
         super().__init__()
-        self.source = source
+        self.source, self.task = source, task
         head = task.head if task is not None else "AutoModelForSequenceClassification"
+        if task is not None:
+            task.adopt_teacher(source)
         trust = trust_remote_code
         self.model = load_classifier(source, "teacher", head=head, trust_remote_code=trust).eval().requires_grad_(False)
         self.tokenizer = load_tokenizer(source, "teacher", trust_remote_code=trust)
@@ -39,16 +44,21 @@ class Teacher(nn.Module):
         if order is not None:
             reorder_head(self.model, order)
             config.id2label, config.label2id = task.head_config()["id2label"], task.head_config()["label2id"]
-        self.tap = TransformerTap(self.model, role="teacher")
+        self.tap = TransformerTap(self.model, role="teacher", read=task.read_output if task is not None else None)
         self.anatomy = Anatomy(
             family="teacher",
             provides=FEATURE_NAMES,
             num_layers=config.num_hidden_layers,
             hidden_size=config.hidden_size,
             num_heads=config.num_attention_heads,
-            num_labels=config.num_labels,
+            num_labels=task.output_width(config) if task is not None else config.num_labels,
         )
         self.eval()
+
+    @property
+    def served(self) -> nn.Module:
+        """The teacher as the report card times and scores it (see `answering`)."""
+        return answering(self.model, self.task)
 
     @property
     def num_labels(self) -> int:
@@ -61,6 +71,29 @@ class Teacher(nn.Module):
     @torch.no_grad()
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
         return self.tap.run(self.model, batch, needs)
+
+
+class TaskOutput(nn.Module):
+    """A Hugging Face model that answers with its task's output (`model(input_ids, attention_mask) -> tensor`)."""
+
+    def __init__(self, model: nn.Module, task: Task) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+        self.config = model.config  # what distill reads of a Hugging Face model: segment ids, positions
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.task.read_output(
+            self.model(input_ids=input_ids, attention_mask=attention_mask, **extra), attention_mask
+        )
+
+
+def answering(model: nn.Module, task: Task | None) -> nn.Module:
+    """`model` as served for `task`: itself, or, when the task reads more than its logits (an embedding task
+    pools), wrapped so that calling it returns the task's output."""
+    if task is None or type(task).read_output is Task.read_output:
+        return model
+    return TaskOutput(model, task)
 
 
 def check_vocabulary(model: nn.Module, tokenizer: PreTrainedTokenizerBase, source: str) -> None:

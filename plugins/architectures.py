@@ -7,7 +7,7 @@ Each is written against the public `distill.Architecture` contract, as a third-p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -19,13 +19,13 @@ from transformers import (
     ModernBertConfig,
     MPNetConfig,
     PretrainedConfig,
-    PreTrainedModel,
     RobertaConfig,
 )
-from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
-from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
 from distill import Architecture, Attention, DistillError, Record, hookimpl, segment_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class BertArchitecture(Architecture):
@@ -127,6 +127,8 @@ class DistilBertArchitecture(Architecture):
         return model.base_model.embeddings(batch["input_ids"])
 
     def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        from transformers.masking_utils import create_bidirectional_mask  # loads transformers' modelling: lazy
+
         mask = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=attention_mask)
         return self.layers(model)[index](hidden, attention_mask=mask)
 
@@ -231,6 +233,8 @@ class ModernBertArchitecture(Architecture):
 
     def capture(self, model: PreTrainedModel, layer: nn.Module, record: Record) -> None:
         """q, k (rotated by the position embeddings the attention block is given) and v, split from Wqkv."""
+        from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
+
         size = self.head_size(model)
         rotation: dict[str, Any] = {}
 
@@ -258,6 +262,8 @@ class ModernBertArchitecture(Architecture):
         return model.base_model.embeddings(input_ids=batch["input_ids"])
 
     def run_layer(self, model: PreTrainedModel, index: int, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+        from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
+
         base, layer = model.base_model, self.layers(model)[index]
         kind = layer.attention_type
         masking = create_bidirectional_sliding_window_mask if kind == "sliding_attention" else create_bidirectional_mask

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import AttentionInterface
 from typing_extensions import override
 
 from distill import Compression, DistillError, ExportFormat, Stage, Student, architecture_of, hf_model, hookimpl
@@ -68,9 +67,6 @@ def local_group_attention(
     return output.reshape(batch, heads, padded, size)[:, :, :length].transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register(NAME, local_group_attention)
-
-
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
     """Per layer, the module that holds the q/k/v projections and calls the attention interface."""
     architecture = architecture_of(model)
@@ -84,6 +80,9 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
 
 def localise(model: nn.Module, layers: list[int], group: int) -> None:
     """Point the attention of the 1-based `layers` at the local-group function (each gets its own config copy)."""
+    from transformers import AttentionInterface  # registered on first use: it loads transformers' modelling
+
+    AttentionInterface.register(NAME, local_group_attention)
     holders = _attention_modules(model)
     for index in layers:
         holder = holders[index - 1]

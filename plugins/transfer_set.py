@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import datasets
 import numpy as np
 import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 from typing_extensions import override
 
-from distill import UNLABELLED, Augmentation, DistillError, Task, Teacher, hookimpl
+from distill import UNLABELLED, Augmentation, DistillError, Task, Teacher, hookimpl, lazy_module
+
+datasets = lazy_module("datasets")
 
 
 @dataclass

@@ -168,8 +168,9 @@ class WordVectorElimination(Compression):
         task = getattr(data, "task", None)
         if task is not None and (task.per_token or task.output != "softmax"):
             raise DistillError(
-                f"WordVectorElimination answers from [CLS] after dropping word vectors; task {task.name} needs an "
-                f"answer per token or no softmax: drop WordVectorElimination for this task"
+                f"WordVectorElimination answers from [CLS] after dropping word vectors, a softmax over classes; task "
+                f"{task.name} has {'per-token' if task.per_token else task.output} outputs: drop "
+                f"WordVectorElimination for this task"
             )
         model, architecture = hf_model(student, self.name)
         check_family(architecture)

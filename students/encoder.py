@@ -9,11 +9,10 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import transformers
-from transformers import PreTrainedModel
 
 from distill import (
     Architecture,
@@ -29,6 +28,9 @@ from distill import (
     reduce_to,
 )
 from distill.students.transformer import TransformerStudent
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -99,7 +101,7 @@ class EncoderStudent(StudentConfig):
             _copy_teacher_layers(model, teacher.model, architecture, self.init_from_teacher)
         elif self.init_embeddings == "teacher":
             _reduce_teacher_embeddings(model, architecture, teacher.model, teacher_family)
-        student = TransformerStudent(model, family=architecture.name)
+        student = TransformerStudent(model, family=architecture.name, task=task)
         student.tokenizer = own
         return student
 

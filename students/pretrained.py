@@ -24,7 +24,7 @@ class PretrainedStudent(StudentConfig):
         # A checkpoint whose head was trained for other labels gets a fresh head of the task's width.
         config = {**task.head_config(), "ignore_mismatched_sizes": True}
         model = load_classifier(self.model, "student", head=task.head, **config)
-        student = TransformerStudent(model, family="pretrained")
+        student = TransformerStudent(model, family="pretrained", task=task)
         student.tokenizer = load_tokenizer(self.model, "student")
         return student
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from transformers import PreTrainedModel
 
-from distill import FEATURE_NAMES, Anatomy, Features, Student, TransformerTap
+from distill import FEATURE_NAMES, Anatomy, Features, Student, Task, TransformerTap
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class TransformerStudent(Student):
@@ -17,19 +20,24 @@ class TransformerStudent(Student):
 
     family = "transformer"
 
-    def __init__(self, model: PreTrainedModel, family: str) -> None:
+    def __init__(self, model: PreTrainedModel, family: str, task: Task | None = None) -> None:
+        """Args:
+        model: the Hugging Face model.
+        family: its family's name.
+        task: the run's task, which reads the model's output (`Task.read_output`); the logits when None.
+        """
         super().__init__()
         self.family = family
         self.model = model
         config = model.config
-        self.tap = TransformerTap(model, role="student")
+        self.tap = TransformerTap(model, role="student", read=task.read_output if task is not None else None)
         self.anatomy = Anatomy(
             family=family,
             provides=FEATURE_NAMES,
             num_layers=config.num_hidden_layers,
             hidden_size=config.hidden_size,
             num_heads=config.num_attention_heads,
-            num_labels=config.num_labels,
+            num_labels=task.output_width(config) if task is not None else config.num_labels,
         )
 
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:

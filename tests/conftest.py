@@ -23,7 +23,7 @@ from transformers import (  # noqa: E402
 from distill.training.data import TaskDataModule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("DISTILL_SHARED", ROOT.parent / "shared"))  # benchmarks/gpu_run.py lays out a copy
 REFERENCE_TEACHER = SHARED / "teachers" / "minilm-l6-sst2"
 SST2 = SHARED / "data" / "glue" / "SST-2"
 RTE = SHARED / "data" / "glue" / "RTE"

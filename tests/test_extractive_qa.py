@@ -18,7 +18,8 @@ from distill.delivery.loading import load_model
 from distill.delivery.scoring import evaluate
 from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import ExtractiveQA
-from distill.plugins.tasks.extractive_qa import CONTEXT, OFFSETS, AnswerScores, normalize_answer, token_f1
+from distill.plugins.tasks.answer_scores import AnswerScores
+from distill.plugins.tasks.extractive_qa import CONTEXT, OFFSETS, normalize_answer, token_f1
 from distill.training.module import DistillationModule
 from tests.conftest import REFERENCE_TEACHER, SHARED, cli_error, run_cli, tiny_bert_config, token_task_config
 

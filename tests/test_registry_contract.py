@@ -11,6 +11,8 @@ token classification reads real CoNLL-2003 sentences. Sentence-level families re
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 
 import pytest
@@ -23,6 +25,7 @@ from distill.delivery.batching import task_batches
 from distill.delivery.export import export_student
 from distill.delivery.folder import task_card
 from distill.delivery.loading import load_model
+from distill.loss import check_task_output
 from distill.registry import registered, task_from_spec
 from distill.training.module import DistillationModule
 from tests.conftest import CONLL, REFERENCE_TEACHER, ROOT, SHARED, SST2
@@ -47,6 +50,7 @@ METHOD_SETTINGS = {  # which layers to drop, or how many words to keep, has no s
 TASK_SETTINGS = {
     "MultiLabelClassification": {"label_columns": ["positive", "long"]},  # the labels are the columns
     "ExtractiveQA": {"stride": 16},  # windows of the tests' 64 tokens
+    "SentenceEmbedding": {"pooling": "mean", "normalize": True, "width": 384},  # as the teacher would state them
 }
 TASK_SOURCES = {  # real CoNLL and SQuAD rows
     "TokenClassification": DataFiles(train=str(CONLL / "dev.txt"), format="conll"),
@@ -93,9 +97,25 @@ def batch(teacher) -> dict:
     return {**encoded, "labels": torch.tensor([0, 1] * 4), "idx": torch.arange(len(TEXTS))}
 
 
-def build(name: str, teacher: Teacher, tiny_teacher):
+def build(name: str, teacher: Teacher, tiny_teacher) -> tuple:
+    """(student, its task, its teacher): the family built for SST-2, or for sentence embeddings if it serves only
+    those (a static student), with the teacher read as that task reads it."""
     config = registered("students")[name][0](**offline_settings(name, tiny_teacher))
-    return config.build(teacher, task_from_spec("sst2"))
+    try:
+        return config.build(teacher, task_from_spec("sst2")), task_from_spec("sst2"), teacher
+    except DistillError:
+        student, task, embedding_teacher = built(name, teacher, tiny_teacher)
+        return copy.deepcopy(student), task, embedding_teacher
+
+
+@functools.cache
+def built(name: str, teacher: Teacher, tiny_teacher) -> tuple:
+    """(student, task, teacher) of a family for sentence embeddings, built once per family: a static student's
+    start reads the teacher's output for all 30,522 word pieces."""
+    embedding = registered("tasks")["SentenceEmbedding"][0](**TASK_SETTINGS["SentenceEmbedding"])
+    embedding_teacher = Teacher(teacher.source, embedding)
+    config = registered("students")[name][0](**offline_settings(name, tiny_teacher))
+    return config.build(embedding_teacher, embedding), embedding, embedding_teacher
 
 
 def served(model, batch: dict) -> torch.Tensor:
@@ -106,7 +126,7 @@ def served(model, batch: dict) -> torch.Tensor:
 @pytest.mark.parametrize("name", STUDENTS)
 def test_every_student_family_trains_a_step_exports_and_reloads(name, teacher, tiny_teacher, batch, tmp_path):
     torch.manual_seed(0)
-    student = build(name, teacher, tiny_teacher).train()
+    student = build(name, teacher, tiny_teacher)[0].train()
     loss = F.cross_entropy(student(batch, frozenset({"logits"})).logits, batch["labels"])
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
@@ -131,13 +151,19 @@ def test_every_student_family_learns_every_task_exports_and_reloads(
     config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
     torch.manual_seed(0)
     try:
-        student = config.build(teacher, task).train()
+        embedding = task.output == "embedding"  # built once per family, against the teacher read for embeddings
+        student = (
+            copy.deepcopy(built(student_name, teacher, tiny_teacher)[0]) if embedding else config.build(teacher, task)
+        )
+        student.train()
     except DistillError as refusal:  # a family that cannot serve the task says so, in one line
-        assert task.per_token and "\n" not in str(refusal)
+        assert (task.per_token or task.output != "embedding") and "\n" not in str(refusal)
         return
     logits = student(batch, frozenset({"logits"})).logits
-    assert logits.shape[0] == len(batch["input_ids"]) >= 8 and logits.shape[-1] == task.num_labels  # QA: windows
-    loss = task.label_loss(logits, batch["labels"])
+    width = task.num_labels if task.output != "embedding" else student.anatomy.num_labels  # a Transformer's own width
+    assert logits.shape[0] == len(batch["input_ids"]) >= 8 and logits.shape[-1] == width  # QA: windows
+    # a task with gold labels trains on them; an embedding task has none (its target is the teacher's vectors)
+    loss = task.label_loss(logits, batch["labels"]) if task.output != "embedding" else logits.square().mean()
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     student.eval()
@@ -156,13 +182,19 @@ def test_every_student_family_learns_every_task_exports_and_reloads(
 def test_every_loss_runs_on_every_student_that_provides_what_it_reads(
     loss_name, student_name, teacher, tiny_teacher, batch
 ):
-    student = build(student_name, teacher, tiny_teacher).train()
+    student, task, teacher = build(student_name, teacher, tiny_teacher)
+    student.train()
     term = registered("losses")[loss_name][0]()
-    term.task = task_from_spec("sst2")  # as the module sets it before set-up
+    term.task = task  # as the module sets it before set-up
+    try:
+        check_task_output(term, task)
+    except DistillError as refusal:  # class scores on an embedding task, or the reverse: refused in one line
+        assert "\n" not in str(refusal) and task.output not in term.reads_outputs
+        return
     if not term.needs <= student.anatomy.provides:  # then the run is refused at set-up, naming the loss
         config = registered("students")[student_name][0](**offline_settings(student_name, tiny_teacher))
         with pytest.raises(DistillError, match=f"loss '{term.name}' needs"):
-            DistillationModule(task="sst2", student=config, losses=[term], teacher=str(REFERENCE_TEACHER))
+            DistillationModule(task=task.spec(), student=config, losses=[term], teacher=str(REFERENCE_TEACHER))
         return
     try:
         term.setup(student=student.anatomy, teacher=teacher.anatomy)

@@ -12,7 +12,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, base_config, run_cli, write_config
+from tests.conftest import ROOT, base_config, cli_error, run_cli, write_config
 
 
 def test_a_killed_run_resumes_to_the_same_student(tiny_teacher, tmp_path, capsys):
@@ -85,3 +85,15 @@ def test_a_checkpoint_saved_on_a_validation_step_resumes_bit_exactly(tiny_teache
         got = _final_weights(tmp_path / f"from_{step}")
         assert all((expected[k] == got[k]).all() for k in expected), f"resumed from step {step}, the weights drifted"
     assert "in a new run folder" in capsys.readouterr().err  # whole/ has exported, so it is never written over
+
+
+def test_the_best_checkpoint_holds_weights_only_and_is_refused_for_resuming(fitted_run):
+    (best,) = (fitted_run / "checkpoints").glob("best-step=*.ckpt")
+    last = fitted_run / "checkpoints" / "last.ckpt"
+    assert "optimizer_states" not in torch.load(best, weights_only=True, mmap=True)
+    assert "optimizer_states" in torch.load(last, weights_only=True, mmap=True)
+    assert best.stat().st_size < last.stat().st_size / 2  # AdamW keeps two moments per weight
+    config = fitted_run.parent / "tiny.yaml"
+    message = cli_error("fit", "--config", str(config), "--ckpt_path", str(best), "--run_name", "again")
+    assert "weights only" in message and "last.ckpt" in message
+    assert not (fitted_run.parent / "again").exists()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertForTokenClassification
 
 from distill import DataFiles, DistillError, Features
@@ -17,9 +19,18 @@ from distill.delivery.loading import load_model
 from distill.delivery.scoring import evaluate
 from distill.plugins.losses import LogitsKD
 from distill.plugins.tasks import TokenClassification
-from distill.plugins.tasks.tokens import WORD_INDEX, EntityScores, entity_spans
+from distill.plugins.tasks.entity_scores import EntityScores
+from distill.plugins.tasks.tokens import WORD_INDEX, entity_spans
 from distill.training.module import DistillationModule
-from tests.conftest import CONLL, REFERENCE_TEACHER, cli_error, run_cli, tiny_bert_config, token_task_config
+from tests.conftest import (
+    CONLL,
+    REFERENCE_TEACHER,
+    cli_error,
+    run_cli,
+    tiny_bert_config,
+    token_task_config,
+    write_config,
+)
 
 DEV = DataFiles(validation=str(CONLL / "dev.txt"), format="conll")
 
@@ -243,3 +254,17 @@ def test_each_pruning_method_on_ner_exports_a_model_that_scores_as_trained(metho
     assert scored == pytest.approx(next(r["value"] for r in report["rows"] if r["model"] == "student"), abs=1e-6)
     if method["class_path"] != "VocabularyPruning":  # its export reads dev pieces unseen in training as [UNK]
         assert scored == pytest.approx(card["dev_metrics"]["entity_f1"], abs=1e-6)
+
+
+def test_a_token_task_caches_its_per_token_logits_and_hidden_states(token_teacher, tmp_path):
+    """128 sentences in batches of 16 for 24 steps: three epochs, read from the cache after the first."""
+    config = yaml.safe_load(ner_config(token_teacher, tmp_path).read_text())
+    config["model"]["teacher_cache"] = {"directory": str(tmp_path / "teacher"), "features": ["logits", "hidden_states"]}
+    config["trainer"].update(max_steps=24, val_check_interval=8)
+    run_cli("fit", "--config", str(write_config(tmp_path / "cached.yaml", config)), "--run_name", "cached")
+    (folder,) = (tmp_path / "teacher").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["per_token"] == ["hidden_states.0", "hidden_states.2", "logits"]  # uniform map of 1 layer onto 2
+    assert np.load(folder / "filled.npy").all()
+    logits = np.load(folder / "logits.npy")
+    assert logits.shape == (manifest["tokens"], 9) and np.isfinite(logits).all() and np.abs(logits).sum() > 0

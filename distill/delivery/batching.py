@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import datasets
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from distill.hf import head_logits, takes_token_types
+from distill.lazy import lazy_module
 from distill.task import Task
+
+datasets = lazy_module("datasets")
 
 Batch = dict[str, Tensor]
 MAX_LENGTH = 128

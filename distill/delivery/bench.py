@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
-
 from distill.atomic import write_json_atomic, write_text_atomic
 from distill.delivery.batching import MAX_LENGTH
 from distill.delivery.loading import load_model
@@ -23,8 +21,11 @@ from distill.delivery.scoring import scores_folder
 from distill.delivery.timing import latency_mix
 from distill.errors import DistillError
 from distill.export_format import bench_variants
+from distill.lazy import lazy_module
 from distill.task import Task
 from distill.teacher import Teacher
+
+datasets = lazy_module("datasets")
 
 BENCH_FILES = ("bench.json", "bench.md", "pareto.png")  # what `distill bench` writes into --out
 
@@ -50,7 +51,7 @@ def run_bench(
     if len(names) != len(students) or len(set(names)) != len(names) or "teacher" in names:
         raise DistillError(f"--names must give one distinct name per student (not 'teacher'); got {names}")
     reference = Teacher(teacher, task, trust_remote_code)  # its labels checked by name and put in the task's order
-    models = {"teacher": (reference.model, reference.tokenizer, Path(teacher))}
+    models = {"teacher": (reference.served, reference.tokenizer, Path(teacher))}
     for name, folder in zip(names, students, strict=True):
         model, tokenizer = load_model(folder, trust_remote_code)
         models[name] = (model, tokenizer, Path(folder))

@@ -19,6 +19,7 @@ from distill.delivery.model_card import hub_name, write_model_card
 from distill.errors import DistillError
 from distill.registry import plugin_versions
 from distill.student import Student
+from distill.task import Task
 
 
 def export_student(
@@ -27,9 +28,11 @@ def export_student(
     target: Path,
     card: dict[str, Any],
     methods: Sequence[Compression] = (),
+    task: Task | None = None,
 ) -> dict[str, Any]:
-    """Save the student, its tokenizer, what the compression methods add, and its card into `target`;
-    then let the methods derive further variants (such as int8) from the saved folder.
+    """Save the student, its tokenizer, what the compression methods add, the task's own files (see
+    `Task.export_files`) and its card into `target`; then let the methods derive further variants (such as int8)
+    from the saved folder.
 
     Returns:
         The card as written.
@@ -41,6 +44,8 @@ def export_student(
         for method in ordered(methods):
             method.export_extras(student, scratch)
         (student.tokenizer or tokenizer).save_pretrained(scratch)
+        if task is not None:
+            task.export_files(scratch)
         card = {
             **card,
             "student_family": student.anatomy.family,

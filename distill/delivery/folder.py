@@ -103,15 +103,15 @@ def card_dataset(card: dict[str, Any]) -> HubDataset | None:
 
 
 def export_variants_in(folder: Path) -> dict[str, Path]:
-    """The copies an export holds beside its own weights, by the name a report gives them: each subfolder
-    (`int8`), and each ONNX file of its onnx/ folder (`onnx-fp32` for model.onnx, `onnx-static_int8` for
-    model_static_int8.onnx)."""
+    """The copies an export holds beside its own weights, by the name a report gives them: each subfolder that
+    holds weights (`int8`), and each ONNX file of its onnx/ folder (`onnx-fp32` for model.onnx, `onnx-static_int8`
+    for model_static_int8.onnx). A subfolder of settings only (sentence-transformers' 1_Pooling) is none."""
     found: dict[str, Path] = {}
     for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")):
         if (sub / ONNX_MODEL).is_file():
             for file in sorted(sub.glob("*.onnx")):
                 found[f"{sub.name}-{file.stem.removeprefix('model').lstrip('_') or 'fp32'}"] = file
-        else:
+        elif any(sub.glob("*.safetensors")) or any(sub.glob("*.pt")):
             found[sub.name] = sub
     return found
 

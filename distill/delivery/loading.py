@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer
 
 from distill.architecture import architecture_of
 from distill.delivery.folder import card_task, model_folder, structure_records
@@ -21,6 +22,10 @@ from distill.export_format import ExportFormat, export_formats, rebuild
 from distill.hf import check_remote_code
 from distill.registry import registered
 from distill.student import STUDENT_META, StudentClassifier
+from distill.teacher import answering
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class StudentFolder(ExportFormat):
@@ -51,7 +56,7 @@ class TransformersFolder(ExportFormat):
         task = card_task(folder)
         head = task.head if task is not None else "AutoModelForSequenceClassification"
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        return load_transformer(folder, head, trust_remote_code), tokenizer
+        return answering(load_transformer(folder, head, trust_remote_code), task), tokenizer
 
 
 CORE_FORMATS = (OnnxFile, StudentFolder, TransformersFolder)  # asked after the installed formats, in this order

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import datasets
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -16,7 +15,10 @@ from distill.delivery.batching import MAX_LENGTH, logits_of, model_inputs, task_
 from distill.delivery.scoring import score
 from distill.delivery.timing import Device, accelerators, compare_latency
 from distill.export_format import report_sections
+from distill.lazy import lazy_module
 from distill.task import Task
+
+datasets = lazy_module("datasets")
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 EMBEDDINGS = (nn.Embedding, torch.ao.nn.quantized.Embedding)
@@ -135,7 +137,10 @@ def time_on(
             logits_of(model, moved[1][0])
         except Exception as error:  # kernels and runtimes raise many types; each means "not on this device"
             model.to("cpu")
-            timed[name] = {"device": device.label, "skipped": f"runs on the CPU only ({type(error).__name__})"}
+            reason = (
+                f"{type(error).__name__}: {str(error).splitlines()[0][:120]}" if str(error) else type(error).__name__
+            )
+            timed[name] = {"device": device.label, "skipped": f"runs on the CPU only ({reason})"}
             continue
         runs[name] = (model, moved)
     for size in (1, 32):

@@ -125,32 +125,51 @@ def export_onnx(
 class OnnxClassifier(nn.Module):
     """One ONNX file in an onnxruntime session, called like the PyTorch model it came from (input ids, mask and,
     where the graph declares them, segment ids; logits out), so scoring, timing and `distill predict` serve it
-    unchanged. It holds no torch parameters; `parameter_counts` are those of the model it was exported from."""
+    unchanged. It holds no torch parameters; `parameter_counts` are those of the model it was exported from.
+
+    Moved to a CUDA device (`.to("cuda")`, as the report card does to time a GPU), it runs on onnxruntime-gpu's
+    CUDA execution provider; where that is not installed, the move fails with a line that says so.
+    """
 
     def __init__(self, path: Path, parameter_counts: dict[str, int] | None = None) -> None:
         super().__init__()
+        self.path = Path(path)
+        self.device = torch.device("cpu")
+        self.session = self._session("CPUExecutionProvider")
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.reads_token_types = "token_type_ids" in self.inputs
+        self.parameter_counts = parameter_counts
+
+    def _session(self, provider: str) -> Any:
         onnxruntime = onnxruntime_module()
+        if provider not in onnxruntime.get_available_providers():
+            raise RuntimeError(f"onnxruntime has no {provider} here: install onnxruntime-gpu for ONNX on a GPU")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # timed beside PyTorch on the same threads
         # onnxruntime's idle threads otherwise spin for a while after each call, taking the cores from whatever
         # runs next (a server's other work, or the next model timed in the same process)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.reads_token_types = "token_type_ids" in self.inputs
-        self.parameter_counts = parameter_counts
+        providers = [provider, "CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [provider]
+        return onnxruntime.InferenceSession(str(self.path), options, providers=providers)
+
+    def to(self, *args: Any, **kwargs: Any) -> OnnxClassifier:
+        """A session moves by its execution provider: CUDA's on a GPU, the CPU's otherwise."""
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        if device is not None and device.type != self.device.type:
+            self.session = self._session("CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider")
+            self.device = device
+        return self
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return torch.from_numpy(self.session.run(None, feed(self.inputs, given))[0])
+        return torch.from_numpy(self.session.run(None, feed(self.inputs, given))[0]).to(self.device)
 
 
 def feed(names: list[str], batch: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
     """The graph's inputs as int64 arrays; segment ids a tokenizer did not give are all segment 0."""
     segments = batch.get("token_type_ids")
     given = {**batch, "token_type_ids": torch.zeros_like(batch["input_ids"]) if segments is None else segments}
-    return {name: given[name].numpy().astype(np.int64) for name in names}
+    return {name: given[name].cpu().numpy().astype(np.int64) for name in names}
 
 
 class OnnxFile(ExportFormat):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import datasets
+import numpy as np
 import pyarrow
 import pyarrow.parquet
 import torch
@@ -19,9 +20,12 @@ from distill.delivery.folder import CARD_NAME, card_max_length, card_task
 from distill.delivery.loading import load_model
 from distill.errors import DistillError
 from distill.hf import head_logits
+from distill.lazy import lazy_module
 from distill.registry import task_from_spec
 from distill.sources import file_format, load_table
 from distill.task import Task
+
+datasets = lazy_module("datasets")
 
 
 def task_of(model_dir: Path, task: str | None) -> Task:
@@ -47,8 +51,9 @@ def _labels(task: Task) -> str:
 
 
 def check_label_space(model_dir: Path, width: int, task: Task) -> None:
-    """The model's own output width decides: a task with another number of labels is refused."""
-    if width != task.num_labels:
+    """The model's own output width decides: a task with another number of labels is refused (an embedding's
+    width is the model's own)."""
+    if width != task.num_labels and task.output != "embedding":
         raise DistillError(
             f"{model_dir} predicts {width} value(s) per row, but task {task.name} needs {task.num_labels} "
             f"({_labels(task)}): drop --task, or pass the task the model was trained on"
@@ -75,6 +80,7 @@ def read_inputs(path: Path, task: Task) -> datasets.Dataset:
 
 
 CHUNK_ROWS = 4096  # rows labelled and written at a time: memory stays flat whatever the file's length
+NUMPY = ".npy"  # an output of the models' outputs alone
 
 
 @torch.inference_mode()
@@ -87,8 +93,10 @@ def predict(
     trust_remote_code: bool = False,
 ) -> int:
     """Write the input rows with the task's prediction columns (for classification: `prediction`, the label
-    name, and one `probability_<label>` column per label), in the input's format. Rows are labelled and written
-    a chunk at a time into a scratch file, which becomes `output_path` only once every row is written.
+    name, and one `probability_<label>` column per label; for embeddings, `embedding`), in the input's format.
+    An output named .npy holds the models' outputs alone, one row per input row (embeddings, or logits). Rows are
+    labelled and written a chunk at a time into a scratch file, which becomes `output_path` only once every row
+    is written.
 
     Returns:
         The number of rows labelled.
@@ -96,9 +104,17 @@ def predict(
     # First: a folder that holds no model is the problem to report.
     model, tokenizer = load_model(model_dir, trust_remote_code)
     chosen = task_of(model_dir, task)
-    kind = file_format(output_path, "--output")
     rows = read_inputs(input_path, chosen)
     max_length = card_max_length(model_dir, MAX_LENGTH)
+    if output_path.suffix.lower() == NUMPY:
+        outputs = [
+            logits for logits, _, _ in outputs_of(model, tokenizer, chosen, rows, batch_size, max_length, model_dir)
+        ]
+        with atomic_file(output_path, "wb") as stream:
+            width = outputs[0].shape[-1] if outputs else chosen.num_labels
+            np.save(stream, torch.cat(outputs).numpy() if outputs else np.zeros((0, width), np.float32))
+        return len(rows)
+    kind = file_format(output_path, "--output")
     with atomic_file(output_path, "wb") as stream:
         writer = None
         for start in range(0, len(rows), CHUNK_ROWS):
@@ -134,17 +150,31 @@ def label_rows(
     model_dir: Path,
 ) -> dict[str, list]:
     """The task's prediction columns for `rows`, a batch at a time."""
-    texts = rows.select_columns(list(task.text_columns))
     added: dict[str, list] = {}
+    for logits, batch, chunk in outputs_of(model, tokenizer, task, rows, batch_size, max_length, model_dir):
+        for column, values in task.prediction_columns(logits, batch, chunk.to_dict()).items():
+            added.setdefault(column, []).extend(values)
+    return added
+
+
+def outputs_of(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    task: Task,
+    rows: datasets.Dataset,
+    batch_size: int,
+    max_length: int,
+    model_dir: Path,
+) -> Iterator[tuple[torch.Tensor, dict, datasets.Dataset]]:
+    """(outputs in float32, encoded batch, input rows) for `rows`, a batch at a time."""
+    texts = rows.select_columns(list(task.text_columns))
     for start in range(0, len(texts), batch_size):
         chunk = texts.select(range(start, min(start + batch_size, len(texts))))
         # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
         (batch,) = task_batches(task, tokenizer, chunk, None, max_length)
         logits = head_logits(model(**model_inputs(model, batch))).float()
         check_label_space(model_dir, logits.shape[-1], task)
-        for column, values in task.prediction_columns(logits, batch, chunk.to_dict()).items():
-            added.setdefault(column, []).extend(values)
-    return added
+        yield logits, batch, chunk
 
 
 class TableWriter:

@@ -13,15 +13,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from distill.atomic import write_json_atomic
 from distill.delivery.batching import Batch, logits_of, task_batches
+from distill.lazy import lazy_module
 from distill.sources import fingerprint
 from distill.task import Task
+
+datasets = lazy_module("datasets")
 
 PROBE_ROWS = 64
 TOLERANCE = 1e-4  # logits closer than this, relative and absolute, are the same answer

@@ -7,7 +7,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-import datasets
 import onnx
 import onnxruntime
 
@@ -19,7 +18,10 @@ from distill.delivery.model_card import hub_name, write_model_card
 from distill.delivery.onnx import export_onnx, feed
 from distill.errors import DistillError
 from distill.export_format import onnx_network, onnx_variants
+from distill.lazy import lazy_module
 from distill.task import Task
+
+datasets = lazy_module("datasets")
 
 FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx"}  # the core's; methods add their copies
 CALIBRATION_ROWS = 256  # min-max ranges: on SST-2, 1024 rows widened them and scored 0.7 points lower

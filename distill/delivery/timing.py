@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import datasets
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from distill.delivery.batching import MAX_LENGTH, Batch, logits_of, task_batches
+from distill.lazy import lazy_module
 from distill.task import Task
+
+datasets = lazy_module("datasets")
 
 
 @dataclass(frozen=True)

@@ -51,15 +51,17 @@ def load_checkpoint(path: Path, flag: str) -> dict[str, Any]:
         ) from None
 
 
-def check_checkpoint(path: str | Path, flag: str) -> Path:
+def check_checkpoint(path: str | Path, flag: str, resume: bool = False) -> Path:
     """The checkpoint at `path`, after proving it is a whole, code-free checkpoint written by `distill fit`.
 
     Args:
         path: what the user gave.
         flag: the option it came from, for the message.
+        resume: training continues from it, so it must hold the optimizer's state too.
 
     Raises:
-        DistillError: it does not exist, cannot be read (truncated or corrupt), needs code, or is not distill's.
+        DistillError: it does not exist, cannot be read (truncated or corrupt), needs code, is not distill's, or
+            holds weights only where training is to resume.
     """
     checkpoint = Path(path).expanduser()
     if not checkpoint.is_file():
@@ -68,6 +70,11 @@ def check_checkpoint(path: str | Path, flag: str) -> Path:
     state = load_checkpoint(checkpoint, flag)
     if not isinstance(state, dict) or not {"state_dict", "hyper_parameters"} <= state.keys():
         raise DistillError(f"{flag} {path} is not a distill training checkpoint: {_FIX}")
+    if resume and "optimizer_states" not in state:
+        raise DistillError(
+            f"{flag} {path} holds the student's weights only (a run's best checkpoint, which is what it exports), "
+            f"so training cannot resume from it: give last.ckpt from the same folder"
+        )
     return checkpoint
 
 

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
-
 from distill.errors import DistillError
+from distill.lazy import lazy_module
 from distill.sources import file_format, fingerprint, load_table, row_place
+
+datasets = lazy_module("datasets")
 
 KEY = "data.corpus.path"
 

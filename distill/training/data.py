@@ -6,24 +6,27 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import datasets
 import pyarrow.compute
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch import Tensor
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from distill.augmentation import Augmentation
 from distill.errors import DistillError
+from distill.lazy import lazy_module
 from distill.registry import find_preset
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.sources import fingerprint as _fingerprint
 from distill.task import Task
 from distill.teacher import Teacher
 from distill.training.corpus import Corpus
-from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, ResumableLoader
+from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, LengthOrderedSampler, ResumableLoader
 from distill.training.tokenizations import STUDENT_PREFIX, PairedCollator
+
+datasets = lazy_module("datasets")
 
 WIRED_FROM_MODEL = ("tokenizer", "student_tokenizer", "teacher")  # filled when training starts; not YAML keys
 MODEL_COLUMNS = ("labels", "idx")  # kept from a task's read rows; the rest is replaced by what it encodes
@@ -189,7 +192,8 @@ class TaskDataModule(LightningDataModule):
         source = (self.source.identity(self.evaluation_split(split)), self.limits[split])
         if split == "train" and self.corpus is not None:
             source += (self.corpus_source.identity("train"), self.corpus.only, self.corpus.limit)
-        key = _fingerprint(source, tokenizer_fingerprint(tokenizer), self.max_length, self.task.spec())
+        side = [path.read_bytes() for path in self.task.side_files() if path.is_file()]
+        key = _fingerprint(source, tokenizer_fingerprint(tokenizer), self.max_length, self.task.spec(), side)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tokenised = raw.map(
             self.task.encode,
@@ -246,12 +250,12 @@ class TaskDataModule(LightningDataModule):
         return torch.Generator().manual_seed(self.seed)
 
     def _loader(self, split: str) -> DataLoader:
-        """Evaluation: each rank scores its share of the examples; torchmetrics adds the shares up."""
+        """Evaluation, longest examples first: each rank scores its share of the examples; torchmetrics adds the
+        shares up."""
         rank, replicas = self._replicas()
-        sharded = DistributedSampler(self.splits[split], replicas, rank, shuffle=False) if replicas > 1 else None
         return DataLoader(
             self.splits[split],
-            sampler=sharded,
+            sampler=LengthOrderedSampler(self._lengths(split), rank, replicas),
             batch_size=self.eval_batch_size,
             collate_fn=self.collator(),
             num_workers=self.num_workers,
@@ -280,9 +284,14 @@ class TaskDataModule(LightningDataModule):
         train = self.splits["train"]
         if self.batching == "random":
             return EpochSeededSampler(len(train), seed=self.seed, rank=rank, replicas=replicas)
-        ids = train.with_format("arrow")["input_ids"]
-        lengths = torch.tensor(pyarrow.compute.list_value_length(ids).to_numpy(zero_copy_only=False))
-        return LengthGroupedSampler(lengths, self.batch_size, self.seed, rank, replicas, self.length_pool)
+        return LengthGroupedSampler(
+            self._lengths("train"), self.batch_size, self.seed, rank, replicas, self.length_pool
+        )
+
+    def _lengths(self, split: str) -> Tensor:
+        """Each encoded example's length in word pieces."""
+        ids = self.splits[split].with_format("arrow")["input_ids"]
+        return torch.tensor(pyarrow.compute.list_value_length(ids).to_numpy(zero_copy_only=False))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -17,12 +18,12 @@ from typing_extensions import override
 from distill.compression import Compression, check_combination, ordered, served_logits
 from distill.errors import DistillError
 from distill.features import Features
-from distill.loss import LossTerm
+from distill.loss import LossTerm, check_task_output
 from distill.plugin_manager import registered
 from distill.registry import task_from_spec
 from distill.student import StudentConfig
 from distill.teacher import Teacher, check_vocabulary
-from distill.training.cache import CacheStore, TeacherCache, at_cache_precision
+from distill.training.cache import CacheStore, TeacherCache, at_cache_precision, cache_layout, real_tokens
 from distill.training.callbacks import ResumeRandomState, TrainingThroughput
 from distill.training.data import tokenizer_fingerprint
 from distill.training.tokenizations import check_crossing, student_view
@@ -110,6 +111,7 @@ class DistillationModule(LightningModule):
         self.losses = nn.ModuleList(losses)
         for term in self.losses:
             term.task = self.task
+            check_task_output(term, self.task)
         self.teacher_needs = self._teacher_needs()
         self.student = student.build(teacher=self.teacher, task=self.task)
         if self.teacher is not None:  # after the student, whose family refusal says more than the vocabulary
@@ -163,7 +165,9 @@ class DistillationModule(LightningModule):
 
     @override
     def configure_model(self) -> None:
-        """Let the compression methods prepare the student, once, and add the loss terms they bring."""
+        """Let the compression methods prepare the student, once, and add the loss terms they bring; keep the
+        frozen teacher out of FSDP's sharding."""
+        self._keep_teacher_whole()
         if self._configured:
             return
         data = self._trainer.datamodule if self._trainer is not None else None
@@ -173,6 +177,7 @@ class DistillationModule(LightningModule):
         for method in self.compression:
             for term in method.loss_terms(self.student):
                 term.task = self.task
+                check_task_output(term, self.task)
                 term.setup(student=self.student.anatomy, teacher=teacher)
                 self.losses.append(term)
         self.log_names = term_log_names(list(self.losses))
@@ -180,6 +185,17 @@ class DistillationModule(LightningModule):
         if self.student_tokenizer is not None:
             check_crossing(list(self.losses), self.task, self.tokenizer, self.student_tokenizer)
         self._configured = True
+
+    def _keep_teacher_whole(self) -> None:
+        """FSDP shards what trains. The frozen teacher joins FSDP's `ignored_modules`: never flattened or sharded
+        for gradients, whole on every rank, moved to the device in `on_fit_start` (FSDP moves only what it wraps).
+        Called before the strategy wraps the module."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if self.teacher is None or not isinstance(strategy, FSDPStrategy):
+            return
+        ignored = strategy.kwargs.setdefault("ignored_modules", [])
+        if all(module is not self.teacher for module in ignored):
+            ignored.append(self.teacher)
 
     # --- training -------------------------------------------------------------------------------------------
 
@@ -210,20 +226,17 @@ class DistillationModule(LightningModule):
     def on_fit_start(self) -> None:
         """Check the teacher against the gold labels, and open the teacher cache once the data is set up (its
         fingerprint names the cache)."""
+        if self.teacher is not None:
+            self.teacher.to(self.device)  # a no-op, except where FSDP left the ignored teacher behind
         self._check_teacher_agreement()
         settings = self.cache_settings
         if settings is None or self.teacher is None or not self.teacher_needs:
             return
-        if self.task.per_token:
-            raise DistillError(
-                f"teacher_cache keeps one vector per example, but task {self.task.name} has a prediction per "
-                f"token: drop model.teacher_cache (the teacher then runs live)"
-            )
         if not self.teacher_needs <= set(settings.features):
             raise DistillError(
                 f"teacher_cache keeps {sorted(settings.features)}, but the losses read the teacher's "
-                f"{sorted(self.teacher_needs)}: drop teacher_cache (per-token features are not cached) or add "
-                f"the missing vector features to teacher_cache.features"
+                f"{sorted(self.teacher_needs)}: add the missing ones to teacher_cache.features, or drop "
+                f"teacher_cache (attention maps and values are not cached)"
             )
         data = self.trainer.datamodule
         fingerprint = getattr(data, "fingerprints", {}).get("train") if data is not None else None
@@ -231,12 +244,22 @@ class DistillationModule(LightningModule):
             raise DistillError(
                 "teacher_cache needs a datamodule that fingerprints its training split (TaskDataModule does)"
             )
-        rows = len(data.splits["train"])
+        train = data.splits["train"]
+        features = sorted(set(settings.features) & self.teacher_needs | {"logits"})
+        layout = cache_layout(
+            features, self.teacher, self._teacher_layers(), self.task.per_token, len(train), lambda: real_tokens(train)
+        )
         if self.trainer.local_rank == 0:  # one process per machine creates the folder; the others then open it
-            self.cache = CacheStore.open(settings, self.teacher, fingerprint, rows)
+            self.cache = CacheStore.open(settings, self.teacher, fingerprint, layout)
         self.trainer.strategy.barrier("teacher cache")
         if self.trainer.local_rank != 0:
-            self.cache = CacheStore.open(settings, self.teacher, fingerprint, rows)
+            self.cache = CacheStore.open(settings, self.teacher, fingerprint, layout)
+
+    def _teacher_layers(self) -> frozenset[int] | None:
+        """The teacher layers whose hidden states some loss reads (None: any of them)."""
+        readers = [term for term in self.losses if "hidden_states" in term.from_teacher]
+        layers = [term.teacher_layers() for term in readers]
+        return None if any(chosen is None for chosen in layers) else frozenset().union(*layers)
 
     @override
     def on_train_epoch_end(self) -> None:

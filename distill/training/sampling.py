@@ -69,6 +69,26 @@ class LengthGroupedSampler(EpochSeededSampler):
         return torch.cat([*batches, *([short] if short is not None else [])])
 
 
+class LengthOrderedSampler(Sampler[int]):
+    """Evaluation in order of length, longest first, so each batch pads to a length close to its own: SST-2's dev
+    set pads to half the tokens of its file order. Scores do not depend on the order; each example is seen once.
+
+    Under data parallelism the order is padded to a multiple of `replicas` by repeating its first examples, as
+    torch's DistributedSampler does, and rank r takes every replicas-th index from position r.
+    """
+
+    def __init__(self, lengths: Tensor, rank: int = 0, replicas: int = 1) -> None:
+        order = lengths.argsort(descending=True, stable=True).tolist()
+        padded = order + order[: (-len(order)) % replicas]
+        self.indices = padded[rank::replicas]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.indices
+
+
 class ResumableLoader(DataLoader):
     """A DataLoader whose state_dict records how far into the epoch it has got (Lightning's _Stateful protocol)."""
 

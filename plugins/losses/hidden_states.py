@@ -49,6 +49,9 @@ class HiddenStatesKD(LossTerm):
             nn.Linear(width_in, width_out) if project else nn.Identity() for _ in self.pairs
         )
 
+    def teacher_layers(self) -> frozenset[int]:
+        return frozenset(t for _, t in self.pairs)
+
     def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
         mask = student.attention_mask.unsqueeze(-1).float()  # (B, T, 1)
         total = 0.0

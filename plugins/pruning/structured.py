@@ -9,14 +9,16 @@ the rest adapts. At export the units are cut out of the weights, so the exported
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
 from distill import Architecture, Compression, DistillError, ExportFormat, Stage, Student, hf_model, readable
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback
 
 
 def _gate_heads(module: nn.Linear, args: tuple) -> tuple:
@@ -48,60 +50,6 @@ def _install(module: nn.Module, buffer: str, size: int, hook, pre: bool) -> None
     module.__dict__.setdefault("_distill_gate_hooks", {})[buffer] = handle
 
 
-class GateScoring(Callback):
-    """Scores gates by |∂L/∂gate| over `batches` training batches starting at `at`, then lets the method prune."""
-
-    def __init__(self, method: _GatedPruning) -> None:
-        self.method = method
-        self.importance: list[Tensor] | None = None
-        self.seen = 0
-        self.done = False
-        method.scored = 0
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return f"GateScoring[{self.method.name}]"
-
-    def _gates(self, pl_module: LightningModule) -> list[Tensor]:
-        return self.method.gates(*hf_model(pl_module.student, self.method.name))
-
-    @override
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        scoring = not self.done and pl_module.progress() >= self.method.at
-        for gate in self._gates(pl_module):
-            gate.requires_grad_(scoring)
-
-    @override
-    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
-        gates = self._gates(pl_module)
-        if self.done or gates[0].grad is None:
-            return
-        if self.importance is None:
-            self.importance = [torch.zeros_like(g) for g in gates]
-        for total, gate in zip(self.importance, gates, strict=True):
-            total += gate.grad.abs()
-            gate.grad = None
-        self.seen += 1
-        self.method.scored = self.seen
-        if self.seen >= self.method.batches:
-            with torch.no_grad():
-                self.method.prune(gates, self.importance)
-            for gate in gates:
-                gate.requires_grad_(False)
-            self.done = True
-            pl_module.log(f"pruning/{self.method.name}_kept", float(sum(g.sum() for g in gates)))
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {"importance": self.importance, "seen": self.seen, "done": self.done}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.importance, self.seen, self.done = state_dict["importance"], state_dict["seen"], state_dict["done"]
-        self.method.scored = self.seen
-
-
 @dataclass(eq=False)
 class _GatedPruning(Compression):
     fraction: float = 0.5
@@ -125,6 +73,8 @@ class _GatedPruning(Compression):
 
     @override
     def callbacks(self) -> list[Callback]:
+        from distill.plugins.pruning.callbacks import GateScoring  # Lightning is imported only to train
+
         return [GateScoring(self)]
 
     @override

@@ -8,15 +8,17 @@ away from zero, scored by S = −Σ_t w·∂L/∂w over training. The zeros are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from typing_extensions import override
 
 from distill import Compression, DistillError, ExportFormat, Stage, Student, sparsity
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback
 
 
 def cubic_sparsity(progress: float, target: float, begin: float, end: float) -> float:
@@ -84,6 +86,8 @@ class MagnitudePruning(Compression):
 
     @override
     def callbacks(self) -> list[Callback]:
+        from distill.plugins.pruning.callbacks import UnstructuredMasks  # Lightning is imported only to train
+
         return [UnstructuredMasks(self)]
 
     def scores(self, weights: dict[str, nn.Parameter], movement: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -100,65 +104,6 @@ class MovementPruning(MagnitudePruning):
 
     def scores(self, weights: dict[str, nn.Parameter], movement: dict[str, Tensor]) -> dict[str, Tensor]:
         return movement
-
-
-class UnstructuredMasks(Callback):
-    """Owns the masks (and movement scores): updates them on schedule, applies them after each step,
-    logs sparsity, and keeps them in checkpoints."""
-
-    def __init__(self, method: MagnitudePruning) -> None:
-        self.method = method
-        self.masks: dict[str, Tensor] = {}
-        self.movement: dict[str, Tensor] = {}
-        self.weights: dict[str, nn.Parameter] = {}
-
-    @property
-    @override
-    def state_key(self) -> str:
-        return f"UnstructuredMasks[{self.method.criterion}]"
-
-    @override
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.weights = prunable(pl_module.student)
-        for name, weight in self.weights.items():
-            self.masks.setdefault(name, torch.ones_like(weight, dtype=torch.bool))
-            if self.method.criterion == "movement":
-                self.movement.setdefault(name, torch.zeros_like(weight))
-        self._apply()
-
-    @override
-    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
-        if self.method.criterion == "movement":
-            for name, weight in self.weights.items():
-                if weight.grad is not None:
-                    self.movement[name] -= weight.grad.detach() * weight.detach()
-
-    @override
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step % self.method.every == 0 or step >= trainer.estimated_stepping_batches:
-            target = cubic_sparsity(pl_module.progress(), self.method.sparsity, self.method.begin, self.method.end)
-            self.masks = keep_largest(self.method.scores(self.weights, self.movement), target, self.method.scope)
-            pl_module.log("pruning/target_sparsity", target)
-        self._apply()
-        pl_module.log("pruning/sparsity", self.sparsity())
-
-    @torch.no_grad()
-    def _apply(self) -> None:
-        for name, weight in self.weights.items():
-            weight.mul_(self.masks[name])
-
-    def sparsity(self) -> float:
-        zeros = sum(int((~m).sum()) for m in self.masks.values())
-        return zeros / max(sum(m.numel() for m in self.masks.values()), 1)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {"masks": self.masks, "movement": self.movement}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.masks, self.movement = state_dict["masks"], state_dict["movement"]
 
 
 class SparseExport(ExportFormat):

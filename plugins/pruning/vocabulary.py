@@ -31,6 +31,18 @@ def word_embedding(student: Student, vocabulary: int) -> tuple[nn.Module, str, n
     raise DistillError(f"VocabularyPruning found no {vocabulary}-row word embedding in the {student.family} student")
 
 
+def cut_per_piece(student: Student, vocabulary: int, kept: torch.Tensor) -> None:
+    """Cut every other tensor the student itself holds one row per word piece of (a static student's weights and
+    its map of counted pieces) to the `kept` rows, as the table was."""
+    for name, tensor in [*student.named_parameters(recurse=False), *student.named_buffers(recurse=False)]:
+        if tensor.dim() >= 1 and tensor.shape[0] == vocabulary and name != "vocabulary_kept":
+            cut = tensor.detach()[kept].clone()
+            if isinstance(tensor, nn.Parameter):
+                setattr(student, name, nn.Parameter(cut, requires_grad=tensor.requires_grad))
+            else:
+                student._buffers[name] = cut
+
+
 def reduced_tokenizer(tokenizer: PreTrainedTokenizerBase, kept: list[int]) -> PreTrainedTokenizerFast:
     """The same tokenizer over only the `kept` ids, renumbered in order (so [PAD] stays 0)."""
     state = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -113,6 +125,7 @@ class VocabularyPruning(Compression):
             smaller = nn.Embedding(len(kept), table.embedding_dim, padding_idx=table.padding_idx)
             smaller.weight = nn.Parameter(table.weight.detach()[kept].clone())
             setattr(parent, attribute, smaller)
+            cut_per_piece(student, len(self._tokenizer), kept)
         if "vocab_size" in getattr(student, "architecture", {}):
             student.architecture["vocab_size"] = len(kept)
         student.tokenizer = reduced_tokenizer(self._tokenizer, kept.tolist())

@@ -15,17 +15,20 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.utilities import dim_zero_cat
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding
 
-from distill import UNLABELLED, DataSource, DistillError, HubDataset, Preset, Task
+from distill import UNLABELLED, DataSource, DistillError, HubDataset, Preset, Task, lazy_module
+
+datasets = lazy_module("datasets")
+
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
+    from transformers import PreTrainedTokenizerBase
 
 OFFSETS = "offsets"  # per word piece: its [start, end) characters in the context, [-1, -1] outside it
 CONTEXT = "qa_context"  # per window: the context text, so windows are scored without the rows
@@ -247,7 +250,11 @@ class ExtractiveQA(Task):
 
     def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
         settings = {"no_answer": bool(self.no_answer), "threshold": self.null_threshold, "sync_on_compute": sync}
-        names = _SCORES if self.no_answer else _SCORES[:2]
+        from torchmetrics import MetricCollection  # imported on first use: torchmetrics alone costs 2 s of start-up
+
+        from distill.plugins.tasks.answer_scores import SCORES, AnswerScores
+
+        names = SCORES if self.no_answer else SCORES[:2]
         metrics = {name: AnswerScores(name, **settings) for name in names}
         return MetricCollection(metrics, prefix=prefix, compute_groups=[list(names)])
 
@@ -416,48 +423,3 @@ class _PadWindows:
             if rows and key in rows[0]:
                 batch[key] = torch.tensor([row[key] for row in rows])
         return {**batch, **carried}
-
-
-_SCORES = ("exact_match", "f1", "has_answer_f1", "no_answer_accuracy")
-_WINDOW_STATES = ("example", "score", "null", "exact", "f1", "unanswerable")
-
-
-class AnswerScores(Metric):
-    """SQuAD's exact match and F1 over examples, each scored on its best window; `which` picks the score.
-
-    Windows are scored as they come (their best span's exact match and F1 against the gold texts); `compute`
-    joins each example's windows: the best-scoring span, unless "no answer" (the lowest null score over its
-    windows) beats it by more than the threshold. The states are tensors, so they gather across ranks.
-    """
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, which: str, no_answer: bool, threshold: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.which, self.no_answer, self.threshold = which, no_answer, threshold
-        for state in _WINDOW_STATES:
-            self.add_state(state, default=[], dist_reduce_fx="cat")
-
-    def update(
-        self, example: Tensor, score: Tensor, null: Tensor, exact: Tensor, f1: Tensor, unanswerable: Tensor
-    ) -> None:
-        for name, value in zip(_WINDOW_STATES, (example, score, null, exact, f1, unanswerable), strict=True):
-            getattr(self, name).append(value.to(self.device))
-
-    def compute(self) -> Tensor:
-        if not self.example:
-            return torch.tensor(0.0)
-        example, score, null, exact, f1, unanswerable = (
-            dim_zero_cat(getattr(self, name)).tolist() for name in _WINDOW_STATES
-        )
-        joined = join_windows(example, score, null, zip(exact, f1, unanswerable, strict=True))
-        scored = {"exact_match": [], "f1": [], "has_answer_f1": [], "no_answer_accuracy": []}
-        for score, null, (exact, f1, empty) in joined.values():
-            if no_answer_wins(score, null, self.no_answer, self.threshold):
-                exact = f1 = float(empty)  # "no answer" predicted
-            scored["exact_match"].append(exact)
-            scored["f1"].append(f1)
-            scored["no_answer_accuracy" if empty else "has_answer_f1"].append(f1)
-        values = scored[self.which]
-        return torch.tensor(sum(values) / len(values) if values else 0.0)

@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-import datasets
 from typing_extensions import override
 
-from distill import DistillError, FileReader
+from distill import DistillError, FileReader, lazy_module
+
+datasets = lazy_module("datasets")
 
 _SQUAD_START = re.compile(r'\s*\{\s*("version"\s*:\s*"[^"]*"\s*,\s*)?"data"\s*:\s*\[\s*\{')
 

@@ -6,29 +6,24 @@ per label). They share reading and tokenising; each parses its labels, scores an
 
 from __future__ import annotations
 
+import importlib
 import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryF1Score,
-    MatthewsCorrCoef,
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MultilabelAccuracy,
-    MultilabelF1Score,
-)
-from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
-from transformers import PreTrainedTokenizerBase
 
-from distill import UNLABELLED, DataSource, DistillError, Preset, Task
+from distill import UNLABELLED, DataSource, DistillError, Preset, Task, lazy_module
 from distill.plugins.tasks.glue import classification_presets, regression_presets
+
+datasets = lazy_module("datasets")
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric, MetricCollection
+    from transformers import PreTrainedTokenizerBase
 
 
 class LabelError(ValueError):
@@ -256,8 +251,8 @@ class TextClassification(SentenceTask):
 
     def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
         count = self.num_labels
-        return MetricCollection(
-            {name: _CLASSIFICATION_METRICS[name](count, sync_on_compute=sync) for name in self.metrics}, prefix=prefix
+        return _collection(
+            {name: _CLASSIFICATION_METRICS[name](count, sync_on_compute=sync) for name in self.metrics}, prefix
         )
 
     @property
@@ -326,8 +321,7 @@ class Regression(SentenceTask):
         return F.mse_loss(logits[labelled].squeeze(-1), labels[labelled].float())
 
     def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
-        metrics = {name: _REGRESSION_METRICS[name](sync_on_compute=sync) for name in self.metrics}
-        return MetricCollection(metrics, prefix=prefix)
+        return _collection({name: _REGRESSION_METRICS[name](sync_on_compute=sync) for name in self.metrics}, prefix)
 
     @property
     def main_metric(self) -> str:
@@ -388,12 +382,12 @@ class MultiLabelClassification(SentenceTask):
 
     def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
         count, threshold = self.num_labels, self.threshold
-        return MetricCollection(
+        return _collection(
             {
                 name: _MULTILABEL_METRICS[name](count, threshold=threshold, sync_on_compute=sync)
                 for name in self.metrics
             },
-            prefix=prefix,
+            prefix,
         )
 
     @property
@@ -443,18 +437,29 @@ def _natural(name: str) -> tuple[int, int | float, str]:
     return (0, int(stripped), name) if stripped.lstrip("-").isdigit() else (1, 0, name)
 
 
+def _metric(module: str, name: str) -> type[Metric]:
+    """A torchmetrics class, imported on first use: torchmetrics alone costs 2 s of start-up."""
+    return getattr(importlib.import_module(f"torchmetrics.{module}"), name)
+
+
+def _collection(metrics: dict[str, Metric], prefix: str) -> MetricCollection:
+    return _metric("collections", "MetricCollection")(metrics, prefix=prefix)
+
+
 _CLASSIFICATION_METRICS = {
-    "accuracy": lambda n, **kw: MulticlassAccuracy(num_classes=n, average="micro", **kw),
-    "macro_f1": lambda n, **kw: MulticlassF1Score(num_classes=n, average="macro", **kw),
-    "f1": lambda n, **kw: BinaryF1Score(**kw),
-    "mcc": lambda n, **kw: MatthewsCorrCoef(task="binary" if n == 2 else "multiclass", num_classes=n, **kw),
+    "accuracy": lambda n, **kw: _metric("classification", "MulticlassAccuracy")(num_classes=n, average="micro", **kw),
+    "macro_f1": lambda n, **kw: _metric("classification", "MulticlassF1Score")(num_classes=n, average="macro", **kw),
+    "f1": lambda n, **kw: _metric("classification", "BinaryF1Score")(**kw),
+    "mcc": lambda n, **kw: _metric("classification", "MatthewsCorrCoef")(
+        task="binary" if n == 2 else "multiclass", num_classes=n, **kw
+    ),
 }
 _REGRESSION_METRICS = {
-    "pearson": lambda **kw: PearsonCorrCoef(**kw),
-    "spearman": lambda **kw: SpearmanCorrCoef(**kw),
+    "pearson": lambda **kw: _metric("regression", "PearsonCorrCoef")(**kw),
+    "spearman": lambda **kw: _metric("regression", "SpearmanCorrCoef")(**kw),
 }
 _MULTILABEL_METRICS = {
-    "micro_f1": lambda n, **kw: MultilabelF1Score(num_labels=n, average="micro", **kw),
-    "macro_f1": lambda n, **kw: MultilabelF1Score(num_labels=n, average="macro", **kw),
-    "accuracy": lambda n, **kw: MultilabelAccuracy(num_labels=n, average="micro", **kw),
+    "micro_f1": lambda n, **kw: _metric("classification", "MultilabelF1Score")(num_labels=n, average="micro", **kw),
+    "macro_f1": lambda n, **kw: _metric("classification", "MultilabelF1Score")(num_labels=n, average="macro", **kw),
+    "accuracy": lambda n, **kw: _metric("classification", "MultilabelAccuracy")(num_labels=n, average="micro", **kw),
 }

@@ -10,16 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
-from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
+from transformers import DataCollatorForTokenClassification
 
-from distill import UNLABELLED, DataSource, DistillError, Task
+from distill import UNLABELLED, DataSource, DistillError, Task, lazy_module
+
+datasets = lazy_module("datasets")
+
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
+    from transformers import PreTrainedTokenizerBase
 
 WORD_INDEX = "word_index"  # per word piece: the word it belongs to, -1 for special tokens and padding
 
@@ -143,9 +147,12 @@ class TokenClassification(Task):
         return logits[batch["labels"] != UNLABELLED]
 
     def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
-        tags = list(self.labels)
-        metrics = {name: EntityScores(tags, name, sync_on_compute=sync) for name in _SCORES}
-        return MetricCollection(metrics, prefix=prefix, compute_groups=[list(_SCORES)])
+        from torchmetrics import MetricCollection  # imported on first use: torchmetrics alone costs 2 s of start-up
+
+        from distill.plugins.tasks.entity_scores import SCORES, EntityScores
+
+        metrics = {name: EntityScores(list(self.labels), name, sync_on_compute=sync) for name in SCORES}
+        return MetricCollection(metrics, prefix=prefix, compute_groups=[list(SCORES)])
 
     @property
     def main_metric(self) -> str:
@@ -213,44 +220,3 @@ def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
         if prefix == "B":
             kind, start = label, position
     return spans
-
-
-_SCORES = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
-
-
-class EntityScores(Metric):
-    """Entity-level precision, recall and F1 over strict IOB2 spans, and token accuracy, on labelled positions.
-
-    Counts are sums, so they add up across ranks; `which` picks the score this instance reports.
-    """
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, tags: list[str], which: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.tags, self.which = tags, which
-        for state in ("hits", "predicted", "gold", "correct_tokens", "tokens"):
-            self.add_state(state, default=torch.tensor(0), dist_reduce_fx="sum")
-
-    def update(self, predictions: Tensor, labels: Tensor) -> None:
-        for predicted, gold in zip(predictions.tolist(), labels.tolist(), strict=True):
-            kept = [(p, g) for p, g in zip(predicted, gold, strict=True) if g != UNLABELLED]
-            guessed = {*entity_spans([self.tags[p] for p, _ in kept])}
-            truth = {*entity_spans([self.tags[g] for _, g in kept])}
-            self.hits += len(guessed & truth)
-            self.predicted += len(guessed)
-            self.gold += len(truth)
-            self.correct_tokens += sum(p == g for p, g in kept)
-            self.tokens += len(kept)
-
-    def compute(self) -> Tensor:
-        precision = self.hits / self.predicted.clamp(min=1)
-        recall = self.hits / self.gold.clamp(min=1)
-        scores = {
-            "entity_precision": precision,
-            "entity_recall": recall,
-            "entity_f1": 2 * precision * recall / (precision + recall).clamp(min=1e-12),
-            "token_accuracy": self.correct_tokens / self.tokens.clamp(min=1),
-        }
-        return scores[self.which].float()
