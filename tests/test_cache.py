@@ -52,6 +52,16 @@ def fit(module, data, tmp_path, epochs):
     trainer.fit(module, datamodule=data)
 
 
+@torch.no_grad()
+def cached_and_live(module, data) -> tuple:
+    """(batch, student features, teacher features from the cache, the same computed live) for a first batch."""
+    batch = next(iter(data.train_dataloader()))
+    module.eval()
+    student = module.student(batch, module.student_needs)
+    cached = module.cache.lookup(batch, lambda: pytest.fail("every row is cached"))
+    return batch, student, cached, at_cache_precision(module.teacher(batch, module.teacher_needs))
+
+
 class CountingTeacher:
     """Wraps the teacher's forward to count the batches it really runs."""
 
@@ -79,12 +89,8 @@ def test_cached_and_live_rows_give_identical_losses(tiny_teacher, tmp_path):
     seed_everything(0)
     module, data = module_and_data(tiny_teacher, tmp_path / "cache", tmp_path)
     fit(module, data, tmp_path, epochs=1)
-    batch = next(iter(data.train_dataloader()))
-    module.eval()
+    batch, student, cached, live = cached_and_live(module, data)
     with torch.no_grad():
-        student = module.student(batch, module.student_needs)
-        cached = module.cache.lookup(batch, lambda: pytest.fail("every row is cached"))
-        live = at_cache_precision(module.teacher(batch, module.teacher_needs))
         assert module.objective(student, cached, batch)[0].item() == module.objective(student, live, batch)[0].item()
         module.cache = None  # the same batch through the no-cache path
         assert (
@@ -145,14 +151,10 @@ def test_hidden_states_are_cached_for_the_layers_read_per_real_token(tiny_teache
     assert arrays["hidden_states.2"].shape == (tokens, 32) and arrays["hidden_states.2"].dtype == np.float16
     assert module.cache.layout.bytes == 2 * (96 * 2 + tokens * 32) + 96 + 8 * 97
 
-    batch = next(iter(data.train_dataloader()))
-    module.eval()
+    batch, student, cached, live = cached_and_live(module, data)
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(cached.hidden_states[2][real], live.hidden_states[2][real], rtol=0, atol=0)
     with torch.no_grad():
-        student = module.student(batch, module.student_needs)
-        cached = module.cache.lookup(batch, lambda: pytest.fail("every row is cached"))
-        live = at_cache_precision(module.teacher(batch, module.teacher_needs))
-        real = batch["attention_mask"].bool()
-        torch.testing.assert_close(cached.hidden_states[2][real], live.hidden_states[2][real], rtol=0, atol=0)
         assert module.objective(student, cached, batch)[0].item() == module.objective(student, live, batch)[0].item()
 
 
