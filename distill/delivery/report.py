@@ -294,9 +294,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> None:
         axis.set_xlabel(label)
         axis.set_ylabel(f"dev {rows[0]['metric']} (%)")
         if below:
-            axis.set_title(
-                f"{below} model(s) more than {shown:.0f} points below the best are off the axis", fontsize=8
-            )
+            axis.set_title(f"{below} model(s) more than {shown:.0f} points below the best are off the axis", fontsize=8)
         axis.grid(alpha=0.3, which="both")
     handles = [plt.Line2D([], [], color=colour[f], marker="o", linestyle="", label=f) for f in families]
     figure.legend(handles=handles, loc="upper center", ncol=min(len(families), 5), fontsize=9, frameon=False)
