@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,8 @@ def predict(
         writer = None
         for start in range(0, len(rows), CHUNK_ROWS):
             chunk = rows.select(range(start, min(start + CHUNK_ROWS, len(rows))))
-            predictions = label_rows(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
+            outputs = outputs_of(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
+            predictions = prediction_columns(chosen, outputs)
             writer = writer or TableWriter(stream, kind, [*rows.column_names, *added_columns(predictions, rows)])
             writer.write({**chunk.to_dict(), **predictions})
         if writer is None:  # no rows: the header still gets the task's columns
@@ -140,18 +141,10 @@ def added_columns(predictions: dict[str, list], rows: datasets.Dataset) -> list[
     return list(predictions)
 
 
-def label_rows(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    task: Task,
-    rows: datasets.Dataset,
-    batch_size: int,
-    max_length: int,
-    model_dir: Path,
-) -> dict[str, list]:
-    """The task's prediction columns for `rows`, a batch at a time."""
+def prediction_columns(task: Task, outputs: Iterable[tuple[torch.Tensor, dict, datasets.Dataset]]) -> dict[str, list]:
+    """The task's prediction columns for the rows `outputs_of` ran through the model, a batch at a time."""
     added: dict[str, list] = {}
-    for logits, batch, chunk in outputs_of(model, tokenizer, task, rows, batch_size, max_length, model_dir):
+    for logits, batch, chunk in outputs:
         for column, values in task.prediction_columns(logits, batch, chunk.to_dict()).items():
             added.setdefault(column, []).extend(values)
     return added
