@@ -3,7 +3,10 @@
 - passages.jsonl: every paragraph of the SQuAD 2.0 sample's 5 articles ({"id", "text"});
 - queries.jsonl: every question, with the id of the paragraph it was asked about ({"query", "passage_id"});
 - corpus.jsonl: unlabelled text to distil on ({"text"}): SST-2 training sentences, CoNLL-2003 training
-  sentences and the paragraphs.
+  sentences and the paragraphs;
+- triplets.jsonl: each question with its paragraph and, as a hard negative, the next paragraph of the same article
+  ({"query", "positive", "negative"}), for margin-MSE. They are the questions queries.jsonl scores: train on them
+  only to try the loss, never to measure retrieval.
 
     python benchmarks/embedding_data.py OUT_FOLDER [--sst2 N] [--conll N] [--queries N]
 """
@@ -17,15 +20,20 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def retrieval_set(squad: Path, queries: int | None = None) -> tuple[list[dict], list[dict]]:
-    """(passages, queries): each paragraph once, and each question with its paragraph's id."""
-    passages, asked = [], []
+def retrieval_set(squad: Path, queries: int | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    """(passages, queries, triplets): each paragraph once; each question with its paragraph's id; and each
+    question with its paragraph and the article's next paragraph (the previous one for the last)."""
+    passages, asked, triplets = [], [], []
     for a, article in enumerate(json.loads(squad.read_text())["data"]):
+        paragraphs = [paragraph["context"] for paragraph in article["paragraphs"]]
         for p, paragraph in enumerate(article["paragraphs"]):
             pid = f"a{a}p{p}"
             passages.append({"id": pid, "text": paragraph["context"]})
             asked += [{"query": qa["question"], "passage_id": pid} for qa in paragraph["qas"]]
-    return passages, asked[:queries]
+            negative = paragraphs[p + 1] if p + 1 < len(paragraphs) else paragraphs[p - 1]
+            triplets += [{"query": qa["question"], "positive": paragraph["context"], "negative": negative}
+                         for qa in paragraph["qas"]]  # fmt: skip
+    return passages, asked[:queries], triplets[:queries]
 
 
 def corpus(shared: Path, sst2: int, conll: int, passages: list[dict]) -> list[dict]:
@@ -43,10 +51,11 @@ def corpus(shared: Path, sst2: int, conll: int, passages: list[dict]) -> list[di
 
 
 def write(folder: Path, sst2: int, conll: int, queries: int | None = None, shared: Path = SHARED) -> dict[str, Path]:
-    """Write the three files into `folder`; returns their paths by name."""
+    """Write the four files into `folder`; returns their paths by name."""
     folder.mkdir(parents=True, exist_ok=True)
-    passages, asked = retrieval_set(shared / "data/squad-v2-sample/dev-v2.0-sample.json", queries)
-    files = {"passages": passages, "queries": asked, "corpus": corpus(shared, sst2, conll, passages)}
+    passages, asked, triplets = retrieval_set(shared / "data/squad-v2-sample/dev-v2.0-sample.json", queries)
+    files = {"passages": passages, "queries": asked, "corpus": corpus(shared, sst2, conll, passages),
+             "triplets": triplets}  # fmt: skip
     paths = {}
     for name, rows in files.items():
         paths[name] = folder / f"{name}.jsonl"

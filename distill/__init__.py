@@ -59,6 +59,7 @@ _PUBLIC = {
     "module_paths": "distill.surgery",
     "readable": "distill.surgery",
     "replace_module": "distill.surgery",
+    "GROUP": "distill.task",
     "Preset": "distill.task",
     "Task": "distill.task",
     "Teacher": "distill.teacher",
@@ -108,7 +109,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
         readable,
         replace_module,
     )
-    from distill.task import Preset, Task
+    from distill.task import GROUP, Preset, Task
     from distill.teacher import TaskOutput, Teacher
     from distill.training.tokenizations import STUDENT_PREFIX
 
@@ -136,6 +137,7 @@ __all__ = [
     "readable",
     "replace_module",
     "FEATURE_NAMES",
+    "GROUP",
     "STUDENT_META",
     "STUDENT_PREFIX",
     "UNLABELLED",

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # imported where used: torchmetrics alone costs 2 s of start-
     from transformers import PreTrainedTokenizerBase
 
 Output = Literal["softmax", "sigmoid", "score", "embedding"]
+# A column `read` may add to the training split: rows sharing a group id (>= 0) are the texts of one example (a
+# query with its positive and negative passages). Training batches keep a group's rows together and in order.
+GROUP = "group"
 GENERIC_LABEL = "LABEL_{}"  # what transformers calls labels nobody named
 _PROBLEM_TYPES = {
     "softmax": "single_label_classification",
@@ -238,6 +241,12 @@ class Task(ABC):
     def update_metrics(self, metrics: MetricCollection, logits: Tensor, batch: Mapping[str, Tensor]) -> None:
         """Feed one batch's predictions and gold labels to the metrics."""
         metrics.update(self.predictions(logits), batch["labels"])
+
+    def agreement(self, outputs: Sequence[Tensor], teacher: Sequence[Tensor]) -> dict[str, float]:
+        """How closely a model follows the teacher on the dev rows, by name (an embedding task's mean cosine): the
+        report card shows it beside the metrics. Both are the models' outputs batch by batch, on the same rows in
+        the same order. {} by default: the task has no such measure."""
+        return {}
 
     @abstractmethod
     def predictions(self, logits: Tensor) -> Tensor:

@@ -16,11 +16,11 @@ import yaml
 from transformers import AutoTokenizer, BertModel
 
 from benchmarks.embedding_data import write as write_embedding_data
-from distill import Features, Teacher
+from distill import GROUP, Features, Teacher
 from distill.delivery.batching import model_inputs
 from distill.delivery.loading import load_model
 from distill.errors import DistillError
-from distill.plugins.losses import EmbeddingCosine, EmbeddingMSE, SimilarityKD
+from distill.plugins.losses import EmbeddingCosine, EmbeddingMSE, MarginMSE, SimilarityKD
 from distill.plugins.tasks import SentenceEmbedding
 from distill.plugins.tasks.retrieval_scores import RetrievalScores, relevant_ranks, retrieval_scores
 from distill.students.static import StaticEmbeddingStudent, piece_vectors, zipf_weights
@@ -132,6 +132,69 @@ def test_each_loss_matches_a_hand_computed_value():
     assert kd(s, t, {}).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_margin_mse_matches_a_hand_computed_value_on_the_whole_triplets_only():
+    # rows: triplet 0, triplet 1, a corpus row, and two rows of triplet 2 (its third is in the next batch)
+    s = features([[1.0, 0], [1, 0], [0, 1], [1, 0], [0, 1], [1, 0], [1, 1], [1, 0], [0, 1]])
+    t = features([[1.0, 0], [1, 1], [0, 1], [0, 1], [0, 1], [1, 0], [1, 0], [1, 0], [1, 0]])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1, -1, 2, 2])
+    loss = MarginMSE()
+    loss.task = SentenceEmbedding(group_columns=["query", "positive", "negative"], width=2)
+    loss.setup(student_anatomy(2), student_anatomy(2))
+    # student margins: cos(q,p) - cos(q,n) = 1 - 0 and 0 - 1; teacher: 1/sqrt2 - 0 and 1 - 0
+    expected = ((1 - 1 / math.sqrt(2)) ** 2 + (-1 - 1) ** 2) / 2
+    assert loss(s, t, {GROUP: groups}).item() == pytest.approx(expected)
+    assert loss(s, t, {GROUP: torch.full((9,), -1)}).item() == 0.0  # no whole triplet: nothing to compare
+
+
+def test_margin_mse_without_three_group_columns_is_refused():
+    loss = MarginMSE()
+    loss.task = SentenceEmbedding(group_columns=["query", "positive"], width=2)
+    with pytest.raises(DistillError, match="group_columns to the three columns"):
+        loss.setup(student_anatomy(2), student_anatomy(2))
+    with pytest.raises(DistillError, match="names one column"):
+        SentenceEmbedding(group_columns=["query"])
+
+
+def test_grouped_rows_share_a_batch_in_order_on_every_rank():
+    from distill.training.sampling import GroupKeepingSampler
+
+    groups = torch.tensor([0, 0, 0, -1, 1, 1, 1, -1, -1, 2, 2, 2, 3, 3, 3, -1])
+    for replicas in (1, 2):
+        shares = [list(GroupKeepingSampler(groups, 4, seed=3, rank=r, replicas=replicas)) for r in range(replicas)]
+        seen = sorted(i for share in shares for i in share)
+        assert len(seen) == len(set(seen)) == len(groups)  # every row once (16 rows split evenly)
+        for share in shares:
+            for i, j in zip(share, share[1:], strict=False):  # a group's rows follow each other in row order
+                if groups[i] >= 0 and groups[j] == groups[i]:
+                    assert j == i + 1
+            members = {g: [i for i in share if groups[i] == g] for g in range(4)}
+            assert all(len(rows) in (0, 3) for rows in members.values())  # no group split across ranks
+    resumed = GroupKeepingSampler(groups, 4, seed=3)
+    resumed.start = 5
+    assert list(resumed) == list(GroupKeepingSampler(groups, 4, seed=3))[5:]
+
+
+def test_margin_mse_trains_on_triplet_rows_end_to_end(embedding_teacher, data, tmp_path):
+    config = yaml.safe_load(
+        fit_config(tmp_path, embedding_teacher, data, BERT, [{"class_path": "MarginMSE"}]).read_text()
+    )
+    config["data"]["task"]["init_args"]["group_columns"] = ["query", "positive", "negative"]
+    config["data"]["files"]["train"] = str(data["triplets"])
+    config["data"]["batch_size"] = 12
+    config["trainer"] |= {"max_steps": 4, "val_check_interval": 2, "log_every_n_steps": 1}
+    run_cli("fit", "--config", str(write_config(tmp_path / "triplets.yaml", config)), "--run_name", "margin")
+    metrics = (tmp_path / "margin" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    losses = [float(v) for v in _column(metrics, "train/margin_mse") if v]
+    assert losses and all(math.isfinite(v) for v in losses) and any(v > 0 for v in losses)
+    assert (tmp_path / "margin" / "student" / "modules.json").is_file()
+
+
+def _column(csv_text: str, name: str) -> list[str]:
+    lines = csv_text.splitlines()
+    index = lines[0].split(",").index(name)
+    return [line.split(",")[index] for line in lines[1:]]
+
+
 def student_anatomy(width: int):
     from distill import Anatomy
 
@@ -214,6 +277,9 @@ def test_fit_export_predict_and_bench_on_real_rows(bert_run, static_run, embeddi
     report = json.loads((bert_run / "report.json").read_text())
     assert [r["model"] for r in report["rows"][:2]] == ["teacher", "student"]
     assert all(r["metric"] == "mrr_at_10" and 0 <= r["value"] <= 1 for r in report["rows"])
+    teacher, student = report["rows"][:2]  # agreement with the teacher: itself exactly, the student less
+    assert teacher["dev_teacher_cosine"] == pytest.approx(1) and teacher["dev_teacher_similarity_r"] == pytest.approx(1)
+    assert -1 <= student["dev_teacher_cosine"] < 1 and -1 <= student["dev_teacher_similarity_r"] < 1
     run_cli("predict", "--model", str(bert_run / "student"), "--input", str(data["passages"]), "--output",
             str(tmp_path / "p.npy"))  # fmt: skip
     array = np.load(tmp_path / "p.npy")
@@ -229,6 +295,8 @@ def test_fit_export_predict_and_bench_on_real_rows(bert_run, static_run, embeddi
             "--out", str(tmp_path / "bench"), "--latency_rows", "8")  # fmt: skip
     rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
     assert len(rows) >= 3 and all(r["metric"] == "mrr_at_10" for r in rows)
+    static = next(r for r in rows if r["model"] == "static")  # 16 wide against the teacher's 32: geometry only
+    assert "dev_teacher_cosine" not in static and -1 <= static["dev_teacher_similarity_r"] <= 1
 
 
 # --- bad input: one line each --------------------------------------------------------------------------------

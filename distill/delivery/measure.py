@@ -104,6 +104,10 @@ def measure_models(
             # read right after evaluation: e.g. the exit-layer histogram of the validation split
             "sections": report_sections(model),
         }
+    outputs = {name: results[name].pop("outputs") for name in results}
+    if "teacher" in outputs:
+        for name in results:
+            results[name]["agreement"] = task.agreement(outputs[name], outputs["teacher"])
     mix = examples.select(range(min(latency_rows, len(examples))))
     for batch_size in tqdm((1, 32), desc="timing", unit="batch size"):
         batches = {

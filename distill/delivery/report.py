@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from distill.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from distill.delivery.timing import MIN_SAMPLE_SECONDS
 from distill.task import Task
 
 
@@ -48,6 +49,7 @@ def compare(measured: dict[str, dict], task: Task, teacher: str = "teacher") -> 
                 "examples_per_second_batch32": m["latency_batch32"]["examples_per_second"],
                 **accelerator_figures(m.get("accelerator"), base.get("accelerator")),
                 **{f"{METRIC_PREFIX}{key}": value for key, value in m["metrics"].items()},
+                **{f"{METRIC_PREFIX}{key}": value for key, value in m.get("agreement", {}).items()},
             }
         )
     return rows
@@ -73,13 +75,15 @@ def accelerator_figures(timed: dict | None, teacher: dict | None) -> dict[str, A
 
 
 def metrics_markdown(rows: list[dict[str, Any]]) -> str:
-    """Every dev metric of each model (a task such as QA scores exact match beside F1); "" when there is one."""
-    names = [key for key in rows[0] if key.startswith(METRIC_PREFIX)]
+    """Every dev metric of each model (a task such as QA scores exact match beside F1), and its agreement with the
+    teacher where the task measures it (n/a where a model has none, such as a cosine across widths); "" when there
+    is one metric only."""
+    names = list(dict.fromkeys(key for r in rows for key in r if key.startswith(METRIC_PREFIX)))
     if len(names) < 2:
         return ""
     header = " | ".join(key.removeprefix(METRIC_PREFIX).replace("_", " ") for key in names)
     lines = [f"| model | {header} |", "|---|" + "---|" * len(names)]
-    lines += [f"| {r['model']} | " + " | ".join(f"{100 * r[key]:.2f}" for key in names) + " |" for r in rows]
+    lines += [f"| {r['model']} | " + " | ".join(_fmt(_points(r.get(key)), ".2f") for key in names) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -161,6 +165,10 @@ def choice_markdown(rows: list[dict[str, Any]], tolerance_points: float) -> str:
                 f"{100 * min(best['value'], best['value_batch1']):.2f} {best['metric']} (worse of batch 64 and 1)"
             )
     return "\n".join(lines)
+
+
+def _points(value: float | None) -> float | None:
+    return None if value is None else 100 * value
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -331,7 +339,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         *(["", metrics] if (metrics := metrics_markdown(rows)) else []),
         "",
         f"Latency: {mix['examples']} dev inputs ({mix['tokens_median']} tokens median, {mix['tokens_max']} max), "
-        f"{mix['threads']} CPU threads, after warm-up; teacher and student timed interleaved in one process.",
+        f"{mix['threads']} CPU threads, after warm-up; teacher and student timed interleaved in one process, "
+        f"a model under {MIN_SAMPLE_SECONDS * 1000:g} ms per call timed over back-to-back calls.",
         "",
         latency_markdown(rows),
         "",

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from distill.atomic import write_json_atomic
+from distill.atomic import atomic_file, write_json_atomic
 from distill.delivery.batching import Batch, logits_of, task_batches
 from distill.lazy import lazy_module
 from distill.sources import fingerprint
@@ -29,13 +29,22 @@ PROBE_ROWS = 64
 TOLERANCE = 1e-4  # logits closer than this, relative and absolute, are the same answer
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, batches: list[Batch], task: Task) -> dict[str, float]:
     """The task's metrics on the given batches (which carry their gold labels)."""
+    return evaluate_keeping_outputs(model, batches, task)[0]
+
+
+@torch.inference_mode()
+def evaluate_keeping_outputs(
+    model: nn.Module, batches: list[Batch], task: Task
+) -> tuple[dict[str, float], list[Tensor]]:
+    """The task's metrics on the given batches, and the model's outputs on each batch."""
     metrics = task.build_metrics(prefix="", sync=False)  # measured in this process alone
+    outputs = []
     for batch in batches:
-        task.update_metrics(metrics, logits_of(model, batch), batch)
-    return {name: float(value) for name, value in metrics.compute().items()}
+        outputs.append(logits_of(model, batch))
+        task.update_metrics(metrics, outputs[-1], batch)
+    return {name: float(value) for name, value in metrics.compute().items()}, outputs
 
 
 @torch.inference_mode()
@@ -66,19 +75,23 @@ def score(
     max_length: int,
     cache: Path | None = None,
 ) -> dict[str, Any]:
-    """The model's metrics at batch 64 and row by row (`batch_dependent` says which were measured apart), read from
-    `cache` when this model scored these rows before."""
+    """The model's metrics at batch 64 and row by row (`batch_dependent` says which were measured apart), and its
+    outputs at batch 64 (under "outputs", for `Task.agreement`); read from `cache` when this model scored these
+    rows before."""
     key = _cache_key(model, task, examples, max_length) if cache is not None else None  # digests every weight
     path = cache / f"{key}.json" if key is not None else None
-    if path is not None and path.is_file():
-        return {**json.loads(path.read_text()), "cached": True}
-    metrics = evaluate(model, task_batches(task, tokenizer, examples, 64, max_length), task)
+    kept = path.with_suffix(".pt") if path is not None else None
+    if path is not None and path.is_file() and kept.is_file():
+        return {**json.loads(path.read_text()), "outputs": torch.load(kept), "cached": True}
+    metrics, outputs = evaluate_keeping_outputs(model, task_batches(task, tokenizer, examples, 64, max_length), task)
     dependent = batch_dependent(model, task, tokenizer, examples, max_length)
-    row_by_row = evaluate(model, task_batches(task, tokenizer, examples, 1, max_length), task) if dependent else metrics
-    scored = {"metrics": metrics, "metrics_batch1": row_by_row, "batch_dependent": dependent}
+    by_row = evaluate(model, task_batches(task, tokenizer, examples, 1, max_length), task) if dependent else metrics
+    scored = {"metrics": metrics, "metrics_batch1": by_row, "batch_dependent": dependent}
     if path is not None:
+        with atomic_file(kept) as out:
+            torch.save(outputs, out)
         write_json_atomic(path, scored)
-    return {**scored, "cached": False}
+    return {**scored, "outputs": outputs, "cached": False}
 
 
 def scores_folder(distill_cache: Path | None = None) -> Path:

@@ -20,10 +20,16 @@ from distill.lazy import lazy_module
 from distill.registry import find_preset
 from distill.sources import DataFiles, DataSource, HubDataset
 from distill.sources import fingerprint as _fingerprint
-from distill.task import Task
+from distill.task import GROUP, Task
 from distill.teacher import Teacher
 from distill.training.corpus import Corpus
-from distill.training.sampling import EpochSeededSampler, LengthGroupedSampler, LengthOrderedSampler, ResumableLoader
+from distill.training.sampling import (
+    EpochSeededSampler,
+    GroupKeepingSampler,
+    LengthGroupedSampler,
+    LengthOrderedSampler,
+    ResumableLoader,
+)
 from distill.training.tokenizations import STUDENT_PREFIX, PairedCollator
 
 datasets = lazy_module("datasets")
@@ -282,6 +288,9 @@ class TaskDataModule(LightningDataModule):
     def _train_sampler(self) -> EpochSeededSampler:
         rank, replicas = self._replicas()
         train = self.splits["train"]
+        groups = torch.tensor(train[GROUP]) if GROUP in train.column_names else None
+        if groups is not None and (groups >= 0).any():  # examples of several texts share a batch, whatever `batching`
+            return GroupKeepingSampler(groups, self.batch_size, self.seed, rank, replicas)
         if self.batching == "random":
             return EpochSeededSampler(len(train), seed=self.seed, rank=rank, replicas=replicas)
         return LengthGroupedSampler(

@@ -69,6 +69,37 @@ class LengthGroupedSampler(EpochSeededSampler):
         return torch.cat([*batches, *([short] if short is not None else [])])
 
 
+class GroupKeepingSampler(EpochSeededSampler):
+    """A shuffle of whole groups: the rows of a group (the texts of one example, `GROUP`) stay together and in
+    order, and rows of no group (-1) are groups of one. A group that straddles the end of a batch is split
+    between two; a loss that reads groups uses the complete ones.
+
+    Under data parallelism rank r takes the r-th contiguous share of each global batch (`batch_size` x
+    `replicas`), so groups stay whole on one rank. Seeded and resumable as EpochSeededSampler.
+    """
+
+    def __init__(self, groups: Tensor, batch_size: int, seed: int, rank: int = 0, replicas: int = 1) -> None:
+        super().__init__(len(groups), seed, rank, replicas)
+        self.batch_size = batch_size
+        starts = torch.ones(len(groups), dtype=torch.bool)
+        starts[1:] = (groups[1:] != groups[:-1]) | (groups[1:] < 0)
+        self.units = torch.arange(len(groups)).tensor_split(starts.nonzero().flatten()[1:].tolist())
+
+    def epoch_order(self, generator: torch.Generator) -> Tensor:
+        return torch.cat([self.units[i] for i in torch.randperm(len(self.units), generator=generator)])
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.epoch_order(torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        order = order[: len(self) * self.replicas]
+        step, mine = self.batch_size * self.replicas, []
+        for begin in range(0, len(order), step):
+            chunk = order[begin : begin + step]
+            share = len(chunk) // self.replicas
+            mine += chunk[self.rank * share : (self.rank + 1) * share]
+        start, self.start = self.start, 0
+        yield from mine[start:]
+
+
 class LengthOrderedSampler(Sampler[int]):
     """Evaluation in order of length, longest first, so each batch pads to a length close to its own: SST-2's dev
     set pads to half the tokens of its file order. Scores do not depend on the order; each example is seen once.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from distill import hookimpl
 from distill.plugins.losses.attention import AttentionKD
-from distill.plugins.losses.embedding import EmbeddingCosine, EmbeddingMSE, SimilarityKD
+from distill.plugins.losses.embedding import EmbeddingCosine, EmbeddingMSE, MarginMSE, SimilarityKD
 from distill.plugins.losses.hard_labels import HardLabelCE
 from distill.plugins.losses.hidden_states import HiddenStatesKD
 from distill.plugins.losses.logits import LogitsKD
@@ -18,6 +18,7 @@ __all__ = [
     "HardLabelCE",
     "HiddenStatesKD",
     "LogitsKD",
+    "MarginMSE",
     "PooledKD",
     "SimilarityKD",
     "ValueRelationKD",
@@ -35,5 +36,6 @@ def distill_register_losses() -> list[type]:
         PooledKD,
         EmbeddingMSE,
         EmbeddingCosine,
+        MarginMSE,
         SimilarityKD,
     ]

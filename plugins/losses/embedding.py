@@ -1,8 +1,9 @@
 """Losses for embedding tasks, which compare one vector per text (a task whose output is "embedding").
 
 MSE and cosine compare each text's vectors through a learned projection when the widths differ (trained with the
-student, never exported); the in-batch similarity KD compares each side's own cosine matrix, so widths never
-meet. `dims` applies a term at several leading widths of the student's vector (Matryoshka training), averaged.
+student, never exported); the in-batch similarity KD compares each side's own cosine matrix, and margin-MSE each
+side's own (query, positive, negative) margins, so widths never meet. `dims` applies a term at several leading
+widths of the student's vector (Matryoshka training), averaged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill import Anatomy, DistillError, Features, LossTerm, Ramp
+from distill import GROUP, Anatomy, DistillError, Features, LossTerm, Ramp
 
 
 class _EmbeddingTerm(LossTerm):
@@ -120,6 +121,56 @@ class SimilarityKD(_EmbeddingTerm):
         target = F.softmax(theirs, -1)
         kl = target * (F.log_softmax(theirs, -1) - F.log_softmax(ours, -1))
         return kl.masked_fill(itself, 0.0).sum(-1).mean() * t * t
+
+
+class MarginMSE(_EmbeddingTerm):
+    """Margin-MSE (Hofstätter et al., 2020) on (query, positive, negative) training rows: the squared error between
+    the student's margin cos(q, p) − cos(q, n) and the teacher's, over every triplet whole in the batch. It needs
+    the task's `group_columns` to name the three columns; a triplet split across two batches is skipped.
+
+    Args:
+        weight: the term's weight.
+        dims: leading widths of the student's vector to apply the loss at (Matryoshka); None: the whole vector.
+        weight_schedule: multiplies `weight` over training progress.
+    """
+
+    name = "margin_mse"
+    projects = False
+
+    def setup(self, student: Anatomy, teacher: Anatomy | None) -> None:
+        columns = getattr(self.task, "group_columns", None) if self.task is not None else None
+        if columns is None or len(columns) != 3:
+            raise DistillError(
+                f"loss {self.name!r} reads (query, positive, negative) training rows, but the task's group_columns "
+                f"are {columns}: set data.task.init_args.group_columns to the three columns that hold them"
+            )
+        super().setup(student, teacher)
+
+    def forward(self, student: Features, teacher: Features | None, batch: Mapping[str, Tensor]) -> Tensor:
+        triplets = whole_groups(batch[GROUP], size=3)
+        if not len(triplets):
+            return student.logits.sum() * 0.0
+        theirs = margins(self.compared(teacher.logits, batch), triplets)
+        total = 0.0
+        for width in self.widths:
+            mine = margins(self.compared(student.logits[:, :width], batch), triplets)
+            total = total + F.mse_loss(mine, theirs)
+        return total / len(self.widths)
+
+
+def whole_groups(groups: Tensor, size: int) -> Tensor:
+    """(K, size) batch positions of each group that has all `size` of its rows in the batch, in their order."""
+    ids, counts = groups.unique_consecutive(return_counts=True)
+    starts = counts.cumsum(0) - counts
+    keep = (ids >= 0) & (counts == size)
+    return starts[keep].unsqueeze(1) + torch.arange(size, device=groups.device)
+
+
+def margins(vectors: Tensor, triplets: Tensor) -> Tensor:
+    """cos(query, positive) − cos(query, negative) for each (query, positive, negative) row of batch positions."""
+    unit = F.normalize(vectors, dim=-1)
+    query, positive, negative = unit[triplets].unbind(1)
+    return (query * positive).sum(-1) - (query * negative).sum(-1)
 
 
 def similarities(vectors: Tensor) -> Tensor:

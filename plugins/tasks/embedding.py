@@ -9,7 +9,7 @@ exports in the same layout, so `SentenceTransformer(path)` loads it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill import (
+    GROUP,
     UNLABELLED,
     DataSource,
     DistillError,
@@ -39,6 +40,8 @@ datasets = lazy_module("datasets")
 Pooling = Literal["mean", "cls", "last"]
 PASSAGE = "passage"  # per validation row: the passage's index, or -1 for a query
 PAIR = "pair"  # per validation row of a scored-pairs file: the pair it belongs to (its score is the label)
+AGREEMENT_ROWS = 2000  # texts whose pairwise similarities are compared with the teacher's (2M pairs)
+CARRIED = (PASSAGE, PAIR, GROUP)  # per-row indices the collator hands the metrics and losses as tensors
 MODULES = "modules.json"
 POOLING_FOLDER = "1_Pooling"
 _POOLING_KEYS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "last": "pooling_mode_lasttoken"}
@@ -95,7 +98,9 @@ def pool(hidden: Tensor, attention_mask: Tensor, pooling: Pooling) -> Tensor:
 class SentenceEmbedding(Task):
     """One vector per text (semantic search, retrieval, clustering), distilled from an embedding teacher.
 
-    Training rows are unlabelled text. For retrieval, the validation file pairs each query with the id of its
+    Training rows are unlabelled text, or, with `group_columns`, groups of texts such as (query, positive) or
+    (query, positive, negative): each row's texts train side by side in one batch, where MarginMSE reads the
+    triplets. For retrieval, the validation file pairs each query with the id of its
     relevant passage, and `passages` holds the passages (id and text): the dev metrics are recall@1/5/10, MRR@10
     and nDCG@10. Without `passages`, the validation file holds scored pairs (`pair_columns`, `score_column`), and
     the dev metric is the Spearman correlation of their cosine similarities with the scores.
@@ -103,6 +108,8 @@ class SentenceEmbedding(Task):
     Attributes:
         name: the task's name in cards and logs.
         text_column: the column holding each text, in the training corpus and the passage file.
+        group_columns: the training file's columns holding each row's texts, such as [query, positive,
+            negative]; None reads one text per row from `text_column`.
         pooling: mean, cls or last; None reads it from the teacher's sentence-transformers folder.
         normalize: unit-length vectors; None reads it from the teacher (a Normalize module) or, for a plain
             encoder, leaves them as they are.
@@ -118,6 +125,7 @@ class SentenceEmbedding(Task):
 
     name: str = "embedding"
     text_column: str = "text"
+    group_columns: list[str] | None = None
     pooling: Pooling | None = None
     normalize: bool | None = None
     passages: str | None = None
@@ -131,6 +139,13 @@ class SentenceEmbedding(Task):
     head: ClassVar[str] = "AutoModel"
     output: ClassVar[str] = "embedding"
     labels: ClassVar[None] = None
+
+    def __post_init__(self) -> None:
+        if self.group_columns is not None and len(self.group_columns) < 2:
+            raise DistillError(
+                f"data.task.init_args.group_columns {self.group_columns} names one column: give two or more, such "
+                f"as [query, positive, negative], or use text_column for one text per row"
+            )
 
     @property
     def text_columns(self) -> list[str]:
@@ -199,6 +214,8 @@ class SentenceEmbedding(Task):
     def read(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
         """Training: the texts, unlabelled. Validation and test: the queries, each labelled with its relevant
         passage's index, followed by every passage; or, without passages, both texts of every scored pair."""
+        if split == "train" and self.group_columns:
+            return self._groups(source, split, limit)
         if split == "train":
             return self.read_unlabelled(source, split, limit)
         if self.passages is None:
@@ -222,13 +239,8 @@ class SentenceEmbedding(Task):
                 )
             targets.append(index[str(pid)])
         texts = queries + self._texts(passages[self.text_column], None, "passages")
-        return datasets.Dataset.from_dict({
-            self.text_column: texts,
-            "labels": targets + [UNLABELLED] * len(index),
-            PASSAGE: [-1] * len(queries) + list(range(len(index))),
-            PAIR: [-1] * len(texts),
-            "idx": list(range(len(texts))),
-        })  # fmt: skip
+        return self._examples(texts, labels=targets + [UNLABELLED] * len(index),
+                              passage=[-1] * len(queries) + list(range(len(index))))  # fmt: skip
 
     def _scored_pairs(self, source: DataSource, split: str, limit: int | None) -> datasets.Dataset:
         """Both texts of each pair, one after the other, each labelled with the pair's score."""
@@ -243,20 +255,39 @@ class SentenceEmbedding(Task):
             except (TypeError, ValueError):
                 raise DistillError(f"{source.where(split, row)}: score {value!r} is not a number") from None
         texts = [text for pair in zip(a, b, strict=True) for text in pair]
-        return datasets.Dataset.from_dict({
-            self.text_column: texts,
-            "labels": [score for score in scores for _ in range(2)],
-            PASSAGE: [-1] * len(texts),
-            PAIR: [i // 2 for i in range(len(texts))],
-            "idx": list(range(len(texts))),
-        })  # fmt: skip
+        return self._examples(texts, labels=[score for score in scores for _ in range(2)],
+                              pair=[i // 2 for i in range(len(texts))])  # fmt: skip
 
     def read_unlabelled(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
         raw = self.load_columns(source, split, {self.text_column: "text_column"}, limit)
-        texts = self._texts(raw[self.text_column], source, split)
-        return datasets.Dataset.from_dict({self.text_column: texts, "labels": [UNLABELLED] * len(texts),
-                                           PASSAGE: [-1] * len(texts), PAIR: [-1] * len(texts),
-                                           "idx": list(range(len(texts)))})  # fmt: skip
+        return self._examples(self._texts(raw[self.text_column], source, split))
+
+    def _groups(self, source: DataSource, split: str, limit: int | None) -> datasets.Dataset:
+        """Each row's texts (`group_columns`) one after the other, sharing the row's number as their group."""
+        raw = self.load_columns(source, split, dict.fromkeys(self.group_columns, "group_columns"), limit)
+        columns = [self._texts(raw[column], source, split) for column in self.group_columns]
+        texts = [text for row in zip(*columns, strict=True) for text in row]
+        width = len(self.group_columns)
+        return self._examples(texts, group=[i // width for i in range(len(texts))])
+
+    def _examples(
+        self,
+        texts: list[str],
+        labels: list[Any] | None = None,
+        passage: list[int] | None = None,
+        pair: list[int] | None = None,
+        group: list[int] | None = None,
+    ) -> datasets.Dataset:
+        """The texts with the columns every split carries; what a split does not use is -1 (or UNLABELLED)."""
+        absent = [-1] * len(texts)
+        return datasets.Dataset.from_dict({
+            self.text_column: texts,
+            "labels": labels if labels is not None else [UNLABELLED] * len(texts),
+            PASSAGE: passage or absent,
+            PAIR: pair or absent,
+            GROUP: group or absent,
+            "idx": list(range(len(texts))),
+        })  # fmt: skip
 
     def _texts(self, values: list[Any], source: DataSource | None, split: str) -> list[str]:
         for row, value in enumerate(values):
@@ -270,7 +301,7 @@ class SentenceEmbedding(Task):
 
     def encode(self, rows: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
         encoded = tokenizer(rows[self.text_column], truncation=True, max_length=max_length)
-        return {**encoded, **{key: rows[key] for key in (PASSAGE, PAIR) if key in rows}}
+        return {**encoded, **{key: rows[key] for key in CARRIED if key in rows}}
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         from transformers import DataCollatorWithPadding
@@ -306,6 +337,22 @@ class SentenceEmbedding(Task):
         else:
             metrics.update(logits, batch["labels"], batch[PASSAGE])
 
+    def agreement(self, outputs: Sequence[Tensor], teacher: Sequence[Tensor]) -> dict[str, float]:
+        """`teacher_cosine`: the mean cosine between each text's vector and the teacher's, where the widths meet
+        (1 for the teacher). `teacher_similarity_r`: for any width, Pearson's r between the two models' cosine
+        similarities over every pair of the first AGREEMENT_ROWS texts: how well the geometry retrieval reads is
+        kept."""
+        from distill.plugins.tasks.retrieval_scores import cosines
+
+        mine, theirs = torch.cat(list(outputs)).float(), torch.cat(list(teacher)).float()
+        rows = min(len(mine), AGREEMENT_ROWS)
+        pairs = torch.triu_indices(rows, rows, offset=1)
+        ours, reference = (cosines(v[:rows], v[:rows])[pairs[0], pairs[1]] for v in (mine, theirs))
+        scores = {"teacher_similarity_r": float(torch.corrcoef(torch.stack([ours, reference]))[0, 1])}
+        if mine.shape == theirs.shape:
+            scores["teacher_cosine"] = float(F.cosine_similarity(mine, theirs, dim=-1).mean())
+        return scores
+
     def predictions(self, logits: Tensor) -> Tensor:
         return logits
 
@@ -316,13 +363,13 @@ class SentenceEmbedding(Task):
 
 
 class _CarryPassages:
-    """Padding, plus each row's passage and pair index (validation) as tensors."""
+    """Padding, plus each row's passage and pair index (validation) and group (training) as tensors."""
 
     def __init__(self, pad: Any) -> None:
         self.pad = pad
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Tensor]:
-        carried = {key: torch.tensor([row.pop(key, -1) for row in rows]) for key in (PASSAGE, PAIR)}
+        carried = {key: torch.tensor([row.pop(key, -1) for row in rows]) for key in CARRIED}
         return {**self.pad(rows), **carried}
 
 

@@ -14,9 +14,14 @@ from torchmetrics.utilities import dim_zero_cat
 SCORES = ("mrr_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "ndcg_at_10")
 
 
+def cosines(rows: Tensor, columns: Tensor) -> Tensor:
+    """(N, M) cosine similarities of N vectors to M vectors."""
+    return F.normalize(rows.float(), dim=-1) @ F.normalize(columns.float(), dim=-1).T
+
+
 def relevant_ranks(queries: Tensor, passages: Tensor, relevant: Tensor) -> Tensor:
     """Each query's 0-based rank of its relevant passage by cosine similarity (ties count against it)."""
-    scores = F.normalize(queries.float(), dim=-1) @ F.normalize(passages.float(), dim=-1).T
+    scores = cosines(queries, passages)
     target = scores.gather(1, relevant.unsqueeze(1))
     return (scores >= target).sum(1) - 1
 
