@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from distill import UNLABELLED, DataFiles, DistillError
-from distill.plugins.tasks import MultiLabelClassification, Regression, TokenClassification
+from distill.plugins.tasks import ExtractiveQA, MultiLabelClassification, Regression, TokenClassification
 from distill.teacher import Teacher
 from distill.training.corpus import Corpus
 from distill.training.data import TaskDataModule
-from tests.conftest import CONLL, RTE, SST2, base_config, run_cli, small_data, write_config
+from tests.conftest import CONLL, RTE, SHARED, SST2, base_config, run_cli, small_data, write_config
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +105,21 @@ def test_bad_corpora_get_one_clear_error(teacher, tmp_path, corpus, task, expect
 
 
 def test_a_task_whose_examples_need_labels_refuses_a_corpus(teacher, tmp_path, lines):
+    squad = str(SHARED / "data" / "squad-v2-sample" / "dev-v2.0-sample.json")
+    with pytest.raises(DistillError, match="task extractive_qa cannot train on unlabelled text"):
+        TaskDataModule(task=ExtractiveQA(), files=DataFiles(train=squad, validation=squad), train_limit=20,
+                       corpus=Corpus(str(lines)))  # fmt: skip
+
+
+def test_a_token_task_reads_a_corpus_of_raw_sentences_as_untagged_words(tmp_path, lines):
     files = DataFiles(train=str(CONLL / "train.txt"), validation=str(CONLL / "dev.txt"), format="conll")
-    with pytest.raises(DistillError, match="task tokenclassification cannot train on unlabelled text"):
-        TaskDataModule(task=TokenClassification(), files=files, train_limit=20, corpus=Corpus(str(lines)))
+    data = TaskDataModule(task=TokenClassification(), files=files, train_limit=20, corpus=Corpus(str(lines)))
+    train = data.read("train")
+    assert len(train) == 20 + 40
+    corpus_row = train[20]
+    assert corpus_row["tokens"] == sst2_sentences(5000, 1)[0].split()
+    assert corpus_row["labels"] == [UNLABELLED] * len(corpus_row["tokens"]) and corpus_row["idx"] == 20
+    assert train[0]["labels"] != [UNLABELLED] * len(train[0]["tokens"])  # the labelled rows keep their tags
 
 
 def test_the_multi_label_and_regression_markers_are_the_ones_their_losses_skip(tmp_path):

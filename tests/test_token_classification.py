@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -120,6 +121,36 @@ def test_per_token_distillation_reads_only_labelled_positions(tokenizer):
     p = F.softmax(teacher[kept] / 2.0, -1)
     expected = (p * (p.log() - F.log_softmax(student[kept] / 2.0, -1))).sum(-1).mean() * 4.0
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_a_corpus_sentence_is_compared_at_every_words_first_piece(tokenizer):
+    task = TokenClassification()
+    words = ["Unlabelled", "Reuters", "text", "about", "Leicestershire"]
+    untagged = datasets.Dataset.from_dict({"tokens": [words], "labels": [[-100] * len(words)], "idx": [0]})
+    batch = task_batches(task, tokenizer, untagged, 1)[0]
+    logits = torch.arange(batch["input_ids"].shape[1], dtype=torch.float).view(1, -1, 1)
+    firsts = [i for i, w in enumerate(batch["word_index"][0].tolist()) if w >= 0 and w != batch["word_index"][0, i - 1]]
+    assert len(firsts) == len(words) and task.compared(logits, batch).flatten().tolist() == firsts
+
+
+def test_a_teacher_labelled_corpus_trains_ner_end_to_end(token_teacher, tmp_path):
+    sentences = tmp_path / "unlabelled.txt"  # CoNLL training sentences far past the labelled rows, tags dropped
+    blocks = (CONLL / "train.txt").read_text().split("\n\n")[2000:2064]
+    words = [[line.split()[0] for line in block.splitlines() if line.strip()] for block in blocks]
+    sentences.write_text("".join(" ".join(sentence) + "\n" for sentence in words))
+    config = yaml.safe_load(ner_config(token_teacher, tmp_path, hidden=False).read_text())
+    config["data"]["corpus"] = {"path": str(sentences)}
+    run_cli("fit", "--config", str(write_config(tmp_path / "corpus.yaml", config)), "--run_name", "corpus")
+    export = tmp_path / "corpus" / "student"
+    card = json.loads((export / "card.json").read_text())
+    assert card["config"]["data"]["corpus"]["path"] == str(sentences) and "entity_f1" in card["dev_metrics"]
+    metrics = (tmp_path / "corpus" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert "train/logits" in metrics
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"tokens": sentence}) + "\n" for sentence in words))
+    run_cli("predict", "--model", str(export), "--input", str(rows), "--output", str(tmp_path / "tags.jsonl"))
+    tagged = [json.loads(line) for line in (tmp_path / "tags.jsonl").read_text().splitlines()]
+    assert len(tagged) == 64 and all(len(t["tags"].split()) == len(t["tokens"]) for t in tagged)
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,20 @@ class TokenClassification(Task):
         ids = [[known[t] for t in sentence_tags] for sentence_tags in tags]
         return datasets.Dataset.from_dict({self.tokens_column: words, "labels": ids, "idx": list(range(len(raw)))})
 
+    def read_unlabelled(self, source: DataSource, split: str, limit: int | None = None) -> datasets.Dataset:
+        """Sentences of raw text (a corpus), split into words at whitespace, every word UNLABELLED: the teacher
+        tags them, and the distillation losses learn each word's tag distribution."""
+        raw = self.load_columns(source, split, {self.tokens_column: "tokens_column (or data.corpus.text_columns)"},
+                                limit)  # fmt: skip
+        words = []
+        for row, text in enumerate(raw[self.tokens_column]):
+            sentence = text.split() if isinstance(text, str) else text
+            if not sentence or not all(isinstance(w, str) for w in sentence):
+                raise DistillError(f"{source.where(split, row)}: {text!r} holds no words: fix that row or drop it")
+            words.append(sentence)
+        labels = [[UNLABELLED] * len(sentence) for sentence in words]
+        return datasets.Dataset.from_dict({self.tokens_column: words, "labels": labels, "idx": list(range(len(words)))})
+
     def _tags(self, row: Mapping[str, Any], source: DataSource, split: str, index: int) -> list[str]:
         values = row[self.tags_column]
         if not isinstance(values, Sequence) or isinstance(values, str):
@@ -143,8 +157,13 @@ class TokenClassification(Task):
         return F.cross_entropy(logits[labelled], labels[labelled])
 
     def compared(self, logits: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
-        """Only the positions that carry a tag: the distillation losses compare those word pieces alone."""
-        return logits[batch["labels"] != UNLABELLED]
+        """Only the positions that carry a word's tag (each word's first piece, or every piece with
+        `label_all_pieces`), with a gold tag or not: a corpus sentence's words are compared to the teacher's too."""
+        words = batch[WORD_INDEX]
+        tagged = words >= 0
+        if not self.label_all_pieces:
+            tagged[:, 1:] &= words[:, 1:] != words[:, :-1]
+        return logits[tagged]
 
     def build_metrics(self, prefix: str, sync: bool = True) -> MetricCollection:
         from torchmetrics import MetricCollection  # imported on first use: torchmetrics alone costs 2 s of start-up
