@@ -47,6 +47,8 @@ _PUBLIC = {
     "Ramp": "distill.schedule",
     "DataFiles": "distill.sources",
     "load_table": "distill.sources",
+    "file_format": "distill.sources",
+    "row_place": "distill.sources",
     "DataSource": "distill.sources",
     "HubDataset": "distill.sources",
     "Student": "distill.student",
@@ -63,6 +65,10 @@ _PUBLIC = {
     "Preset": "distill.task",
     "Task": "distill.task",
     "Teacher": "distill.teacher",
+    "BaseTeacher": "distill.teacher",
+    "require_teacher_model": "distill.teacher",
+    "Ensemble": "distill.teachers",
+    "build_teacher": "distill.teachers",
     "TaskOutput": "distill.teacher",
     "STUDENT_PREFIX": "distill.training.tokenizations",
     "STUDENT_META": "distill.student",
@@ -97,7 +103,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
     from distill.loss import LossTerm
     from distill.reader import FileReader
     from distill.schedule import Ramp
-    from distill.sources import DataFiles, DataSource, HubDataset
+    from distill.sources import DataFiles, DataSource, HubDataset, file_format, load_table, row_place
     from distill.student import STUDENT_META, Student, StudentClassifier, StudentConfig
     from distill.surgery import (
         LAYER_TYPES,
@@ -110,7 +116,8 @@ if TYPE_CHECKING:  # type checkers and IDEs see ordinary imports
         replace_module,
     )
     from distill.task import GROUP, Preset, Task
-    from distill.teacher import TaskOutput, Teacher
+    from distill.teacher import BaseTeacher, TaskOutput, Teacher, require_teacher_model
+    from distill.teachers import Ensemble, build_teacher
     from distill.training.tokenizations import STUDENT_PREFIX
 
 
@@ -145,8 +152,10 @@ __all__ = [
     "Architecture",
     "Attention",
     "Augmentation",
+    "BaseTeacher",
     "Compression",
     "DistillError",
+    "Ensemble",
     "ExportFormat",
     "Features",
     "FileReader",
@@ -169,6 +178,8 @@ __all__ = [
     "TransformerTap",
     "architecture_of",
     "atomic_directory",
+    "build_teacher",
+    "file_format",
     "find_family",
     "hookimpl",
     "head_logits",
@@ -181,7 +192,9 @@ __all__ = [
     "pca_basis",
     "reduce_to",
     "require_weights",
+    "require_teacher_model",
     "resolve_layer_map",
+    "row_place",
     "segment_ids",
     "slice_linear",
     "sparsity",

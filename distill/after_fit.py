@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import snapshot_download
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_warn
@@ -97,7 +96,12 @@ def finish_fit(
         onnx, train = serving_module(), data.read("train")
         calibration = train.select(range(min(onnx.CALIBRATION_ROWS, len(train))))
         onnx.export_onnx_variants(target, module.task, calibration, data.max_length)
-    if module.teacher is not None and report.enabled:
+    if module.teacher is not None and report.enabled and module.teacher.served is None:
+        rank_zero_warn(
+            f"no report card: the teacher ({module.teacher.anatomy.family}) answers training rows only and cannot be "
+            f"measured on dev beside the student; `distill bench --teacher MODEL {target}` compares against a model"
+        )
+    elif module.teacher is not None and report.enabled:
         card = report_card(module, target, data, training, config, report)
         write_report(card, run_dir)
         write_model_cards(target, card["rows"])
@@ -173,10 +177,11 @@ def report_card(
     teacher = module.teacher
     task = module.task
     student, student_tokenizer = load_model(student_dir)
-    teacher_dir = Path(teacher.source) if Path(teacher.source).is_dir() else Path(snapshot_download(teacher.source))
     examples = data.read("validation")
+    members = {name: (t.served, t.tokenizer, t.folder()) for name, t in teacher.members().items()}
     models = {
-        "teacher": (teacher.served, teacher.tokenizer, teacher_dir),
+        "teacher": (teacher.served, teacher.tokenizer, teacher.folder()),
+        **members,
         "student": (student, student_tokenizer, student_dir),
     }
     for name, variant in export_variants_in(student_dir).items():  # e.g. the int8 copy, the ONNX files
@@ -184,6 +189,9 @@ def report_card(
     max_length = data.max_length
     scores = scores_folder(getattr(data, "cache_dir", None))
     measured = measure_models(models, task, examples, settings.latency_rows, max_length, scores)
+    if members:  # an ensemble's weights are its members' together
+        sizes = [measured[name]["size_on_disk_bytes"] for name in members]
+        measured["teacher"]["size_on_disk_bytes"] = sum(sizes) if all(sizes) else None
     sections = measured["student"]["sections"]
     return {
         "task": task.name,

@@ -558,6 +558,8 @@ def predict_command(argv: list[str]) -> None:
     parser.add_argument("--task", type=str | None, default=None, help="a preset (default: the model card's task)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--overwrite", type=bool, default=False, help="replace --output if it exists")
+    parser.add_argument("--logits", type=bool, default=False,
+                        help="add logit_<label> columns: a soft-label file a run can learn from")  # fmt: skip
     add_trust_option(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -569,7 +571,7 @@ def predict_command(argv: list[str]) -> None:
             f"--output {output} is the input file, which distill never overwrites: pass another --output"
         )
     refuse_existing([output], args.overwrite, "--output", "pass another --output")
-    count = predict(Path(args.model), source, output, args.task, args.batch_size, args.trust_remote_code)
+    count = predict(Path(args.model), source, output, args.task, args.batch_size, args.trust_remote_code, args.logits)
     print(f"{count} rows labelled: {output}")
 
 

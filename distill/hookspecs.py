@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from distill.reader import FileReader
     from distill.student import StudentConfig
     from distill.task import Task
+    from distill.teacher import BaseTeacher
 
 hookspec = pluggy.HookspecMarker("distill")
 hookimpl = pluggy.HookimplMarker("distill")
@@ -80,3 +81,9 @@ def distill_register_augmentations() -> list[type[Augmentation]]:
 def distill_register_readers() -> list[type[FileReader]]:
     """Contribute FileReader subclasses: file layouts beyond CSV, TSV, JSON, JSONL and Parquet that data.files
     and `distill predict` read (a task plugin brings the layout its task reads)."""
+
+
+@hookspec
+def distill_register_teachers() -> list[type[BaseTeacher]]:
+    """Contribute BaseTeacher subclasses: kinds of teacher beyond a Hugging Face model (a soft-label file, a causal
+    LM); YAML names them under `model.teacher` by class_path, or by a string their `claims` accepts."""

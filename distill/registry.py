@@ -19,6 +19,7 @@ KINDS = (
     "augmentations",
     "architectures",
     "readers",
+    "teachers",
 )
 
 

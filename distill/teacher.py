@@ -1,9 +1,15 @@
-"""The frozen teacher: any Hugging Face model with the task's head, run without gradients in eval mode."""
+"""Teachers: what the students learn from. `Teacher` is a fine-tuned Hugging Face model with the task's head, run
+without gradients in eval mode; other kinds (a file of soft labels, a causal LM, several teachers at once) derive
+from `BaseTeacher` and arrive through the `distill_register_teachers` hook.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +23,75 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
-class Teacher(nn.Module):
+class BaseTeacher(nn.Module, ABC):
+    """A teacher of any kind: frozen, in eval mode for good, answering a training batch with Features.
+
+    Subclasses set, in `__init__`: `source` (what cards name), `anatomy` (its `provides` decides which losses it
+    can serve), and `model` and `tokenizer`: the encoder whose vocabulary the data is tokenised with and whose
+    layers students may copy, or None for a teacher that has none (the student then brings its tokenizer).
+    """
+
+    source: str
+    anatomy: Anatomy
+    model: nn.Module | None  # set by every subclass (a class default would hide a registered submodule)
+    tokenizer: PreTrainedTokenizerBase | None
+    cacheable: bool = True  # whether the teacher cache may keep its outputs (a table of them needs none)
+
+    @classmethod
+    def claims(cls, source: str) -> bool:
+        """Whether a plain string `model.teacher` names a teacher of this kind (a soft-label file, say). The
+        Hugging Face `Teacher` takes every string no registered kind claims."""
+        return False
+
+    @abstractmethod
+    def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
+        """The features the losses read, for a training batch (its rows' `idx` say which examples they are)."""
+
+    def prepare(self, data: Any) -> None:  # noqa: B027 (a hook)
+        """Read what the teacher needs of the run's data once it is set up (the training examples a soft-label
+        file must cover), before the first batch. Nothing by default.
+
+        Raises:
+            DistillError: the data and the teacher do not fit (rows missing, labels that differ).
+        """
+
+    def answer(self, batch: Mapping[str, Tensor]) -> Tensor | None:
+        """The task output on a batch of any split (the dev check at fit start), or None when the teacher answers
+        training rows only."""
+        return None
+
+    @property
+    def served(self) -> nn.Module | None:
+        """The teacher as the report card scores and times it, or None when it cannot run on dev inputs."""
+        return None
+
+    def folder(self) -> Path | None:
+        """Where the teacher's weights are on disk, for the report card's size column; None when it has none."""
+        return None
+
+    def members(self) -> dict[str, BaseTeacher]:
+        """The teachers inside this one, by name, each measured on the report card beside it (an ensemble's)."""
+        return {}
+
+    def fingerprint(self) -> str:
+        """Changes whenever the teacher's answers could: it names the teacher cache's folder."""
+        return teacher_digest(self.state_dict())
+
+    def train(self, mode: bool = True) -> BaseTeacher:
+        """Ignore Lightning's switch to train mode: dropout in the teacher would only add noise to its targets."""
+        return super().train(False)
+
+
+def teacher_digest(state: Mapping[str, Tensor]) -> str:
+    """Changes whenever any teacher weight changes."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Teacher(BaseTeacher):
     """Wraps a fine-tuned model. It has no trainable parameters and stays in eval mode for good.
 
     Its outputs are checked against the task's labels by name, and put in the task's order when the teacher
@@ -64,13 +138,34 @@ class Teacher(nn.Module):
     def num_labels(self) -> int:
         return self.model.config.num_labels
 
-    def train(self, mode: bool = True) -> Teacher:
-        """Ignore Lightning's switch to train mode: dropout in the teacher would only add noise to its targets."""
-        return super().train(False)
-
     @torch.no_grad()
     def forward(self, batch: Mapping[str, Tensor], needs: frozenset[str]) -> Features:
         return self.tap.run(self.model, batch, needs)
+
+    @torch.no_grad()
+    def answer(self, batch: Mapping[str, Tensor]) -> Tensor:
+        return self.tap.run(self.model, batch, frozenset({"logits"})).logits
+
+    def folder(self) -> Path:
+        """The model folder, or the hub snapshot the model was loaded from."""
+        from huggingface_hub import snapshot_download
+
+        return Path(self.source) if Path(self.source).is_dir() else Path(snapshot_download(self.source))
+
+
+def require_teacher_model(teacher: BaseTeacher | None, needs: str) -> BaseTeacher:
+    """The teacher, checked to have a model whose layers and vocabulary a student can take; `needs` says who
+    takes what (`BertStudent takes its sizes and vocabulary`).
+
+    Raises:
+        DistillError: there is no teacher, or it has no model of its own.
+    """
+    if teacher is None or teacher.model is None:
+        raise DistillError(
+            f"{needs} from the teacher's model: set model.teacher to a model folder or hub id (a teacher with no "
+            f"model of its own, such as a soft-label file, names one with `tokenizer:`)"
+        )
+    return teacher
 
 
 class TaskOutput(nn.Module):

@@ -10,7 +10,17 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from distill import Anatomy, DistillError, Features, Student, StudentConfig, Task, Teacher, reduce_to
+from distill import (
+    Anatomy,
+    DistillError,
+    Features,
+    Student,
+    StudentConfig,
+    Task,
+    Teacher,
+    reduce_to,
+    require_teacher_model,
+)
 
 EmbeddingInit = Literal["teacher", "random"]
 Reduction = Literal["pca", "linear"]
@@ -166,8 +176,7 @@ class TextStudentConfig(StudentConfig):
                 f"{type(self).__name__} predicts one label per example; task {task.name} needs one per token: "
                 f"use BertStudent, PretrainedStudent or BiLSTMStudent"
             )
-        if teacher is None:
-            raise DistillError(f"{type(self).__name__} takes its vocabulary from the teacher: set model.teacher")
+        require_teacher_model(teacher, f"{type(self).__name__} takes its vocabulary")
         if self.embedding_dim < 1:
             raise DistillError(f"{type(self).__name__}.embedding_dim must be at least 1")
         model = self.student_class(

@@ -26,6 +26,7 @@ from distill import (
     load_tokenizer,
     pca_basis,
     reduce_to,
+    require_teacher_model,
 )
 from distill.students.transformer import TransformerStudent
 
@@ -68,10 +69,7 @@ class EncoderStudent(StudentConfig):
     config: dict[str, Any] = field(default_factory=dict)
 
     def build(self, teacher: Teacher | None, task: Task) -> TransformerStudent:
-        if teacher is None:
-            raise DistillError(
-                f"{type(self).__name__} takes its sizes and vocabulary from the teacher: set model.teacher"
-            )
+        require_teacher_model(teacher, f"{type(self).__name__} takes its sizes and vocabulary")
         teacher_family = architecture_of(teacher.model, "teacher")
         architecture = find_family(self.family) if self.family else teacher_family
         own = load_tokenizer(self.tokenizer, "student") if self.tokenizer else None

@@ -33,6 +33,7 @@ from distill import (
     Task,
     Teacher,
     hookimpl,
+    require_teacher_model,
 )
 from distill import reduce_to as reduced
 
@@ -146,8 +147,7 @@ class StaticEmbeddingStudent(StudentConfig):
                 f"StaticEmbeddingStudent makes one vector per text; task {task.name} outputs {task.output}: use "
                 f"it with SentenceEmbedding, or choose another student"
             )
-        if teacher is None:
-            raise DistillError("StaticEmbeddingStudent starts from the teacher's word-piece vectors: set model.teacher")
+        require_teacher_model(teacher, "StaticEmbeddingStudent starts from the word-piece vectors")
         if not 0 < self.sif_coefficient < 1 or self.dim < 1:
             raise DistillError("StaticEmbeddingStudent needs dim >= 1 and 0 < sif_coefficient < 1")
         tokenizer = teacher.tokenizer

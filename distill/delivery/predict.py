@@ -81,6 +81,7 @@ def read_inputs(path: Path, task: Task) -> datasets.Dataset:
 
 CHUNK_ROWS = 4096  # rows labelled and written at a time: memory stays flat whatever the file's length
 NUMPY = ".npy"  # an output of the models' outputs alone
+LOGIT_PREFIX = "logit_"  # `--logits` columns: logit_<label>
 
 
 @torch.inference_mode()
@@ -91,12 +92,14 @@ def predict(
     task: str | None = None,
     batch_size: int = 64,
     trust_remote_code: bool = False,
+    logits: bool = False,
 ) -> int:
     """Write the input rows with the task's prediction columns (for classification: `prediction`, the label
     name, and one `probability_<label>` column per label; for embeddings, `embedding`), in the input's format.
     An output named .npy holds the models' outputs alone, one row per input row (embeddings, or logits). Rows are
     labelled and written a chunk at a time into a scratch file, which becomes `output_path` only once every row
-    is written.
+    is written. With `logits`, a sentence task's rows also get one `logit_<label>` column per output, at full
+    precision: a soft-label file a run can learn from (`model.teacher: that file, prefix: logit_`).
 
     Returns:
         The number of rows labelled.
@@ -105,6 +108,11 @@ def predict(
     model, tokenizer = load_model(model_dir, trust_remote_code)
     chosen = task_of(model_dir, task)
     rows = read_inputs(input_path, chosen)
+    if logits and (chosen.per_token or chosen.output == "embedding"):
+        raise DistillError(
+            f"--logits writes one value per label per row, and task {chosen.name} outputs "
+            f"{'one row per token' if chosen.per_token else 'embeddings'}: drop --logits"
+        )
     max_length = card_max_length(model_dir, MAX_LENGTH)
     if output_path.suffix.lower() == NUMPY:
         outputs = [
@@ -120,7 +128,7 @@ def predict(
         for start in range(0, len(rows), CHUNK_ROWS):
             chunk = rows.select(range(start, min(start + CHUNK_ROWS, len(rows))))
             outputs = outputs_of(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
-            predictions = prediction_columns(chosen, outputs)
+            predictions = prediction_columns(chosen, outputs, logits)
             writer = writer or TableWriter(stream, kind, [*rows.column_names, *added_columns(predictions, rows)])
             writer.write({**chunk.to_dict(), **predictions})
         if writer is None:  # no rows: the header still gets the task's columns
@@ -141,11 +149,18 @@ def added_columns(predictions: dict[str, list], rows: datasets.Dataset) -> list[
     return list(predictions)
 
 
-def prediction_columns(task: Task, outputs: Iterable[tuple[torch.Tensor, dict, datasets.Dataset]]) -> dict[str, list]:
-    """The task's prediction columns for the rows `outputs_of` ran through the model, a batch at a time."""
+def prediction_columns(
+    task: Task, outputs: Iterable[tuple[torch.Tensor, dict, datasets.Dataset]], logits: bool = False
+) -> dict[str, list]:
+    """The task's prediction columns for the rows `outputs_of` ran through the model, a batch at a time, and with
+    `logits` the raw outputs too (`logit_<label>`)."""
+    names = list(task.labels) if task.labels is not None else ["score"]
     added: dict[str, list] = {}
-    for logits, batch, chunk in outputs:
-        for column, values in task.prediction_columns(logits, batch, chunk.to_dict()).items():
+    for output, batch, chunk in outputs:
+        columns = task.prediction_columns(output, batch, chunk.to_dict())
+        if logits:
+            columns |= {f"{LOGIT_PREFIX}{name}": output[:, i].tolist() for i, name in enumerate(names)}
+        for column, values in columns.items():
             added.setdefault(column, []).extend(values)
     return added
 

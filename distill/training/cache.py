@@ -74,15 +74,6 @@ def at_cache_precision(features: Features) -> Features:
     return features
 
 
-def teacher_digest(state: Mapping[str, Tensor]) -> str:
-    """Changes whenever any teacher weight changes."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class CacheLayout:
     """The arrays of one cache folder: their widths, which are kept per token, and the examples' lengths."""
@@ -266,7 +257,7 @@ class CacheStore:
     def open(cls, settings: TeacherCache, teacher: nn.Module, data_fingerprint: str, layout: CacheLayout) -> CacheStore:
         """The store for this teacher, data and layout, reusing a matching folder when there is one."""
         arrays = ",".join(sorted(layout.widths))
-        identity = f"{teacher_digest(teacher.state_dict())}/{data_fingerprint}/{arrays}"
+        identity = f"{teacher.fingerprint()}/{data_fingerprint}/{arrays}"
         key = hashlib.sha256(identity.encode()).hexdigest()[:20]
         return cls(Path(settings.directory).expanduser() / key, layout)
 

@@ -22,7 +22,8 @@ from distill.loss import LossTerm, check_task_output
 from distill.plugin_manager import registered
 from distill.registry import task_from_spec
 from distill.student import StudentConfig
-from distill.teacher import Teacher, check_vocabulary
+from distill.teacher import check_vocabulary
+from distill.teachers import build_teacher
 from distill.training.cache import CacheStore, TeacherCache, at_cache_precision, cache_layout, real_tokens
 from distill.training.callbacks import ResumeRandomState, TrainingThroughput
 from distill.training.data import tokenizer_fingerprint
@@ -69,7 +70,7 @@ class DistillationModule(LightningModule):
         student: StudentConfig,
         losses: list[LossTerm],
         task: str | dict[str, Any],
-        teacher: str | None = None,
+        teacher: str | list[Any] | dict[str, Any] | None = None,
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
@@ -83,8 +84,10 @@ class DistillationModule(LightningModule):
         losses: the loss hooks and their weights (`class_path: LogitsKD`, ...).
         task: the task as its spec (`Task.spec()`, labels fixed) or a preset name; the CLI links it from the
             data, whose training split fixes the label space.
-        teacher: folder or hub id of a model fine-tuned for the task (its head, its labels); None trains the
-            student on labels alone (how a teacher is fine-tuned).
+        teacher: folder or hub id of a model fine-tuned for the task (its head, its labels); a file of soft
+            labels (Parquet, JSONL, CSV); a registered kind as `{class_path: CausalLMTeacher, init_args: ...}`;
+            or a list of these, combined as one (`Ensemble`). None trains the student on labels alone (how a
+            teacher is fine-tuned).
         learning_rate: AdamW peak learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
         warmup_ratio: fraction of the steps spent warming the learning rate up.
@@ -107,15 +110,16 @@ class DistillationModule(LightningModule):
                 f"{', '.join(sorted(registered('losses')))}"
             )
         check_optimisation(learning_rate, weight_decay, warmup_ratio, losses)
-        self.teacher = Teacher(teacher, self.task, trust_remote_code) if teacher else None
+        self.teacher = build_teacher(teacher, self.task, trust_remote_code) if teacher else None
         self.losses = nn.ModuleList(losses)
         for term in self.losses:
             term.task = self.task
             check_task_output(term, self.task)
         self.teacher_needs = self._teacher_needs()
         self.student = student.build(teacher=self.teacher, task=self.task)
-        if self.teacher is not None:  # after the student, whose family refusal says more than the vocabulary
-            check_vocabulary(self.teacher.model, self.teacher.tokenizer, teacher)
+        if self.teacher is not None and self.teacher.model is not None and self.teacher.tokenizer is not None:
+            # after the student, whose family refusal says more than the vocabulary
+            check_vocabulary(self.teacher.model, self.teacher.tokenizer, self.teacher.source)
         self.student_needs = self._student_needs()
         for term in self.losses:
             term.setup(student=self.student.anatomy, teacher=self.teacher.anatomy if self.teacher else None)
@@ -123,9 +127,12 @@ class DistillationModule(LightningModule):
         self.compression = ordered(list(compression or []))  # the order every lifecycle method is called in
         check_combination(self.compression, self.student.anatomy)
         self._configured = False
-        self.tokenizer = self.teacher.tokenizer if self.teacher is not None else self.student.tokenizer
+        self.tokenizer = getattr(self.teacher, "tokenizer", None) or self.student.tokenizer
         if self.tokenizer is None:
-            raise DistillError("no tokenizer: set model.teacher, or use a student that brings its own")
+            raise DistillError(
+                "no tokenizer: set model.teacher to a model, give a soft-label teacher's `tokenizer:`, or use a "
+                "student that brings its own (PretrainedStudent)"
+            )
         self.student_tokenizer = self._own_tokenizer()
         self.cache_settings = teacher_cache
         self.cache: CacheStore | None = None
@@ -147,6 +154,12 @@ class DistillationModule(LightningModule):
             if term.from_teacher and self.teacher is None:
                 raise DistillError(
                     f"loss {term.name!r} reads the teacher's {sorted(term.from_teacher)}: set model.teacher"
+                )
+            if self.teacher is not None and (missing := term.from_teacher - self.teacher.anatomy.provides):
+                raise DistillError(
+                    f"loss {term.name!r} reads the teacher's {sorted(missing)}, but the teacher "
+                    f"({self.teacher.anatomy.family}: {self.teacher.source}) gives only "
+                    f"{sorted(self.teacher.anatomy.provides)}: drop that loss, or use a model as the teacher"
                 )
         return frozenset().union(*(term.from_teacher for term in self.losses))
 
@@ -228,9 +241,10 @@ class DistillationModule(LightningModule):
         fingerprint names the cache)."""
         if self.teacher is not None:
             self.teacher.to(self.device)  # a no-op, except where FSDP left the ignored teacher behind
+            self.teacher.prepare(self.trainer.datamodule)
         self._check_teacher_agreement()
         settings = self.cache_settings
-        if settings is None or self.teacher is None or not self.teacher_needs:
+        if settings is None or self.teacher is None or not self.teacher_needs or not self.teacher.cacheable:
             return
         if not self.teacher_needs <= set(settings.features):
             raise DistillError(
@@ -282,8 +296,10 @@ class DistillationModule(LightningModule):
             batch = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, Tensor)}
             if "labels" not in batch:
                 return
-            # The frozen model itself, not the teacher's training path (a cache, counters).
-            answer = self.teacher.tap.run(self.teacher.model, batch, frozenset({"logits"})).logits.float().cpu()
+            answer = self.teacher.answer(batch)  # the teacher itself, not its training path (a cache, counters)
+            if answer is None:  # a teacher of training rows only (a soft-label file)
+                return
+            answer = answer.float().cpu()
             # one row per position that has an answer: batches of a token-level task differ in length
             logits.append(answer.flatten(0, -2))
             labels.append(batch["labels"].cpu().flatten(0, answer.dim() - 2))
