@@ -19,6 +19,9 @@ HERE = Path(__file__).resolve().parent
 STARTING_STUDENT = "bert_l3_random_batches"
 SPECIAL = {
     "embeddings",
+    "teachers_soft_labels",
+    "teachers_ensemble",
+    "ner_corpus",
     "outside_steps",
     "cache_bytes",
     "train_speed",
@@ -428,6 +431,64 @@ def embeddings_lines(record: dict) -> list[str]:
     walls = ", ".join(f"{k} {v:.0f} s" for k, v in record["wall_seconds"].items())
     return [*lines, "", *targets, "", f"Wall time of each step: {walls}.", "",
             "![Embedding students](results/embeddings_pareto.png)"]  # fmt: skip
+
+
+def teachers_lines(results: dict[str, dict]) -> list[str]:
+    """Issue 36: a soft-label file against the live teacher, an ensemble, and NER with a teacher-labelled corpus."""
+    lines = []
+    if soft := results.get("teachers_soft_labels"):
+        accuracy = soft["dev_accuracy"]
+        lines += [
+            "### A file of the teacher's own logits as the teacher",
+            "",
+            f"{soft['date']}, {soft['machine']}: `{soft['command']}`. `distill predict --logits` wrote the reference "
+            f"teacher's logits for all {soft['soft_label_rows']:,} SST-2 training rows "
+            f"({soft['wall_seconds']['predict_logits']:.0f} s); the quickstart (bert_l3, 600 steps, seed 42) then "
+            f"trained with the live teacher and with that file as `model.teacher`.",
+            "",
+            f"- training loss equal at {soft['steps_with_equal_loss']} of {soft['steps']} steps; the largest gap "
+            f"{soft['max_loss_gap']:.2e} (target: equal at every step): "
+            f"{'met' if soft['steps_with_equal_loss'] == soft['steps'] else '**missed**'};",
+            f"- dev accuracy: live {accuracy['live']:.4f}, file {accuracy['file']:.4f} (target: the same): "
+            f"{'met' if accuracy['live'] == accuracy['file'] else '**missed**'}.",
+            "",
+        ]
+    if ensemble := results.get("teachers_ensemble"):
+        teachers, students = ensemble["teachers_dev_accuracy"], ensemble["students_dev_accuracy"]
+        lines += [
+            "### Two teachers as one",
+            "",
+            f"{ensemble['date']}, {ensemble['machine']}: `{ensemble['command']}`. The second teacher is "
+            "all-MiniLM-L6-v2 fine-tuned on SST-2 with seed 7 (configs/sst2/teacher.yaml, 1,500 steps); the ensemble "
+            "is the mean of the two teachers' probabilities; each student is the quickstart (bert_l3, 600 steps). "
+            "Teachers' accuracies are the ensemble run's report card, measured in one process.",
+            "",
+            "| teacher | teacher's dev accuracy | its bert_l3 student's dev accuracy |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {teachers[name]:.4f} | {students[name]:.4f} |"
+                for name in ("reference", "seed7", "ensemble")
+            ),
+            "",
+        ]
+    if ner := results.get("ner_corpus"):
+        metrics = ner["dev_metrics"]
+        lines += [
+            "### CoNLL-2003 with a teacher-labelled corpus",
+            "",
+            f"{ner['date']}, {ner['machine']}: `{ner['command']}`. {ner['labelled_sentences']:,} labelled training "
+            f"sentences; the other {ner['unlabelled_sentences']:,} with their tags removed, as raw text "
+            "(`data.corpus`). The teacher is all-MiniLM-L6-v2 fine-tuned on the labelled sentences alone; both "
+            "students are configs/conll2003/bert_l3.yaml (3 epochs). Entity F1 on the full dev set (3,250 "
+            "sentences).",
+            "",
+            "| model | entity F1 | precision | recall | wall s |",
+            "|---|---|---|---|---|",
+            *(f"| {name} | {m['entity_f1']:.4f} | {m['entity_precision']:.4f} | {m['entity_recall']:.4f} | "
+              f"{ner['wall_seconds'][name]:.0f} |" for name, m in metrics.items()),
+            "",
+        ]  # fmt: skip
+    return lines
 
 
 def gpu_lines(record: dict | None) -> list[str]:
@@ -1013,6 +1074,8 @@ def main() -> None:
     lines += ["## On a GPU (issue 34)", "", *gpu_lines(results.get("gpu")), ""]
     if "embeddings" in results:
         lines += ["## Embeddings (issue 35)", "", *embeddings_lines(results["embeddings"]), ""]
+    if teachers := teachers_lines(results):
+        lines += ["## Teachers beyond a local encoder (issue 36)", "", *teachers]
     if "custom_csv" in results:
         lines += [
             "## Your own CSV: a teacher, then a student (configs/custom)",

@@ -77,6 +77,15 @@ class BaseTeacher(nn.Module, ABC):
         """Changes whenever the teacher's answers could: it names the teacher cache's folder."""
         return teacher_digest(self.state_dict())
 
+    def take_encoder(self, source: str | None, task: Task, trust_remote_code: bool = False) -> None:
+        """Set `model` and `tokenizer` from an encoder folder or hub id that is never run (a teacher that is not an
+        encoder names one, so the data has a tokenizer and students have layers to copy); None sets neither."""
+        self.model, self.tokenizer = None, None
+        if source is not None:
+            model = load_classifier(source, "teacher", head=task.head, trust_remote_code=trust_remote_code)
+            self.model = model.eval().requires_grad_(False)
+            self.tokenizer = load_tokenizer(source, "teacher", trust_remote_code=trust_remote_code)
+
     def train(self, mode: bool = True) -> BaseTeacher:
         """Ignore Lightning's switch to train mode: dropout in the teacher would only add noise to its targets."""
         return super().train(False)

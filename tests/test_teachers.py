@@ -10,12 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distill import DataFiles, DistillError, Teacher
+from distill import DataFiles, DistillError, Ensemble, Teacher
 from distill.plugins.tasks import TextClassification
 from distill.plugins.teachers import SoftLabels
 from distill.registry import task_from_spec
-from tests.conftest import SST2, base_config, cli_error, run_cli, small_data, write_config
+from tests.conftest import (
+    REFERENCE_TEACHER,
+    SST2,
+    base_config,
+    cli_error,
+    run_cli,
+    save_tiny_teacher,
+    small_data,
+    write_config,
+)
 
 ROWS = 128  # base_config's train_limit
 
@@ -142,3 +152,173 @@ def test_a_student_that_copies_the_teachers_layers_needs_a_model_beside_the_file
     message = cli_error("fit", "--config", str(write_config(tmp_path / "c.yaml", config)))
     assert "BertStudent takes its sizes and vocabulary from the teacher's model" in message
     assert "names one with `tokenizer:`" in message
+
+
+# --- several teachers at once ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reversed_teacher(tmp_path_factory) -> Path:
+    """A second tiny teacher whose head lists SST-2's labels the other way round (by name)."""
+    return save_tiny_teacher(tmp_path_factory.mktemp("reversed"), seed=1, id2label={0: "1", 1: "0"},
+                             label2id={"1": 0, "0": 1})  # fmt: skip
+
+
+def encoded(teacher: Teacher, texts: list[str]) -> dict[str, torch.Tensor]:
+    return dict(teacher.tokenizer(texts, padding=True, return_tensors="pt"))
+
+
+def test_an_ensemble_puts_each_teacher_in_the_tasks_label_order_and_combines_them(tiny_teacher, reversed_teacher):
+    task = sst2()
+    batch = encoded(Teacher(str(tiny_teacher), task), ["a moving film .", "dull , flat and long"])
+    with torch.no_grad():
+        first = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()(**batch).logits
+        second = AutoModelForSequenceClassification.from_pretrained(reversed_teacher).eval()(**batch).logits
+    second = second[:, [1, 0]]  # its output 1 is label "0": in the task's order
+    mean = Ensemble([str(tiny_teacher), str(reversed_teacher)], task=task)
+    expected = torch.log((first.softmax(-1) + second.softmax(-1)) / 2)
+    torch.testing.assert_close(mean(batch, frozenset({"logits"})).logits, expected, atol=1e-5, rtol=1e-5)
+    weighted = Ensemble([str(tiny_teacher), {"teacher": str(reversed_teacher), "weight": 3}], combine="logits",
+                        task=task)  # fmt: skip
+    torch.testing.assert_close(weighted.answer(batch), (first + 3 * second) / 4, atol=1e-5, rtol=1e-5)
+
+
+def test_an_ensemble_trains_a_student_and_the_card_measures_each_teacher(tiny_teacher, reversed_teacher, tmp_path):
+    config = base_config(tiny_teacher, tmp_path)
+    config["model"]["teacher"] = [str(tiny_teacher), {"teacher": str(reversed_teacher), "weight": 2}]
+    run_cli("fit", "--config", str(write_config(tmp_path / "e.yaml", config)), "--run_name", "ensemble")
+    rows = {r["model"]: r for r in json.loads((tmp_path / "ensemble" / "report.json").read_text())["rows"]}
+    assert list(rows) == ["teacher", "teacher-1", "teacher-2", "student"]
+    assert all(0 <= r["value"] <= 1 for r in rows.values())
+    assert rows["teacher"]["size_mb"] == pytest.approx(rows["teacher-1"]["size_mb"] + rows["teacher-2"]["size_mb"])
+
+
+@pytest.mark.parametrize(
+    ("teachers", "options", "expected"),
+    [
+        (["first"], {}, "an ensemble needs two or more"),
+        (["first", "second"], {"weights": [1, 0]}, "must be one positive number per teacher (2)"),
+        (["first", "second"], {"combine": "votes"}, "ensemble combine 'votes' is unknown"),
+        (["first", "other_vocabulary"], {}, "tokenise text differently"),
+    ],
+)
+def test_an_ensemble_that_cannot_combine_is_refused(teachers, options, expected, tiny_teacher, tmp_path):
+    other = tmp_path / "other"
+    save_tiny_teacher(other)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    tokenizer.add_tokens(["qwertyuiop"])  # another vocabulary
+    tokenizer.save_pretrained(other)
+    named = {"first": str(tiny_teacher), "second": str(tiny_teacher), "other_vocabulary": str(other)}
+    with pytest.raises(DistillError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        Ensemble([named[t] for t in teachers], task=sst2(), **options)
+
+
+# --- a causal LM as the teacher --------------------------------------------------------------------------------
+
+PROMPT = "Review: {sentence}\nSentiment:"
+VERBALIZERS = {"0": " terrible movie", "1": [" great", " good"]}  # a multi-token verbaliser, and two for one label
+
+
+def save_tiny_lm(folder: Path, family: str, padding_side: str) -> Path:
+    """A random tiny Llama or GPT-2 with the reference tokenizer (no LM tokenizer can be downloaded here)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if family == "llama":
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=30522,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        )
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=4))  # fmt: skip
+    model.save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(REFERENCE_TEACHER)
+    tokenizer.padding_side = padding_side
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(("family", "padding_side"), [("llama", "left"), ("gpt2", "right")])
+def test_the_lm_teachers_scores_are_its_verbaliser_log_probabilities(family, padding_side, tmp_path):
+    from distill.plugins.teachers import CausalLMTeacher
+
+    folder = save_tiny_lm(tmp_path / family, family, padding_side)
+    few_shot = [{"sentence": "a gem .", "label": "1"}]
+    teacher = CausalLMTeacher(str(folder), PROMPT, VERBALIZERS, few_shot=few_shot, batch_size=3, task=sst2())
+    rows = [{"sentence": s["sentence"]} for s in sst2_rows(4)]  # of different lengths: the batch is padded
+    lm, tokenizer = teacher.lm, AutoTokenizer.from_pretrained(folder)
+
+    def by_hand(text: str, ending: str) -> float:
+        context = tokenizer(text).input_ids
+        continuation = tokenizer(ending, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logits = lm(input_ids=torch.tensor([context + continuation])).logits[0].double()
+        log_probs = logits.log_softmax(-1)
+        return sum(float(log_probs[len(context) - 1 + i, t]) for i, t in enumerate(continuation))
+
+    prefix = "Review: a gem .\nSentiment: great\n\n"
+    expected = torch.tensor(
+        [[by_hand(prefix + PROMPT.format(**row), " terrible movie"),
+          math.log(sum(math.exp(by_hand(prefix + PROMPT.format(**row), v)) for v in (" great", " good")))]
+         for row in rows], dtype=torch.float64,
+    )  # fmt: skip
+    assert len(tokenizer(" terrible movie", add_special_tokens=False).input_ids) == 2
+    torch.testing.assert_close(teacher.score(rows).double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_an_lm_teacher_trains_a_student_through_the_teacher_cache(tiny_teacher, tmp_path):
+    folder = save_tiny_lm(tmp_path / "causal_lm", "gpt2", "right")
+    config = base_config(tiny_teacher, tmp_path)
+    settings = {"model": str(folder), "prompt": PROMPT, "verbalizers": VERBALIZERS, "tokenizer": str(tiny_teacher)}
+    config["model"]["teacher"] = {"class_path": "CausalLMTeacher", "init_args": settings}
+    config["model"]["teacher_cache"] = {"directory": str(tmp_path / "teacher_cache")}
+    config["trainer"]["max_steps"] = 16  # two epochs of 128 rows: the second reads the cache
+    run_cli("fit", "--config", str(write_config(tmp_path / "lm.yaml", config)), "--run_name", "lm")
+    card = json.loads((tmp_path / "lm" / "student" / "card.json").read_text())
+    assert card["teacher"]["class_path"] == "CausalLMTeacher" and "accuracy" in card["dev_metrics"]
+    (cached,) = (tmp_path / "teacher_cache").iterdir()
+    assert (cached / "manifest.json").is_file()  # the first epoch filled it, once per example
+
+
+def test_an_lm_teacher_for_a_task_it_cannot_score_is_refused(tmp_path):
+    from distill.plugins.teachers import CausalLMTeacher
+
+    folder = save_tiny_lm(tmp_path / "lm", "gpt2", "right")
+    with pytest.raises(DistillError, match=r"verbalizers names labels \['0'\], but task sst2 has \['0', '1'\]"):
+        CausalLMTeacher(str(folder), PROMPT, {"0": " bad"}, task=sst2())
+    regression = task_from_spec({"class_path": "Regression", "init_args": {"text_columns": ["sentence"]}})
+    with pytest.raises(DistillError, match="the task must pick one label per example"):
+        CausalLMTeacher(str(folder), PROMPT, {"score": " high"}, task=regression)
+
+
+def test_a_token_tasks_soft_labels_land_on_each_words_first_piece(tmp_path):
+    from types import SimpleNamespace
+
+    import datasets
+
+    from distill.delivery.batching import task_batches
+    from distill.plugins.tasks import TokenClassification
+
+    task = TokenClassification(labels=["B-PER", "O"])
+    sentences = [["Peter", "Blackburnshire", "wins"], ["Rain"]]
+    per_word = [[[0.9, 0.1], [0.2, 0.8], [0.0, 1.0]], [[0.5, 0.5]]]
+    path = tmp_path / "tags.jsonl"
+    path.write_text("".join(json.dumps({"B-PER": [w[0] for w in row], "O": [w[1] for w in row]}) + "\n"
+                            for row in per_word))  # fmt: skip
+    examples = datasets.Dataset.from_dict({"tokens": sentences, "labels": [[-100] * 3, [-100]], "idx": [0, 1]})
+    teacher = SoftLabels(str(path), task=task)
+    teacher.prepare(SimpleNamespace(read=lambda split: examples, notes={}, corpus=None))
+    batch = task_batches(task, AutoTokenizer.from_pretrained(REFERENCE_TEACHER), examples, 2)[0]
+    logits = teacher(batch, frozenset({"logits"})).logits
+    compared = task.compared(logits, batch).softmax(-1)
+    torch.testing.assert_close(compared, torch.tensor([w for row in per_word for w in row]), atol=1e-6, rtol=0)
+    bad = tmp_path / "short.jsonl"
+    bad.write_text(json.dumps({"B-PER": [0.1], "O": [0.9]}) + "\n" + json.dumps({"B-PER": [0.1], "O": [0.9]}) + "\n")
+    with pytest.raises(DistillError, match="line 1: 1 words' values, but training example 1 has 3 words"):
+        SoftLabels(str(bad), task=task).prepare(SimpleNamespace(read=lambda split: examples, notes={}, corpus=None))

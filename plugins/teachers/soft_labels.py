@@ -97,14 +97,7 @@ class SoftLabels(BaseTeacher):
         lengths = [len(row) for row in rows]
         self.register_buffer("table", torch.tensor([v for row in rows for v in row], dtype=torch.float64))
         self.register_buffer("offsets", torch.tensor([0, *lengths]).cumsum(0))
-        self.model, self.tokenizer = None, None
-        if tokenizer is not None:
-            from distill import load_classifier, load_tokenizer
-
-            self.model = load_classifier(tokenizer, "teacher", head=task.head, trust_remote_code=trust_remote_code)
-            self.model.eval()
-            self.model.requires_grad_(False)
-            self.tokenizer = load_tokenizer(tokenizer, "teacher", trust_remote_code)
+        self.take_encoder(tokenizer, task, trust_remote_code)
         self.anatomy = Anatomy(family="soft_labels", provides=frozenset({"logits"}), num_labels=len(names))
         self.order: Tensor | None = None  # training example -> file row, fixed by `prepare`
 
