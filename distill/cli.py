@@ -36,7 +36,7 @@ from distill.delivery.bench import BENCH_FILES, run_bench
 from distill.delivery.export import export_depth
 from distill.delivery.folder import CARD_NAME, card_max_length, model_folder, read_card
 from distill.delivery.model_card import push_to_hub
-from distill.delivery.predict import predict
+from distill.delivery.predict import predict, predict_with_teacher
 from distill.delivery.report import table_markdown
 from distill.errors import DistillError
 from distill.hf import check_remote_code
@@ -552,7 +552,10 @@ def _export_folder(checkpoint: Path, out: str | None) -> Path:
 def predict_command(argv: list[str]) -> None:
     """`distill predict`: label a CSV, TSV, JSON, JSONL or Parquet file with an exported model."""
     parser = ArgumentParser(prog="distill predict", exit_on_error=False, description=predict_command.__doc__)
-    parser.add_argument("--model", type=str, required=True, help="an export folder (or its int8/ copy)")
+    parser.add_argument("--model", type=str | None, default=None, help="an export folder (or its int8/ copy)")
+    parser.add_argument("--teacher", type=str | None, default=None,
+                        help="instead of --model, a teacher as model.teacher names it (a folder, a file, YAML of a "
+                             "causal LM or a list); writes logit_<label> columns, a soft-label file")  # fmt: skip
     parser.add_argument("--input", type=str, required=True, help="a file holding the task's text columns")
     parser.add_argument("--output", type=str | None, default=None, help="default: <input>.predictions.<suffix>")
     parser.add_argument("--task", type=str | None, default=None, help="a preset (default: the model card's task)")
@@ -571,7 +574,16 @@ def predict_command(argv: list[str]) -> None:
             f"--output {output} is the input file, which distill never overwrites: pass another --output"
         )
     refuse_existing([output], args.overwrite, "--output", "pass another --output")
-    count = predict(Path(args.model), source, output, args.task, args.batch_size, args.trust_remote_code, args.logits)
+    if (args.model is None) == (args.teacher is None):
+        raise DistillError("give --model (an export) or --teacher (a teacher as model.teacher names it), not both")
+    if args.teacher is not None:
+        if args.task is None:
+            raise DistillError("--teacher needs --task: a teacher's labels are checked against the task's")
+        spec = yaml.safe_load(args.teacher) if args.teacher.lstrip().startswith(("{", "[")) else args.teacher
+        count = predict_with_teacher(spec, source, output, args.task, args.batch_size, args.trust_remote_code)
+    else:
+        count = predict(Path(args.model), source, output, args.task, args.batch_size, args.trust_remote_code,
+                        args.logits)  # fmt: skip
     print(f"{count} rows labelled: {output}")
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ def build_teacher(spec: TeacherSpec, task: Task, trust_remote_code: bool = False
     if isinstance(spec, dict):
         path = spec.get("class_path", "")
         cls = next((c for name, (c, _) in kinds.items() if path in (name, f"{c.__module__}.{c.__qualname__}")), None)
+        cls = cls or _imported(path)
         if cls is None:
             raise DistillError(
                 f"unknown teacher kind {path!r} in model.teacher: installed kinds are {', '.join(sorted(kinds))}, "
@@ -47,6 +49,16 @@ def build_teacher(spec: TeacherSpec, task: Task, trust_remote_code: bool = False
     if claimed:
         return claimed[0](spec, task=task, trust_remote_code=trust_remote_code)
     return Teacher(spec, task, trust_remote_code)
+
+
+def _imported(path: str) -> type[BaseTeacher] | None:
+    """A teacher kind by its full import path, registered or not (handy while writing a plugin)."""
+    module, _, name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) and issubclass(found, BaseTeacher) else None
 
 
 class Ensemble(BaseTeacher):

@@ -322,3 +322,25 @@ def test_a_token_tasks_soft_labels_land_on_each_words_first_piece(tmp_path):
     bad.write_text(json.dumps({"B-PER": [0.1], "O": [0.9]}) + "\n" + json.dumps({"B-PER": [0.1], "O": [0.9]}) + "\n")
     with pytest.raises(DistillError, match="line 1: 1 words' values, but training example 1 has 3 words"):
         SoftLabels(str(bad), task=task).prepare(SimpleNamespace(read=lambda split: examples, notes={}, corpus=None))
+
+
+def test_predict_runs_an_lm_teacher_alone_and_writes_a_soft_label_file_a_run_reads(tmp_path):
+    from distill.plugins.teachers import CausalLMTeacher
+
+    folder = save_tiny_lm(tmp_path / "causal_lm", "llama", "left")
+    rows = tmp_path / "rows.jsonl"
+    sentences = [r["sentence"] for r in sst2_rows(5)]
+    rows.write_text("".join(json.dumps({"sentence": s}) + "\n" for s in sentences))
+    spec = {"class_path": "CausalLMTeacher", "init_args": {"model": str(folder), "prompt": PROMPT,
+                                                           "verbalizers": VERBALIZERS, "batch_size": 2}}  # fmt: skip
+    out = tmp_path / "soft.jsonl"
+    run_cli("predict", "--teacher", json.dumps(spec), "--task", "sst2", "--input", str(rows), "--output", str(out))
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["sentence"] for w in written] == sentences and "idx" not in written[0]
+    expected = CausalLMTeacher(str(folder), PROMPT, VERBALIZERS, task=sst2()).score(
+        [{"sentence": s} for s in sentences]
+    )
+    torch.testing.assert_close(torch.tensor([[w["logit_0"], w["logit_1"]] for w in written]), expected)
+    soft = SoftLabels(str(out), task=sst2())
+    assert soft.values == "logits" and "read the logit_<label> columns as logits" in soft.notes[0]
+    assert "give --model (an export) or --teacher" in cli_error("predict", "--input", str(rows))

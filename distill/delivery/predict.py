@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from distill.lazy import lazy_module
 from distill.registry import task_from_spec
 from distill.sources import file_format, load_table
 from distill.task import Task
+from distill.teachers import build_teacher
 
 datasets = lazy_module("datasets")
 
@@ -82,6 +83,7 @@ def read_inputs(path: Path, task: Task) -> datasets.Dataset:
 CHUNK_ROWS = 4096  # rows labelled and written at a time: memory stays flat whatever the file's length
 NUMPY = ".npy"  # an output of the models' outputs alone
 LOGIT_PREFIX = "logit_"  # `--logits` columns: logit_<label>
+Outputs = Iterable[tuple[torch.Tensor, dict, "datasets.Dataset", list[int]]]  # outputs, batch, its rows, positions
 
 
 @torch.inference_mode()
@@ -108,32 +110,106 @@ def predict(
     model, tokenizer = load_model(model_dir, trust_remote_code)
     chosen = task_of(model_dir, task)
     rows = read_inputs(input_path, chosen)
-    if logits and (chosen.per_token or chosen.output == "embedding"):
-        raise DistillError(
-            f"--logits writes one value per label per row, and task {chosen.name} outputs "
-            f"{'one row per token' if chosen.per_token else 'embeddings'}: drop --logits"
-        )
     max_length = card_max_length(model_dir, MAX_LENGTH)
+
+    def outputs(chunk: datasets.Dataset) -> Outputs:
+        return outputs_of(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
+
+    return write_predictions(rows, chosen, output_path, outputs, logits)
+
+
+@torch.inference_mode()
+def predict_with_teacher(
+    spec: Any,
+    input_path: Path,
+    output_path: Path,
+    task: str,
+    batch_size: int = 64,
+    trust_remote_code: bool = False,
+    max_length: int = MAX_LENGTH,
+) -> int:
+    """`distill predict --teacher`: what a teacher of any kind (`model.teacher`'s spec: a causal LM, an ensemble)
+    says of each input row, as prediction columns and `logit_<label>` columns: a soft-label file to review, then
+    to train from (`model.teacher: that file`).
+
+    Returns:
+        The number of rows labelled.
+    """
+    chosen = task_from_spec(task)
+    rows = read_inputs(input_path, chosen)
+    if "idx" in rows.column_names:
+        raise DistillError(f"--input {str(input_path)!r} has a column named idx, which distill numbers rows with: "
+                           f"rename it")  # fmt: skip
+    examples = rows.add_column("idx", list(range(len(rows))))
+    teacher = build_teacher(spec, chosen, trust_remote_code)
+    teacher.prepare(InputRows(examples))
+
+    def outputs(chunk: datasets.Dataset) -> Outputs:
+        order = longest_first(chunk, chosen)
+        for start in range(0, len(order), batch_size):
+            picked = order[start : start + batch_size]
+            part = chunk.select(picked)
+            if teacher.tokenizer is not None:
+                (batch,) = task_batches(chosen, teacher.tokenizer, part, None, max_length)
+            else:  # a teacher that reads the rows' text itself (a causal LM) needs only their numbers
+                batch = {"idx": torch.tensor(part["idx"]), "attention_mask": torch.ones(len(part), 1)}
+            yield teacher(batch, frozenset({"logits"})).logits.float(), batch, part, picked
+
+    return write_predictions(examples, chosen, output_path, outputs, True, drop=["idx"])
+
+
+class InputRows:
+    """The rows of `--input` as a teacher's `prepare` reads a run's data: as its training split."""
+
+    def __init__(self, examples: datasets.Dataset) -> None:
+        self.examples, self.notes, self.corpus = examples, {}, None
+
+    def read(self, split: str) -> datasets.Dataset:
+        return self.examples
+
+
+def write_predictions(
+    rows: datasets.Dataset,
+    task: Task,
+    output_path: Path,
+    outputs: Callable[[datasets.Dataset], Outputs],
+    logits: bool,
+    drop: list[str] | None = None,
+) -> int:
+    """Write `rows` (less the `drop` columns) with the prediction columns of `outputs(chunk)`, a chunk at a time,
+    into a scratch file that becomes `output_path` once every row is in; an output named .npy holds the outputs
+    alone.
+
+    Raises:
+        DistillError: `logits` for a task whose outputs are not one value per label per row.
+    """
+    if logits and (task.per_token or task.output == "embedding"):
+        raise DistillError(
+            f"--logits writes one value per label per row, and task {task.name} outputs "
+            f"{'one row per token' if task.per_token else 'embeddings'}: drop --logits"
+        )
     if output_path.suffix.lower() == NUMPY:
-        outputs = [
-            logits for logits, _, _ in outputs_of(model, tokenizer, chosen, rows, batch_size, max_length, model_dir)
-        ]
+        found = list(outputs(rows))
         with atomic_file(output_path, "wb") as stream:
-            width = outputs[0].shape[-1] if outputs else chosen.num_labels
-            np.save(stream, torch.cat(outputs).numpy() if outputs else np.zeros((0, width), np.float32))
+            width = found[0][0].shape[-1] if found else task.num_labels
+            if not found:
+                np.save(stream, np.zeros((0, width), np.float32))
+            else:
+                positions = torch.tensor([row for *_, picked in found for row in picked])
+                np.save(stream, torch.cat([output for output, *_ in found])[positions.argsort()].numpy())
         return len(rows)
     kind = file_format(output_path, "--output")
+    kept = [c for c in rows.column_names if c not in (drop or [])]
     with atomic_file(output_path, "wb") as stream:
         writer = None
         for start in range(0, len(rows), CHUNK_ROWS):
             chunk = rows.select(range(start, min(start + CHUNK_ROWS, len(rows))))
-            outputs = outputs_of(model, tokenizer, chosen, chunk, batch_size, max_length, model_dir)
-            predictions = prediction_columns(chosen, outputs, logits)
-            writer = writer or TableWriter(stream, kind, [*rows.column_names, *added_columns(predictions, rows)])
-            writer.write({**chunk.to_dict(), **predictions})
+            predictions = prediction_columns(task, outputs(chunk), logits)
+            writer = writer or TableWriter(stream, kind, [*kept, *added_columns(predictions, rows)])
+            writer.write({**chunk.select_columns(kept).to_dict(), **predictions})
         if writer is None:  # no rows: the header still gets the task's columns
-            empty = chosen.prediction_columns(torch.empty(0, chosen.num_labels), {}, {})
-            writer = TableWriter(stream, kind, [*rows.column_names, *added_columns(empty, rows)])
+            empty = task.prediction_columns(torch.empty(0, task.num_labels), {}, {})
+            writer = TableWriter(stream, kind, [*kept, *added_columns(empty, rows)])
         writer.close()
     return len(rows)
 
@@ -149,20 +225,18 @@ def added_columns(predictions: dict[str, list], rows: datasets.Dataset) -> list[
     return list(predictions)
 
 
-def prediction_columns(
-    task: Task, outputs: Iterable[tuple[torch.Tensor, dict, datasets.Dataset]], logits: bool = False
-) -> dict[str, list]:
-    """The task's prediction columns for the rows `outputs_of` ran through the model, a batch at a time, and with
-    `logits` the raw outputs too (`logit_<label>`)."""
+def prediction_columns(task: Task, outputs: Outputs, logits: bool = False) -> dict[str, list]:
+    """The task's prediction columns for the rows `outputs` ran through the model, in the rows' own order, and
+    with `logits` the raw outputs too (`logit_<label>`)."""
     names = list(task.labels) if task.labels is not None else ["score"]
-    added: dict[str, list] = {}
-    for output, batch, chunk in outputs:
+    added: dict[str, dict[int, Any]] = {}
+    for output, batch, chunk, positions in outputs:
         columns = task.prediction_columns(output, batch, chunk.to_dict())
         if logits:
             columns |= {f"{LOGIT_PREFIX}{name}": output[:, i].tolist() for i, name in enumerate(names)}
         for column, values in columns.items():
-            added.setdefault(column, []).extend(values)
-    return added
+            added.setdefault(column, {}).update(zip(positions, values, strict=True))
+    return {column: [values[row] for row in sorted(values)] for column, values in added.items()}
 
 
 def outputs_of(
@@ -173,16 +247,28 @@ def outputs_of(
     batch_size: int,
     max_length: int,
     model_dir: Path,
-) -> Iterator[tuple[torch.Tensor, dict, datasets.Dataset]]:
-    """(outputs in float32, encoded batch, input rows) for `rows`, a batch at a time."""
+) -> Outputs:
+    """(outputs in float32, encoded batch, its input rows, their positions in `rows`), a batch at a time, longest
+    rows first: each batch pads to lengths close to its own (SST-2's training file in file order pads to three
+    times the tokens)."""
     texts = rows.select_columns(list(task.text_columns))
-    for start in range(0, len(texts), batch_size):
-        chunk = texts.select(range(start, min(start + batch_size, len(texts))))
+    order = longest_first(texts, task)
+    for start in range(0, len(order), batch_size):
+        picked = order[start : start + batch_size]
+        chunk = texts.select(picked)
         # One batch per chunk of rows, whatever the encoded inputs per row (a long QA context has several windows).
         (batch,) = task_batches(task, tokenizer, chunk, None, max_length)
         logits = head_logits(model(**model_inputs(model, batch))).float()
         check_label_space(model_dir, logits.shape[-1], task)
-        yield logits, batch, chunk
+        yield logits, batch, chunk, picked
+
+
+def longest_first(rows: datasets.Dataset, task: Task) -> list[int]:
+    """Row positions by length, longest first: characters of the text columns (words of a word-list column), a
+    cheap stand-in for word pieces."""
+    lengths = [sum(len(value) for value in values) for values in zip(*(rows[c] for c in task.text_columns),
+                                                                      strict=True)]  # fmt: skip
+    return sorted(range(len(rows)), key=lambda row: -lengths[row])
 
 
 class TableWriter:
