@@ -85,7 +85,7 @@ class DistillationModule(LightningModule):
         task: the task as its spec (`Task.spec()`, labels fixed) or a preset name; the CLI links it from the
             data, whose training split fixes the label space.
         teacher: folder or hub id of a model fine-tuned for the task (its head, its labels); a file of soft
-            labels (Parquet, JSONL, CSV); a registered kind as `{class_path: CausalLMTeacher, init_args: ...}`;
+            labels (Parquet, JSONL, CSV); a registered teacher kind as `{class_path: KIND, init_args: ...}`;
             or a list of these, combined as one (`Ensemble`). None trains the student on labels alone (how a
             teacher is fine-tuned).
         learning_rate: AdamW peak learning rate.
@@ -130,8 +130,8 @@ class DistillationModule(LightningModule):
         self.tokenizer = getattr(self.teacher, "tokenizer", None) or self.student.tokenizer
         if self.tokenizer is None:
             raise DistillError(
-                "no tokenizer: set model.teacher to a model, give a soft-label teacher's `tokenizer:`, or use a "
-                "student that brings its own (PretrainedStudent)"
+                "no tokenizer: set model.teacher to a model, name one in the teacher's `tokenizer:` (a teacher with "
+                "no model of its own), or use a student that brings its own tokenizer"
             )
         self.student_tokenizer = self._own_tokenizer()
         self.cache_settings = teacher_cache

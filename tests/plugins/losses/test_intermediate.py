@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from distill import GROUP
 from distill.errors import DistillError
 from distill.plugins.losses import AttentionKD, HiddenStatesKD, ValueRelationKD
+from distill.plugins.tasks import SentenceEmbedding
 from distill.registry import registered, task_from_spec
 from distill.students.encoder import BertStudent
 from distill.teacher import Teacher
@@ -42,10 +44,20 @@ def distillation_losses():
     return [cls for cls, _ in registered("losses").values() if cls().from_teacher]
 
 
+def grouped(loss, batch):
+    """A loss that reads (query, positive, negative) rows gets a task with three group columns and the batch's three
+    texts as one such row; the others get the batch as it is."""
+    if loss.name != "margin_mse":
+        return batch
+    loss.task = SentenceEmbedding(group_columns=["query", "positive", "negative"], width=2)
+    return {**batch, GROUP: torch.tensor([0, 0, 0])}
+
+
 @pytest.mark.parametrize("loss_class", distillation_losses(), ids=lambda c: c.__name__)
 def test_every_registered_loss_is_zero_on_a_copy_and_positive_and_differentiable_otherwise(loss_class, teacher, batch):
     teacher_features = teacher(batch, ALL_FEATURES)
     loss = loss_class()
+    batch = grouped(loss, batch)
     same = copy_of_teacher(teacher)
     loss.setup(same.anatomy, teacher.anatomy)
     assert loss(same(batch, ALL_FEATURES), teacher_features, batch).item() == pytest.approx(0.0, abs=1e-5)
@@ -56,6 +68,7 @@ def test_every_registered_loss_is_zero_on_a_copy_and_positive_and_differentiable
         for parameter in different.parameters():
             parameter.add_(0.5 * torch.randn_like(parameter))
     loss = loss_class()
+    grouped(loss, batch)
     loss.setup(different.anatomy, teacher.anatomy)
     value = loss(different(batch, ALL_FEATURES), teacher_features, batch)
     value.backward()
