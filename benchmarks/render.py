@@ -466,7 +466,7 @@ def teachers_lines(results: dict[str, dict]) -> list[str]:
             "### Two teachers as one",
             "",
             f"{ensemble['date']}, {ensemble['machine']}: `{ensemble['command']}`. The second teacher is "
-            "all-MiniLM-L6-v2 fine-tuned on SST-2 with seed 7 (configs/sst2/teacher.yaml, 1,500 steps); the ensemble "
+            "all-MiniLM-L6-v2 fine-tuned on SST-2 with seed 7 (configs/sst2/teacher.yaml, 1,000 steps); the ensemble "
             "is the mean of the two teachers' probabilities; each student is the quickstart (bert_l3, 600 steps). "
             "Teachers' accuracies are the ensemble run's report card, measured in one process.",
             "",

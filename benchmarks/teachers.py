@@ -3,8 +3,8 @@
 - soft_labels: `distill predict --logits` writes the reference teacher's logits for every training row into a
   Parquet file; the quickstart then trains once with the live teacher and once with that file as the teacher
   (same seed, same data order). Compared: the training loss at every step, and the dev accuracy.
-- ensemble: a second teacher fine-tuned from all-MiniLM-L6-v2 with another seed (configs/sst2/teacher.yaml, 1,500
-  steps, as the reference teacher was selected), then the quickstart student of each single teacher and of the
+- ensemble: a second teacher fine-tuned from all-MiniLM-L6-v2 with another seed (configs/sst2/teacher.yaml, 1,000
+  steps; the reference teacher was selected at 1,500), then the quickstart student of each single teacher and of the
   two as one ensemble (mean of probabilities). The ensemble run's report card measures both teachers and the
   ensemble on dev.
 
@@ -89,7 +89,7 @@ def ensemble(out: Path, cap: list[str]) -> dict:
     walls = {}
     second = out / "teacher_seed7" / "student"
     walls["second_teacher"] = distill("fit", "--config", "configs/sst2/teacher.yaml", "--seed_everything", "7",
-                                      "--trainer.max_steps", "1500", "--model.student.init_args.model",
+                                      "--trainer.max_steps", "1000", "--model.student.init_args.model",
                                       str(get_model_path()), "--trainer.default_root_dir", str(out),
                                       "--trainer.enable_progress_bar", "false", "--report.enabled", "false",
                                       *cap, "--run_name", "teacher_seed7")  # fmt: skip
