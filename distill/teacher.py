@@ -36,6 +36,7 @@ class BaseTeacher(nn.Module, ABC):
     model: nn.Module | None  # set by every subclass (a class default would hide a registered submodule)
     tokenizer: PreTrainedTokenizerBase | None
     cacheable: bool = True  # whether the teacher cache may keep its outputs (a table of them needs none)
+    labels_new_rows: bool = True  # whether it answers any tokenised row, or only the training examples it read
 
     @classmethod
     def claims(cls, source: str) -> bool:

@@ -114,6 +114,7 @@ class Ensemble(BaseTeacher):
             raise DistillError(f"the ensemble's teachers output {sorted(widths)} values each: they must agree")
         self.anatomy = Anatomy(family="ensemble", provides=frozenset({"logits"}), num_labels=widths.pop())
         self.cacheable = all(t.cacheable for t in self.teachers)
+        self.labels_new_rows = all(t.labels_new_rows for t in self.teachers)
 
     def prepare(self, data: Any) -> None:
         for teacher in self.teachers:

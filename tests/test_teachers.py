@@ -344,3 +344,14 @@ def test_predict_runs_an_lm_teacher_alone_and_writes_a_soft_label_file_a_run_rea
     soft = SoftLabels(str(out), task=sst2())
     assert soft.values == "logits" and "read the logit_<label> columns as logits" in soft.notes[0]
     assert "give --model (an export) or --teacher" in cli_error("predict", "--input", str(rows))
+
+
+def test_a_file_teacher_refuses_an_augmentation_whose_new_rows_it_has_no_labels_for(
+    logits_file, tiny_teacher, tmp_path
+):
+    config = base_config(tiny_teacher, tmp_path)
+    settings = {"path": str(logits_file), "tokenizer": str(tiny_teacher)}
+    config["model"]["teacher"] = {"class_path": "SoftLabels", "init_args": settings}
+    config["data"]["augmentation"] = {"class_path": "TransferSet", "init_args": {"multiplier": 1}}
+    message = cli_error("fit", "--config", str(write_config(tmp_path / "c.yaml", config)))
+    assert "data.augmentation adds training rows, but the teacher (soft_labels) answers only" in message

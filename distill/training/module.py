@@ -241,7 +241,13 @@ class DistillationModule(LightningModule):
         fingerprint names the cache)."""
         if self.teacher is not None:
             self.teacher.to(self.device)  # a no-op, except where FSDP left the ignored teacher behind
-            self.teacher.prepare(self.trainer.datamodule)
+            data = self.trainer.datamodule
+            if getattr(data, "augmentation", None) is not None and not self.teacher.labels_new_rows:
+                raise DistillError(
+                    f"data.augmentation adds training rows, but the teacher ({self.teacher.anatomy.family}) answers "
+                    f"only the training examples it was given: drop the augmentation, or use a model as the teacher"
+                )
+            self.teacher.prepare(data)
         self._check_teacher_agreement()
         settings = self.cache_settings
         if settings is None or self.teacher is None or not self.teacher_needs or not self.teacher.cacheable:

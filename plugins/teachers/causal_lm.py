@@ -40,6 +40,8 @@ class CausalLMTeacher(BaseTeacher):
     brings its own tokenizer.
     """
 
+    labels_new_rows = False  # it reads the text of the training examples it was given
+
     def __init__(
         self,
         model: str,

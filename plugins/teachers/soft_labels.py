@@ -45,6 +45,7 @@ class SoftLabels(BaseTeacher):
     """
 
     cacheable = False  # a table already
+    labels_new_rows = False  # it holds the training examples' rows only
 
     def __init__(
         self,
