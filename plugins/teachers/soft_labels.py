@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,12 +240,14 @@ class SoftLabels(BaseTeacher):
         """A token task's (B, T, labels) logits: each word's values at the positions the task compares (its first
         piece), in word order; a sentence cut by max_length drops its last words."""
         shape = batch["input_ids"].shape
-        positions = self.task.compared(torch.arange(shape[0] * shape[1]).view(*shape, 1), batch).flatten()
+        flat = torch.arange(shape[0] * shape[1], device=batch["input_ids"].device).view(*shape, 1)
+        positions = self.task.compared(flat, batch).flatten()
         placed = torch.zeros(*shape, words.shape[-1], dtype=words.dtype, device=words.device)
         counts = (self.offsets[rows + 1] - self.offsets[rows]).tolist()
+        starts = [0, *accumulate(counts)][:-1]
         per_row = positions.div(shape[1], rounding_mode="floor")
         taken = []
-        for row, (start, count) in enumerate(zip(torch.tensor([0, *counts]).cumsum(0).tolist(), counts, strict=False)):
+        for row, (start, count) in enumerate(zip(starts, counts, strict=True)):
             kept = int((per_row == row).sum())
             taken.append(words[start : start + min(kept, count)])
         placed.view(-1, words.shape[-1])[positions] = torch.cat(taken)
