@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from distill.errors import DistillError
 from distill.features import Anatomy, Features
+from distill.hf import takes_token_types
 from distill.plugin_manager import registered
 from distill.task import Task
 from distill.teacher import BaseTeacher, Teacher
@@ -157,8 +158,6 @@ class ServedEnsemble(nn.Module):
 
     def __init__(self, served: list[nn.Module], ensemble: Ensemble) -> None:
         super().__init__()
-        from distill.hf import takes_token_types
-
         self.members, self.ensemble = nn.ModuleList(served), ensemble
         self.reads_token_types = any(takes_token_types(m) for m in served)
 

@@ -101,7 +101,7 @@ def predict(
     An output named .npy holds the models' outputs alone, one row per input row (embeddings, or logits). Rows are
     labelled and written a chunk at a time into a scratch file, which becomes `output_path` only once every row
     is written. With `logits`, a sentence task's rows also get one `logit_<label>` column per output, at full
-    precision: a soft-label file a run can learn from (`model.teacher: that file, prefix: logit_`).
+    precision: a soft-label file a run can learn from (`model.teacher: that file`).
 
     Returns:
         The number of rows labelled.

@@ -172,5 +172,5 @@ class CausalLMTeacher(BaseTeacher):
         return (predicted * counted).sum(1).cpu()
 
     def fingerprint(self) -> str:
-        settings = json.dumps([self.prompt, self.choices, self.prefix, self.lm.dtype.__repr__()], sort_keys=True)
+        settings = json.dumps([self.prompt, self.choices, self.prefix, str(self.lm.dtype)], sort_keys=True)
         return super().fingerprint() + hashlib.sha256(settings.encode()).hexdigest()[:8]

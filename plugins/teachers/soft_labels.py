@@ -253,11 +253,6 @@ class SoftLabels(BaseTeacher):
         placed.view(-1, words.shape[-1])[positions] = torch.cat(taken)
         return placed
 
-    def fingerprint(self) -> str:
-        import hashlib
-
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16] + (self.values or "")
-
     @classmethod
     def claims(cls, source: str) -> bool:
         return Path(source).suffix.lower() in SUFFIXES and not Path(source).expanduser().is_dir()
